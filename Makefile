@@ -1,0 +1,47 @@
+# Every target uses the project's virtualenv (make setup creates it).
+VENV   ?= .venv
+PY     ?= $(VENV)/bin/python
+PROTO_SRC := protos
+PROTO_OUT := gen
+PROTOS := $(shell find $(PROTO_SRC) -name '*.proto')
+
+.PHONY: setup proto proto-check run test lint bench clean
+
+setup:
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+
+# Generated code lives in gen/ only; never edit it by hand.
+proto:
+	rm -rf $(PROTO_OUT)/llm_manager
+	$(PY) -m grpc_tools.protoc -I$(PROTO_SRC) \
+	  --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
+	  --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
+	  --python_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) \
+	  --mypy_out=$(PROTO_OUT) --mypy_grpc_out=$(PROTO_OUT) $(PROTOS)
+	touch $(PROTO_OUT)/llm_manager/__init__.py $(PROTO_OUT)/llm_manager/v1/__init__.py \
+	  $(PROTO_OUT)/llm_manager/py.typed
+
+# Fails when gen/ does not match protos/ (CI runs it).
+proto-check: proto
+	git diff --exit-code --stat -- $(PROTO_OUT) && \
+	  test -z "$$(git status --porcelain -- $(PROTO_OUT))" || \
+	  (echo "gen/ is stale: run 'make proto' and commit" >&2; exit 1)
+
+run:
+	$(PY) -m llm_sidecar
+
+test:
+	$(PY) tests/unified_test_runner.py
+
+lint:
+	$(PY) -m ruff check server client tests bench
+	$(PY) -m ruff format --check server client tests bench
+	$(PY) -m mypy server/llm_sidecar client/llm_manager_client
+
+bench:
+	$(PY) -m bench
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,248 @@
+"""All configuration in one typed place.
+
+Sources, highest priority first: environment variables (prefix
+``LLM_SIDECAR_``, ``__`` between nested names, JSON for lists and maps), then a
+TOML or JSON file (``--config PATH`` or ``LLM_SIDECAR_CONFIG``), then the
+defaults below, which run with no file, no key and nothing installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "LLM_SIDECAR_"
+CONFIG_ENV = "LLM_SIDECAR_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    """Where and how the gRPC server listens."""
+
+    host: str = "127.0.0.1"
+    #: TCP port; 0 picks a free one, -1 disables TCP.
+    port: int = Field(default=50051, ge=-1, le=65535)
+    #: Unix socket path; empty disables it.
+    unix_socket: str = ""
+    grace_period_seconds: float = Field(default=10.0, ge=0)
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_prompt_chars: int = Field(default=256 * 1024, ge=1)
+    max_concurrent_rpcs: int = Field(default=0, ge=0)
+    reflection: bool = True
+    #: Use uvloop when it is installed.
+    uvloop: bool = True
+
+
+class ProviderSettings(_Section):
+    """One upstream in a model's chain."""
+
+    name: str
+    kind: Literal["openai", "anthropic", "simulated"] = "openai"
+    base_url: str = ""
+    #: Name of the environment variable holding the API key (never the key itself).
+    api_key_env: str = ""
+    #: Upstream model id.
+    model: str = ""
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    weight: float = Field(default=1.0, gt=0)
+    #: Lower goes first; equal priorities share load by weight.
+    priority: int = 0
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: Health probe: "models" (GET /models), "chat" (a 1-token completion) or "none".
+    probe: Literal["models", "chat", "none"] = "models"
+    #: Simulated provider only: artificial latency.
+    simulated_latency_ms: float = 0.0
+
+    def api_key(self) -> str:
+        """The key, read from the environment at use."""
+        return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+
+
+class ModelRoute(_Section):
+    """The ordered providers that can answer one model name."""
+
+    providers: list[ProviderSettings] = Field(min_length=1)
+
+
+def _default_models() -> dict[str, ModelRoute]:
+    return {
+        "simulated": ModelRoute(
+            providers=[ProviderSettings(name="simulated", kind="simulated", model="simulated-echo-1")]
+        )
+    }
+
+
+class ManagerSettings(_Section):
+    """The per-user manager registry."""
+
+    max_managers: int = Field(default=10_000, ge=1)
+    idle_ttl_seconds: float = Field(default=1800.0, gt=0)
+    sweep_interval_seconds: float = Field(default=30.0, gt=0)
+
+
+class CacheSettings(_Section):
+    """Per-user response caches and their global budget."""
+
+    enabled: bool = True
+    max_entries_per_user: int = Field(default=256, ge=0)
+    max_bytes_per_user: int = Field(default=4 * 1024 * 1024, ge=0)
+    ttl_seconds: float = Field(default=3600.0, gt=0)
+    global_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+
+
+class HistorySettings(_Section):
+    """Conversation history bounds per thread."""
+
+    max_turns: int = Field(default=50, ge=1)
+    max_bytes: int = Field(default=256 * 1024, ge=64)
+    ttl_seconds: float = Field(default=86400.0, gt=0)
+
+
+class FailoverSettings(_Section):
+    """Retries, breakers and health probes."""
+
+    retry_rounds: int = Field(default=1, ge=0)
+    backoff_base_seconds: float = Field(default=0.05, ge=0)
+    backoff_max_seconds: float = Field(default=2.0, ge=0)
+    failure_threshold: int = Field(default=5, ge=1)
+    failure_window_seconds: float = Field(default=30.0, gt=0)
+    cooldown_seconds: float = Field(default=15.0, ge=0)
+    half_open_max_calls: int = Field(default=1, ge=1)
+    #: 0 disables background probing.
+    health_interval_seconds: float = Field(default=10.0, ge=0)
+    probe_timeout_seconds: float = Field(default=2.0, gt=0)
+
+
+class LimitSettings(_Section):
+    """Per-user admission limits; 0 disables a limit."""
+
+    max_concurrent_per_user: int = Field(default=64, ge=0)
+    tokens_per_minute_per_user: int = Field(default=0, ge=0)
+
+
+class ResourceSettings(_Section):
+    """Resource monitoring thresholds."""
+
+    sample_interval_seconds: float = Field(default=5.0, ge=0)
+    rss_warning_bytes: int = Field(default=1536 * 1024 * 1024, ge=0)
+    rss_critical_bytes: int = Field(default=2048 * 1024 * 1024, ge=0)
+    #: Warning/critical at these shares of cache.global_max_bytes.
+    cache_warning_ratio: float = Field(default=0.85, gt=0)
+    cache_critical_ratio: float = Field(default=0.98, gt=0)
+    managers_warning_ratio: float = Field(default=0.85, gt=0)
+    managers_critical_ratio: float = Field(default=0.98, gt=0)
+    #: Share of each cache kept when degraded mode trims.
+    degraded_keep_fraction: float = Field(default=0.5, ge=0, le=1)
+    degraded_keep_turns: int = Field(default=10, ge=1)
+
+
+class TelemetrySettings(_Section):
+    """Tracing, metrics and logs. Exporters follow the standard OTEL_* variables."""
+
+    service_name: str = "llm-manager-sidecar"
+    tracing: bool = True
+    #: Put prompt and completion text on spans. Off: text never leaves the process.
+    capture_content: bool = False
+    user_id_mode: Literal["pseudonym", "raw", "none"] = "pseudonym"
+    #: Environment variable holding the key of the user-id pseudonyms.
+    pseudonym_key_env: str = "LLM_SIDECAR_PSEUDONYM_KEY"
+    #: Prometheus /metrics port; -1 disables it.
+    metrics_port: int = Field(default=-1, ge=-1, le=65535)
+    metrics_host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+
+class RedisSettings(_Section):
+    """Shared state in Redis. Off unless ``url`` is set."""
+
+    url: str = ""
+    key_prefix: str = "llmsc"
+    conversations: bool = True
+    usage: bool = True
+    cache: bool = False
+    #: "best_effort": serve from memory when Redis is down and replay writes later;
+    #: "required": fail calls with UNAVAILABLE when Redis is down.
+    durability: Literal["best_effort", "required"] = "best_effort"
+    socket_timeout_seconds: float = Field(default=0.5, gt=0)
+    connect_timeout_seconds: float = Field(default=0.5, gt=0)
+    max_connections: int = Field(default=64, ge=1)
+    health_check_interval_seconds: float = Field(default=5.0, ge=0)
+    #: Writes kept for replay while Redis is down (best_effort).
+    pending_writes_max: int = Field(default=100_000, ge=0)
+
+
+class Settings(BaseSettings):
+    """The sidecar's whole configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    server: ServerSettings = ServerSettings()
+    default_model: str = "simulated"
+    models: dict[str, ModelRoute] = Field(default_factory=_default_models)
+    managers: ManagerSettings = ManagerSettings()
+    cache: CacheSettings = CacheSettings()
+    history: HistorySettings = HistorySettings()
+    failover: FailoverSettings = FailoverSettings()
+    limits: LimitSettings = LimitSettings()
+    resources: ResourceSettings = ResourceSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    redis: RedisSettings = RedisSettings()
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.default_model not in self.models:
+            raise ValueError(f"default_model {self.default_model!r} is not in models")
+        for route_name, route in self.models.items():
+            for provider in route.providers:
+                if provider.kind != "simulated" and not provider.base_url:
+                    raise ValueError(f"models.{route_name}: provider {provider.name!r} needs base_url")
+            local = [p.name for p in route.providers]
+            if len(set(local)) != len(local):
+                raise ValueError(f"models.{route_name}: provider names repeat")
+        if self.server.port == -1 and not self.server.unix_socket:
+            raise ValueError("server: enable TCP (port >= 0) or a unix_socket")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment over file: the file's values arrive as init arguments.
+        return env_settings, init_settings
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML or JSON configuration file."""
+    data = Path(path).read_bytes()
+    if str(path).endswith(".json"):
+        loaded = json.loads(data)
+    else:
+        loaded = tomllib.loads(data.decode("utf-8"))
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: the top level must be a table")
+    return loaded
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the file (argument or LLM_SIDECAR_CONFIG), the environment and defaults."""
+    path = path or os.environ.get(CONFIG_ENV) or None
+    values: dict[str, Any] = read_config_file(path) if path else {}
+    values.update(overrides)
+    return Settings(**values)

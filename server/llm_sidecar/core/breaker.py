@@ -1,0 +1,113 @@
+"""Circuit breaker of one provider: closed, open, half-open.
+
+Closed counts failures in a sliding window; reaching the threshold opens the
+circuit. Open refuses at once (no network call) until the cool-down ends, then
+half-open lets a limited number of trial calls through: a success closes the
+circuit, a failure opens it again.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import deque
+from collections.abc import Callable
+
+
+class CircuitState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Thread-unsafe by design: it lives on the event loop."""
+
+    def __init__(
+        self,
+        *,
+        failure_threshold: int = 5,
+        window_seconds: float = 30.0,
+        cooldown_seconds: float = 15.0,
+        half_open_max_calls: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[CircuitState, CircuitState], None] | None = None,
+    ) -> None:
+        self.failure_threshold = failure_threshold
+        self.window_seconds = window_seconds
+        self.cooldown_seconds = cooldown_seconds
+        self.half_open_max_calls = half_open_max_calls
+        self._clock = clock
+        self._on_change = on_change
+        self._state = CircuitState.CLOSED
+        self._failures: deque[float] = deque()
+        self._opened_at = 0.0
+        self._trials = 0
+
+    def _transition(self, new: CircuitState) -> None:
+        old, self._state = self._state, new
+        if new is CircuitState.OPEN:
+            self._opened_at = self._clock()
+        if new is not CircuitState.CLOSED:
+            self._trials = 0
+        if new is CircuitState.CLOSED:
+            self._failures.clear()
+        if old is not new and self._on_change is not None:
+            self._on_change(old, new)
+
+    @property
+    def state(self) -> CircuitState:
+        """Current state; an open circuit whose cool-down ended reads as half-open."""
+        if (
+            self._state is CircuitState.OPEN
+            and self._clock() - self._opened_at >= self.cooldown_seconds
+        ):
+            self._transition(CircuitState.HALF_OPEN)
+        return self._state
+
+    def try_acquire(self) -> bool:
+        """Whether a call may go out now. In half-open, takes one trial slot."""
+        state = self.state
+        if state is CircuitState.CLOSED:
+            return True
+        if state is CircuitState.HALF_OPEN and self._trials < self.half_open_max_calls:
+            self._trials += 1
+            return True
+        return False
+
+    def on_success(self) -> None:
+        """A call (or probe in half-open) succeeded."""
+        if self._state is CircuitState.HALF_OPEN:
+            self._transition(CircuitState.CLOSED)
+
+    def on_failure(self) -> None:
+        """A call failed in a way that says the provider is unhealthy."""
+        now = self._clock()
+        state = self.state
+        if state is CircuitState.HALF_OPEN:
+            self._transition(CircuitState.OPEN)
+            return
+        if state is CircuitState.OPEN:
+            return
+        self._failures.append(now)
+        horizon = now - self.window_seconds
+        while self._failures and self._failures[0] < horizon:
+            self._failures.popleft()
+        if len(self._failures) >= self.failure_threshold:
+            self._transition(CircuitState.OPEN)
+
+    def on_abandon(self) -> None:
+        """A trial call ended without a verdict (cancelled): free its slot."""
+        if self._state is CircuitState.HALF_OPEN and self._trials > 0:
+            self._trials -= 1
+
+    def on_probe_success(self) -> None:
+        """A health probe succeeded: an open circuit may try real calls again."""
+        if self.state is CircuitState.OPEN:
+            self._transition(CircuitState.HALF_OPEN)
+
+    def retry_after(self) -> float:
+        """Seconds until an open circuit lets a trial through (0 when not open)."""
+        if self.state is not CircuitState.OPEN:
+            return 0.0
+        return max(0.0, self.cooldown_seconds - (self._clock() - self._opened_at))

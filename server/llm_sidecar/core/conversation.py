@@ -1,0 +1,132 @@
+"""Conversation history: interfaces plus the in-process implementation.
+
+A store hands out views scoped to one user (:meth:`ConversationStore.for_user`).
+A view's methods take no user id at all, so code holding one user's view has
+no way to name another user's history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from llm_sidecar.core.models import ChatMessage
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBounds:
+    """Limits on one thread's history. Oldest turns are dropped first."""
+
+    max_turns: int = 50
+    max_bytes: int = 256 * 1024
+    ttl_seconds: float = 24 * 3600.0
+
+
+def message_bytes(message: ChatMessage) -> int:
+    """Bytes a message counts against the history bound."""
+    return len(message.content.encode("utf-8")) + len(message.role)
+
+
+def bound_history(
+    messages: list[ChatMessage], bounds: HistoryBounds, total: int | None = None
+) -> int:
+    """Drop the oldest turns in place until ``bounds`` hold; return the new byte total.
+
+    A turn is a user message and the answer after it, so they go together.
+    """
+    if total is None:
+        total = sum(message_bytes(m) for m in messages)
+    max_messages = 2 * bounds.max_turns
+    while messages and (len(messages) > max_messages or total > bounds.max_bytes):
+        drop = 2 if len(messages) >= 2 else 1
+        for message in messages[:drop]:
+            total -= message_bytes(message)
+        del messages[:drop]
+    return total
+
+
+class UserConversations(Protocol):
+    """One user's conversations. Every method is scoped to that user."""
+
+    async def load(self, session_id: str, thread_id: str) -> list[ChatMessage]:
+        """The thread's history, oldest first."""
+
+    async def append(self, session_id: str, thread_id: str, messages: Sequence[ChatMessage]) -> None:
+        """Append messages, then enforce the bounds."""
+
+    async def end_session(self, session_id: str) -> int:
+        """Forget every thread of the session; return how many threads there were."""
+
+    def trim_local(self, keep_turns: int) -> None:
+        """Shrink every thread held in this process to ``keep_turns`` turns (degraded mode)."""
+
+    def forget_local(self) -> None:
+        """Forget this user's process-local state (durable stores keep theirs)."""
+
+    def local_bytes(self) -> int:
+        """Bytes of history held in this process for this user."""
+
+
+class ConversationStore(Protocol):
+    """Source of per-user conversation views."""
+
+    def for_user(self, user_id: str) -> UserConversations:
+        """The view of ``user_id``'s conversations."""
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+
+class MemoryUserConversations:
+    """In-process history of one user; owned by that user's manager."""
+
+    __slots__ = ("_bounds", "_bytes", "_threads")
+
+    def __init__(self, bounds: HistoryBounds) -> None:
+        self._bounds = bounds
+        self._threads: dict[tuple[str, str], list[ChatMessage]] = {}
+        self._bytes: dict[tuple[str, str], int] = {}
+
+    async def load(self, session_id: str, thread_id: str) -> list[ChatMessage]:
+        return list(self._threads.get((session_id, thread_id), ()))
+
+    async def append(self, session_id: str, thread_id: str, messages: Sequence[ChatMessage]) -> None:
+        key = (session_id, thread_id)
+        thread = self._threads.setdefault(key, [])
+        thread.extend(messages)
+        total = self._bytes.get(key, 0) + sum(message_bytes(m) for m in messages)
+        self._bytes[key] = bound_history(thread, self._bounds, total)
+
+    async def end_session(self, session_id: str) -> int:
+        doomed = [key for key in self._threads if key[0] == session_id]
+        for key in doomed:
+            del self._threads[key]
+            self._bytes.pop(key, None)
+        return len(doomed)
+
+    def trim_local(self, keep_turns: int) -> None:
+        bounds = HistoryBounds(max_turns=keep_turns, max_bytes=self._bounds.max_bytes)
+        for key, thread in self._threads.items():
+            self._bytes[key] = bound_history(thread, bounds)
+
+    def forget_local(self) -> None:
+        self._threads.clear()
+        self._bytes.clear()
+
+    def local_bytes(self) -> int:
+        return sum(self._bytes.values())
+
+
+class MemoryConversationStore:
+    """Default store: history lives in each user's manager and dies with it."""
+
+    def __init__(self, bounds: HistoryBounds) -> None:
+        self.bounds = bounds
+
+    def for_user(self, user_id: str) -> MemoryUserConversations:
+        # A fresh object per manager: nothing is shared between users.
+        return MemoryUserConversations(self.bounds)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,87 @@
+"""Background health probes that feed the breakers and detect recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from llm_sidecar.core.breaker import CircuitState
+from llm_sidecar.core.errors import ProviderError
+from llm_sidecar.core.failover import ProviderSlot, Router
+
+log = logging.getLogger(__name__)
+
+
+class HealthMonitor:
+    """Probes every provider every ``interval`` seconds.
+
+    A failed probe counts as a failure on the provider's breaker, so a dead
+    provider is opened without any user paying for it; a good probe on an open
+    circuit moves it to half-open, so recovery is noticed without waiting for
+    the whole cool-down.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        interval_seconds: float,
+        probe_timeout_seconds: float,
+        on_serving_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.router = router
+        self.interval = interval_seconds
+        self.probe_timeout = probe_timeout_seconds
+        self._on_serving_change = on_serving_change
+        self._serving: bool | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def probe_once(self) -> None:
+        """Probe every provider once, concurrently."""
+        await asyncio.gather(*(self._probe(slot) for slot in self.router.slots()))
+        self._publish()
+
+    def _publish(self) -> None:
+        serving = self.router.any_serving()
+        if serving != self._serving:
+            self._serving = serving
+            if self._on_serving_change is not None:
+                self._on_serving_change(serving)
+
+    async def _probe(self, slot: ProviderSlot) -> None:
+        try:
+            async with asyncio.timeout(self.probe_timeout):
+                await slot.provider.probe()
+        except (ProviderError, TimeoutError) as exc:
+            kind = exc.kind.value if isinstance(exc, ProviderError) else "timeout"
+            if slot.healthy:
+                log.warning("provider probe failed", extra={"provider": slot.name, "error_type": kind})
+            slot.healthy = False
+            slot.breaker.on_failure()
+            return
+        if not slot.healthy:
+            log.info("provider recovered", extra={"provider": slot.name})
+        slot.healthy = True
+        if slot.breaker.state is CircuitState.OPEN:
+            slot.breaker.on_probe_success()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.probe_once()
+            except Exception:  # a monitor that dies silently is worse than a noisy one
+                log.exception("health probe round failed")
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        """Start probing in the background."""
+        if self._task is None and self.interval > 0:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="health-monitor")
+
+    async def stop(self) -> None:
+        """Stop probing."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

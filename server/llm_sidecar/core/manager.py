@@ -1,0 +1,337 @@
+"""The per-user LLM manager.
+
+One manager serves one user. It owns that user's response cache, limiter and
+conversation view, holds the context it was created from, and refuses any
+call made with another user's context. It shares only the router (provider
+health, no user data) with other managers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema.protocols import Validator
+
+from llm_sidecar.core.cache import UserCache
+from llm_sidecar.core.cache_keys import cache_key
+from llm_sidecar.core.context import UserExecutionContext
+from llm_sidecar.core.conversation import UserConversations
+from llm_sidecar.core.errors import IsolationViolationError
+from llm_sidecar.core.failover import Router
+from llm_sidecar.core.limits import UserLimiter
+from llm_sidecar.core.models import (
+    AskInput,
+    AskResult,
+    CachedAnswer,
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    RoutedCompletion,
+    StreamEvent,
+    Usage,
+)
+from llm_sidecar.core.observability import NOOP, Observability
+from llm_sidecar.core.structured import canonical_json, compile_schema, validate_output
+from llm_sidecar.core.usage import UsageRow, UserUsage
+
+
+def estimate_usage(messages: tuple[ChatMessage, ...], text: str) -> Usage:
+    """Rough token counts (4 characters a token) for providers that report none."""
+    prompt = sum(len(m.content) for m in messages) // 4 + 4 * len(messages)
+    completion = max(1, len(text) // 4)
+    return Usage(prompt, completion, prompt + completion, estimated=True)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    route: str
+    messages: tuple[ChatMessage, ...]
+    key: str | None
+    session_id: str | None
+    thread_id: str
+    validator: Validator | None
+
+
+class LLMManager:
+    """All LLM work of one user. Create it with a factory, never share it."""
+
+    def __init__(
+        self,
+        context: UserExecutionContext,
+        *,
+        router: Router,
+        cache: UserCache,
+        conversations: UserConversations,
+        usage: UserUsage,
+        limiter: UserLimiter,
+        cache_enabled: bool = True,
+        observability: Observability = NOOP,
+    ) -> None:
+        self.context = context
+        self.user_id = context.user_id
+        self.cache = cache
+        self.conversations = conversations
+        self.usage_ledger = usage
+        self.limiter = limiter
+        self._router = router
+        self._cache_enabled = cache_enabled
+        self._obs = observability
+        self._thread_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.last_used = time.monotonic()
+        self.closed = False
+
+    # -- guards -----------------------------------------------------------------
+
+    def _check(self, ctx: UserExecutionContext) -> None:
+        if ctx.user_id != self.user_id:
+            raise IsolationViolationError("a manager was handed another user's context")
+        self.last_used = time.monotonic()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests of this user being answered now."""
+        return self.limiter.in_flight
+
+    def _lock(self, session_id: str, thread_id: str) -> asyncio.Lock:
+        # Turns of one thread run one at a time, so no answer is appended to a
+        # history it was not computed from.
+        key = (session_id, thread_id)
+        lock = self._thread_locks.get(key)
+        if lock is None:
+            lock = self._thread_locks[key] = asyncio.Lock()
+        return lock
+
+    def _unlock(self, session_id: str, thread_id: str, lock: asyncio.Lock) -> None:
+        lock.release()
+        if not lock.locked() and self._thread_locks.get((session_id, thread_id)) is lock:
+            waiters = getattr(lock, "_waiters", None)
+            if not waiters:
+                del self._thread_locks[(session_id, thread_id)]
+
+    # -- request preparation ------------------------------------------------------
+
+    async def _prepare(self, ctx: UserExecutionContext, inp: AskInput) -> _Prepared:
+        route = self._router.resolve(inp.model)
+        validator = compile_schema(inp.json_schema) if inp.json_schema is not None else None
+        session_id = ctx.session_id
+        thread_id = ctx.conversation_thread
+        history: list[ChatMessage] = []
+        if session_id is not None and not inp.skip_history:
+            history = await self.conversations.load(session_id, thread_id)
+        messages: list[ChatMessage] = []
+        if inp.system_prompt:
+            messages.append(ChatMessage("system", inp.system_prompt))
+        messages.extend(history)
+        messages.append(ChatMessage("user", inp.prompt))
+        frozen = tuple(messages)
+        key = None
+        if self._cache_enabled and not inp.skip_cache:
+            key = cache_key(
+                user_id=self.user_id,
+                session_id=session_id,
+                thread_id=thread_id if session_id is not None else None,
+                model=route,
+                params=inp.params,
+                messages=frozen,
+                json_schema=inp.json_schema,
+            )
+        return _Prepared(route, frozen, key, session_id, thread_id, validator)
+
+    # -- public operations -------------------------------------------------------
+
+    async def ask(self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None = None) -> AskResult:
+        """Answer one prompt for this user, inside its conversation unless opted out."""
+        self._check(ctx)
+        self.limiter.acquire()
+        lock: asyncio.Lock | None = None
+        uses_history = ctx.session_id is not None and not inp.skip_history
+        try:
+            if uses_history:
+                assert ctx.session_id is not None
+                lock = self._lock(ctx.session_id, ctx.conversation_thread)
+                await lock.acquire()
+            return await self._ask(ctx, inp, deadline)
+        finally:
+            if lock is not None:
+                assert ctx.session_id is not None
+                self._unlock(ctx.session_id, ctx.conversation_thread, lock)
+            self.limiter.release()
+
+    async def _ask(self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None) -> AskResult:
+        start = time.perf_counter()
+        prep = await self._prepare(ctx, inp)
+        if prep.key is not None:
+            hit = self.cache.get(prep.key)
+            self._record_lookup(hit is not None)
+            if hit is not None:
+                return await self._answer_from_cache(ctx, inp, prep, hit, start)
+        validate = None
+        if prep.validator is not None:
+            validator = prep.validator
+
+            def validate(completion: Completion) -> Any:
+                return validate_output(completion.text, validator)
+
+        request = ChatRequest(prep.messages, inp.params, inp.json_schema)
+        routed, document = await self._router.complete(prep.route, request, deadline, validate)
+        return await self._settle(ctx, inp, prep, routed, document, start)
+
+    def _record_lookup(self, hit: bool) -> None:
+        self._obs.cache_lookups.add(1, {"llm_sidecar.cache.hit": hit})
+        from opentelemetry import trace
+
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.add_event("llm_sidecar.cache.lookup", {"llm_sidecar.cache.hit": hit})
+            span.set_attribute("llm_sidecar.cache.hit", hit)
+
+    async def _answer_from_cache(
+        self,
+        ctx: UserExecutionContext,
+        inp: AskInput,
+        prep: _Prepared,
+        hit: CachedAnswer,
+        start: float,
+    ) -> AskResult:
+        completion = hit.completion
+        await self.usage_ledger.record(
+            prep.session_id or "", prep.route, hit.provider, Usage(), cached=True
+        )
+        text = hit.structured_json if hit.structured_json is not None else completion.text
+        await self._append_history(prep, inp, text)
+        structured = None
+        if hit.structured_json is not None:
+            structured = json.loads(hit.structured_json)
+        return AskResult(
+            text=text,
+            provider=hit.provider,
+            model=completion.model,
+            response_id=completion.response_id,
+            usage=Usage(),
+            cached=True,
+            latency_ms=(time.perf_counter() - start) * 1000,
+            finish_reason=completion.finish_reason,
+            attempts=(),
+            request_id=ctx.request_id or "",
+            structured=structured,
+        )
+
+    async def _settle(
+        self,
+        ctx: UserExecutionContext,
+        inp: AskInput,
+        prep: _Prepared,
+        routed: RoutedCompletion,
+        document: Any,
+        start: float,
+    ) -> AskResult:
+        """Bill, cache and remember a fresh answer; then build the result."""
+        completion = routed.completion
+        usage = completion.usage or estimate_usage(prep.messages, completion.text)
+        self.limiter.record_tokens(usage.total_tokens)
+        await self.usage_ledger.record(prep.session_id or "", prep.route, routed.provider, usage, cached=False)
+        structured_json = canonical_json(document) if prep.validator is not None else None
+        if prep.key is not None and not self.closed:
+            self.cache.put(
+                prep.key,
+                CachedAnswer(completion, routed.provider, prep.session_id or "", structured_json),
+            )
+        text = structured_json if structured_json is not None else completion.text
+        await self._append_history(prep, inp, text)
+        return AskResult(
+            text=text,
+            provider=routed.provider,
+            model=completion.model,
+            response_id=completion.response_id,
+            usage=usage,
+            cached=False,
+            latency_ms=(time.perf_counter() - start) * 1000,
+            finish_reason=completion.finish_reason,
+            attempts=routed.attempts,
+            request_id=ctx.request_id or "",
+            structured=document,
+        )
+
+    async def _append_history(self, prep: _Prepared, inp: AskInput, answer: str) -> None:
+        if prep.session_id is None or inp.skip_history:
+            return
+        await self.conversations.append(
+            prep.session_id,
+            prep.thread_id,
+            (ChatMessage("user", inp.prompt), ChatMessage("assistant", answer)),
+        )
+
+    async def ask_stream(
+        self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """Stream one answer; the last event carries the full result."""
+        self._check(ctx)
+        self.limiter.acquire()
+        lock: asyncio.Lock | None = None
+        try:
+            if ctx.session_id is not None and not inp.skip_history:
+                lock = self._lock(ctx.session_id, ctx.conversation_thread)
+                await lock.acquire()
+            start = time.perf_counter()
+            prep = await self._prepare(ctx, inp)
+            if prep.key is not None:
+                hit = self.cache.get(prep.key)
+                self._record_lookup(hit is not None)
+                if hit is not None:
+                    result = await self._answer_from_cache(ctx, inp, prep, hit, start)
+                    yield StreamEvent(delta=result.text)
+                    yield StreamEvent(result=result)
+                    return
+            request = ChatRequest(prep.messages, inp.params, None)
+            async for item in self._router.stream(prep.route, request, deadline):
+                if isinstance(item, RoutedCompletion):
+                    result = await self._settle(ctx, inp, prep, item, None, start)
+                    yield StreamEvent(result=result)
+                else:
+                    yield StreamEvent(delta=item)
+        finally:
+            if lock is not None:
+                assert ctx.session_id is not None
+                self._unlock(ctx.session_id, ctx.conversation_thread, lock)
+            self.limiter.release()
+
+    async def is_cached(self, ctx: UserExecutionContext, inp: AskInput) -> bool:
+        """Whether this exact request would be answered from this user's cache."""
+        self._check(ctx)
+        prep = await self._prepare(ctx, inp)
+        return prep.key is not None and self.cache.contains(prep.key)
+
+    async def conversation(self, ctx: UserExecutionContext, session_id: str, thread_id: str) -> list[ChatMessage]:
+        """This user's history of one thread."""
+        self._check(ctx)
+        return await self.conversations.load(session_id, thread_id)
+
+    async def end_session(self, ctx: UserExecutionContext, session_id: str) -> tuple[int, int]:
+        """Forget one session's history and cache entries; (threads, entries) cleared."""
+        self._check(ctx)
+        threads = await self.conversations.end_session(session_id)
+        entries = self.cache.remove_session(session_id)
+        return threads, entries
+
+    async def usage(self, ctx: UserExecutionContext, session_id: str | None = None) -> list[UsageRow]:
+        """This user's usage rows."""
+        self._check(ctx)
+        return await self.usage_ledger.rows(session_id)
+
+    def trim(self, keep_fraction: float, keep_turns: int) -> None:
+        """Shed memory under pressure (degraded mode)."""
+        self.cache.trim(keep_fraction)
+        self.conversations.trim_local(keep_turns)
+
+    def close(self) -> int:
+        """Free this user's cache and process-local state; return cache entries freed."""
+        self.closed = True
+        freed = self.cache.close()
+        self.conversations.forget_local()
+        self._thread_locks.clear()
+        return freed

@@ -1,0 +1,140 @@
+"""Plain value types passed between the service, the managers and providers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from llm_sidecar.core.errors import AttemptRecord
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a chat."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    """Sampling parameters; None means the provider's default."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def canonical(self) -> str:
+        """Stable text form, used in cache keys."""
+        return json.dumps(
+            [self.temperature, self.max_tokens, self.top_p, list(self.stop), self.seed],
+            separators=(",", ":"),
+        )
+
+
+DEFAULT_PARAMS = GenerationParams()
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """What a provider is asked: the full message list and parameters."""
+
+    messages: tuple[ChatMessage, ...]
+    params: GenerationParams = DEFAULT_PARAMS
+    #: JSON Schema the answer must follow (structured output), or None.
+    json_schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one provider answer."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    estimated: bool = False
+
+
+ZERO_USAGE = Usage()
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One provider's answer."""
+
+    text: str
+    response_id: str = ""
+    model: str = ""
+    finish_reason: str = ""
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedCompletion:
+    """A completion plus which provider produced it and the attempts made."""
+
+    completion: Completion
+    provider: str
+    attempts: tuple[AttemptRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDelta:
+    """A piece of a streamed answer."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AskInput:
+    """A caller's request, free of any wire format."""
+
+    prompt: str
+    model: str = ""
+    params: GenerationParams = DEFAULT_PARAMS
+    system_prompt: str = ""
+    skip_history: bool = False
+    skip_cache: bool = False
+    json_schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AskResult:
+    """The answer to one Ask, with its metadata."""
+
+    text: str
+    provider: str
+    model: str
+    response_id: str
+    usage: Usage
+    cached: bool
+    latency_ms: float
+    finish_reason: str
+    attempts: tuple[AttemptRecord, ...] = ()
+    request_id: str = ""
+    #: The parsed document for structured calls.
+    structured: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """What ``ask_stream`` yields: deltas, then one final event with the result."""
+
+    delta: str = ""
+    result: AskResult | None = None
+
+
+@dataclass(slots=True)
+class CachedAnswer:
+    """What the response cache holds for one key."""
+
+    completion: Completion
+    provider: str
+    session_id: str
+    structured_json: str | None = None
+    size: int = field(default=0)

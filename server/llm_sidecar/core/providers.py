@@ -1,0 +1,34 @@
+"""The provider interface that adapters (OpenAI-compatible, Anthropic, simulated) implement."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from llm_sidecar.core.models import ChatRequest, Completion
+
+
+class Provider(Protocol):
+    """One configured upstream: a base URL, credentials and a model id.
+
+    Implementations raise :class:`~llm_sidecar.core.errors.ProviderError` with
+    the right :class:`~llm_sidecar.core.errors.ErrorKind` for every failure,
+    and never put credentials or URLs in error text. Timeouts are enforced by
+    the caller (the router), so adapters need not set their own.
+    """
+
+    #: Configured name, unique in the process ("openai-primary").
+    name: str
+    #: GenAI semantic-convention provider name ("openai", "anthropic", ...).
+    system: str
+    #: Upstream model id.
+    model: str
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """One non-streaming chat completion."""
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[str | Completion]:
+        """Text deltas as they arrive, then one :class:`Completion` with the whole answer."""
+
+    async def probe(self) -> None:
+        """Cheap liveness check; raises ProviderError when the provider cannot serve."""

@@ -1,0 +1,75 @@
+"""Structured output: schema checking and answer validation.
+
+Messages name where and why validation failed but never quote the model's
+output, which may hold user data.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import SchemaError as _JsonSchemaError
+from jsonschema.protocols import Validator
+
+from llm_sidecar.core.errors import ErrorKind, ProviderError, SchemaError
+
+MAX_SCHEMA_BYTES = 64 * 1024
+
+
+def parse_schema(text: str) -> dict[str, Any]:
+    """Parse and check a JSON Schema sent by a caller."""
+    if not text.strip():
+        raise SchemaError("json_schema", "is required")
+    if len(text) > MAX_SCHEMA_BYTES:
+        raise SchemaError("json_schema", f"is over the limit of {MAX_SCHEMA_BYTES} bytes")
+    try:
+        schema = json.loads(text)
+    except ValueError as exc:
+        raise SchemaError("json_schema", f"is not JSON (line {getattr(exc, 'lineno', '?')})") from None
+    if not isinstance(schema, dict):
+        raise SchemaError("json_schema", "must be a JSON object")
+    compile_schema(schema)
+    return schema
+
+
+def compile_schema(schema: dict[str, Any]) -> Validator:
+    """A validator for ``schema``; :class:`SchemaError` when it is not a valid schema."""
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except _JsonSchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "(root)"
+        raise SchemaError("json_schema", f"is not a valid JSON Schema: '{exc.validator}' at {where}") from None
+    return cls(schema)
+
+
+def _strip_fences(text: str) -> str:
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
+        if stripped.rstrip().endswith("```"):
+            stripped = stripped.rstrip()[:-3]
+    return stripped
+
+
+def validate_output(text: str, validator: Validator) -> Any:
+    """Parse a model's answer as JSON and validate it; the document on success."""
+    try:
+        document = json.loads(_strip_fences(text))
+    except ValueError:
+        raise ProviderError(ErrorKind.INVALID_OUTPUT, "the answer is not JSON") from None
+    error = next(iter(validator.iter_errors(document)), None)
+    if error is not None:
+        where = "/" + "/".join(str(p) for p in error.absolute_path)
+        raise ProviderError(
+            ErrorKind.INVALID_OUTPUT,
+            f"the answer does not match the schema: '{error.validator}' at {where}",
+        )
+    return document
+
+
+def canonical_json(document: Any) -> str:
+    """Compact, stable JSON text of a document."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, sort_keys=True)

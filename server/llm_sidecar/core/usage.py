@@ -1,0 +1,132 @@
+"""Token usage ledgers: interfaces plus the in-process implementation.
+
+Rows are kept per (session, model, provider) of one user, so any breakdown a
+bill needs can be summed from them. Totals are sums of what providers reported;
+an estimate is only made when a provider reported nothing, and such requests
+are counted apart.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from llm_sidecar.core.models import Usage
+
+
+@dataclass(slots=True)
+class UsageRow:
+    """Usage of one user in one (session, model, provider) cell."""
+
+    session_id: str = ""
+    model: str = ""
+    provider: str = ""
+    requests: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    estimated_requests: int = 0
+
+    def add(self, other: UsageRow) -> None:
+        """Add another row's counters to this one."""
+        self.requests += other.requests
+        self.cache_hits += other.cache_hits
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.total_tokens += other.total_tokens
+        self.estimated_requests += other.estimated_requests
+
+
+def total_of(rows: Iterable[UsageRow]) -> UsageRow:
+    """Sum of rows (labels left empty)."""
+    total = UsageRow()
+    for row in rows:
+        total.add(row)
+    return total
+
+
+def usage_delta(usage: Usage, *, cached: bool) -> UsageRow:
+    """The counters one answer adds. A cache hit costs no provider tokens."""
+    if cached:
+        return UsageRow(requests=1, cache_hits=1)
+    return UsageRow(
+        requests=1,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+        estimated_requests=1 if usage.estimated else 0,
+    )
+
+
+class UserUsage(Protocol):
+    """One user's ledger."""
+
+    async def record(
+        self, session_id: str, model: str, provider: str, usage: Usage, *, cached: bool
+    ) -> None:
+        """Add one answer's usage."""
+
+    async def rows(self, session_id: str | None = None) -> list[UsageRow]:
+        """Rows of this user, optionally of one session."""
+
+
+class UsageLedger(Protocol):
+    """Source of per-user ledgers."""
+
+    def for_user(self, user_id: str) -> UserUsage:
+        """The ledger of ``user_id``."""
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+
+class MemoryUserUsage:
+    """In-process ledger of one user."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str, str], UsageRow] = {}
+
+    async def record(
+        self, session_id: str, model: str, provider: str, usage: Usage, *, cached: bool
+    ) -> None:
+        key = (session_id, model, provider)
+        row = self._rows.get(key)
+        if row is None:
+            row = self._rows[key] = UsageRow(session_id, model, provider)
+        row.add(usage_delta(usage, cached=cached))
+
+    async def rows(self, session_id: str | None = None) -> list[UsageRow]:
+        return [
+            UsageRow(**{f: getattr(r, f) for f in UsageRow.__slots__})
+            for r in self._rows.values()
+            if session_id is None or r.session_id == session_id
+        ]
+
+
+class MemoryUsageLedger:
+    """Default ledger. Outlives managers (usage is billing data), bounded by user count."""
+
+    def __init__(self, max_users: int = 100_000) -> None:
+        self.max_users = max_users
+        self._users: OrderedDict[str, MemoryUserUsage] = OrderedDict()
+        #: Users whose figures were dropped to stay under max_users.
+        self.dropped_users = 0
+
+    def for_user(self, user_id: str) -> MemoryUserUsage:
+        ledger = self._users.get(user_id)
+        if ledger is None:
+            ledger = self._users[user_id] = MemoryUserUsage()
+            while len(self._users) > self.max_users:
+                self._users.popitem(last=False)
+                self.dropped_users += 1
+        else:
+            self._users.move_to_end(user_id)
+        return ledger
+
+    async def aclose(self) -> None:
+        return None

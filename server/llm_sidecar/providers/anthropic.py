@@ -1,0 +1,173 @@
+"""Anthropic Messages API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from llm_sidecar.core.errors import ErrorKind, ProviderError
+from llm_sidecar.core.models import ChatRequest, Completion, Usage
+from llm_sidecar.providers._http import (
+    connection_error,
+    error_for_status,
+    parse_json_body,
+    sse_events,
+)
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 1024
+
+
+def _body(model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    system = [m.content for m in request.messages if m.role == "system"]
+    if request.json_schema is not None:
+        system.append(
+            "Answer with one JSON document only, no prose, valid against this JSON Schema: "
+            + json.dumps(request.json_schema)
+        )
+    params = request.params
+    body: dict[str, Any] = {
+        "model": model,
+        "max_tokens": params.max_tokens or DEFAULT_MAX_TOKENS,
+        "messages": [
+            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
+        ],
+    }
+    if system:
+        body["system"] = "\n\n".join(system)
+    if params.temperature is not None:
+        body["temperature"] = params.temperature
+    if params.top_p is not None:
+        body["top_p"] = params.top_p
+    if params.stop:
+        body["stop_sequences"] = list(params.stop)
+    if stream:
+        body["stream"] = True
+    return body
+
+
+class AnthropicProvider:
+    """POST {base_url}/v1/messages with an x-api-key."""
+
+    system = "anthropic"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        model: str,
+        api_key: str,
+        session: aiohttp.ClientSession,
+        headers: dict[str, str] | None = None,
+        probe: str = "models",
+    ) -> None:
+        self.name = name
+        self.model = model
+        self._base = base_url.rstrip("/")
+        self._session = session
+        self._probe_mode = probe
+        self._headers = {
+            "Content-Type": "application/json",
+            "anthropic-version": API_VERSION,
+            **(headers or {}),
+        }
+        if api_key:
+            self._headers["x-api-key"] = api_key
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        payload = json.dumps(_body(self.model, request, stream=False)).encode()
+        try:
+            async with self._session.post(
+                self._base + "/v1/messages", data=payload, headers=self._headers
+            ) as response:
+                raw = await response.read()
+                if response.status != 200:
+                    raise error_for_status(response.status, response.headers)
+        except aiohttp.ClientError as exc:
+            raise connection_error(exc) from None
+        body = parse_json_body(raw)
+        try:
+            blocks = body["content"]
+            text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+            raw_usage = body.get("usage") or {}
+            usage = None
+            if raw_usage:
+                prompt = int(raw_usage.get("input_tokens", 0))
+                completion = int(raw_usage.get("output_tokens", 0))
+                usage = Usage(prompt, completion, prompt + completion)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ProviderError(ErrorKind.BAD_RESPONSE, "no content blocks") from None
+        return Completion(
+            text=text,
+            response_id=str(body.get("id", "")),
+            model=str(body.get("model", self.model)),
+            finish_reason=str(body.get("stop_reason") or ""),
+            usage=usage,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str | Completion]:
+        payload = json.dumps(_body(self.model, request, stream=True)).encode()
+        parts: list[str] = []
+        response_id, model, finish = "", self.model, ""
+        prompt_tokens = completion_tokens = 0
+        saw_usage = done = False
+        try:
+            async with self._session.post(
+                self._base + "/v1/messages", data=payload, headers=self._headers
+            ) as response:
+                if response.status != 200:
+                    await response.read()
+                    raise error_for_status(response.status, response.headers)
+                async for event, data in sse_events(response):
+                    try:
+                        item = json.loads(data)
+                    except ValueError:
+                        raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not JSON") from None
+                    kind = item.get("type", event)
+                    if kind == "message_start":
+                        message = item.get("message") or {}
+                        response_id = str(message.get("id", ""))
+                        model = str(message.get("model", model))
+                        usage = message.get("usage") or {}
+                        if "input_tokens" in usage:
+                            prompt_tokens = int(usage["input_tokens"])
+                            saw_usage = True
+                    elif kind == "content_block_delta":
+                        text = (item.get("delta") or {}).get("text")
+                        if text:
+                            parts.append(text)
+                            yield text
+                    elif kind == "message_delta":
+                        finish = str((item.get("delta") or {}).get("stop_reason") or finish)
+                        usage = item.get("usage") or {}
+                        if "output_tokens" in usage:
+                            completion_tokens = int(usage["output_tokens"])
+                            saw_usage = True
+                    elif kind == "message_stop":
+                        done = True
+                        break
+                    elif kind == "error":
+                        raise ProviderError(ErrorKind.SERVER_ERROR, "the stream reported an error")
+        except aiohttp.ClientError as exc:
+            raise connection_error(exc) from None
+        if not done:
+            raise ProviderError(ErrorKind.BAD_RESPONSE, "the stream ended early")
+        usage_out = (
+            Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens) if saw_usage else None
+        )
+        yield Completion("".join(parts), response_id, model, finish, usage_out)
+
+    async def probe(self) -> None:
+        if self._probe_mode == "none":
+            return
+        try:
+            async with self._session.get(self._base + "/v1/models", headers=self._headers) as response:
+                await response.read()
+                if response.status >= 500 or response.status in (401, 403, 429):
+                    raise error_for_status(response.status, response.headers)
+        except aiohttp.ClientError as exc:
+            raise connection_error(exc) from None

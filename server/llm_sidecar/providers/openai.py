@@ -1,0 +1,166 @@
+"""OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, LM Studio, most gateways)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from llm_sidecar.core.errors import ErrorKind, ProviderError
+from llm_sidecar.core.models import ChatRequest, Completion, Usage
+from llm_sidecar.providers._http import (
+    connection_error,
+    error_for_status,
+    parse_json_body,
+    sse_events,
+)
+
+
+def _body(model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+    }
+    params = request.params
+    if params.temperature is not None:
+        body["temperature"] = params.temperature
+    if params.max_tokens is not None:
+        body["max_tokens"] = params.max_tokens
+    if params.top_p is not None:
+        body["top_p"] = params.top_p
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if params.seed is not None:
+        body["seed"] = params.seed
+    if request.json_schema is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "response", "schema": request.json_schema, "strict": False},
+        }
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    try:
+        prompt = int(raw.get("prompt_tokens", 0))
+        completion = int(raw.get("completion_tokens", 0))
+        total = int(raw.get("total_tokens", prompt + completion))
+    except (TypeError, ValueError):
+        return None
+    return Usage(prompt, completion, total)
+
+
+class OpenAIProvider:
+    """POST {base_url}/chat/completions with a bearer key."""
+
+    system = "openai"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        model: str,
+        api_key: str,
+        session: aiohttp.ClientSession,
+        headers: dict[str, str] | None = None,
+        probe: str = "models",
+    ) -> None:
+        self.name = name
+        self.model = model
+        self._base = base_url.rstrip("/")
+        self._session = session
+        self._probe_mode = probe
+        self._headers = {"Content-Type": "application/json", **(headers or {})}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        payload = json.dumps(_body(self.model, request, stream=False)).encode()
+        try:
+            async with self._session.post(
+                self._base + "/chat/completions", data=payload, headers=self._headers
+            ) as response:
+                raw = await response.read()
+                if response.status != 200:
+                    raise error_for_status(response.status, response.headers)
+        except aiohttp.ClientError as exc:
+            raise connection_error(exc) from None
+        return self._parse(parse_json_body(raw))
+
+    def _parse(self, body: dict[str, Any]) -> Completion:
+        try:
+            choice = body["choices"][0]
+            message = choice["message"]
+            text = message.get("content") or ""
+            if not isinstance(text, str):
+                raise TypeError
+        except (KeyError, IndexError, TypeError):
+            raise ProviderError(ErrorKind.BAD_RESPONSE, "no choices[0].message.content") from None
+        return Completion(
+            text=text,
+            response_id=str(body.get("id", "")),
+            model=str(body.get("model", self.model)),
+            finish_reason=str(choice.get("finish_reason") or ""),
+            usage=_usage(body.get("usage")),
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str | Completion]:
+        payload = json.dumps(_body(self.model, request, stream=True)).encode()
+        parts: list[str] = []
+        response_id, model, finish, usage = "", self.model, "", None
+        try:
+            async with self._session.post(
+                self._base + "/chat/completions", data=payload, headers=self._headers
+            ) as response:
+                if response.status != 200:
+                    await response.read()
+                    raise error_for_status(response.status, response.headers)
+                async for _, data in sse_events(response):
+                    if data.strip() == "[DONE]":
+                        break
+                    try:
+                        chunk = json.loads(data)
+                    except ValueError:
+                        raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not JSON") from None
+                    if not isinstance(chunk, dict):
+                        raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not an object")
+                    response_id = str(chunk.get("id", response_id))
+                    model = str(chunk.get("model", model))
+                    usage = _usage(chunk.get("usage")) or usage
+                    for choice in chunk.get("choices") or ():
+                        delta = (choice.get("delta") or {}).get("content")
+                        if choice.get("finish_reason"):
+                            finish = str(choice["finish_reason"])
+                        if delta:
+                            parts.append(delta)
+                            yield delta
+                else:
+                    if not finish:
+                        raise ProviderError(ErrorKind.BAD_RESPONSE, "the stream ended early")
+        except aiohttp.ClientError as exc:
+            raise connection_error(exc) from None
+        yield Completion("".join(parts), response_id, model, finish, usage)
+
+    async def probe(self) -> None:
+        if self._probe_mode == "none":
+            return
+        if self._probe_mode == "chat":
+            from llm_sidecar.core.models import ChatMessage, GenerationParams
+
+            await self.complete(ChatRequest((ChatMessage("user", "ping"),), GenerationParams(max_tokens=1)))
+            return
+        try:
+            async with self._session.get(self._base + "/models", headers=self._headers) as response:
+                await response.read()
+                if response.status >= 500 or response.status in (401, 403, 429):
+                    raise error_for_status(response.status, response.headers)
+        except aiohttp.ClientError as exc:
+            raise connection_error(exc) from None

@@ -1,0 +1,98 @@
+"""The built-in simulated provider: deterministic answers, no network, no key.
+
+It exists so the sidecar runs out of the box and demos work offline. It is not
+a language model: it echoes a digest of the prompt, and for structured calls
+it builds the smallest document its schema allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from hashlib import blake2b
+from typing import Any
+
+from llm_sidecar.core.models import ChatRequest, Completion, Usage
+from llm_sidecar.core.structured import canonical_json
+
+
+def example_for(schema: Any) -> Any:
+    """A small instance of ``schema`` (best effort, for demos)."""
+    if not isinstance(schema, dict):
+        return None
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("oneOf", "anyOf"):
+        if schema.get(key):
+            return example_for(schema[key][0])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = kind[0] if kind else None
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        return {name: example_for(sub) for name, sub in props.items() if name in schema.get("required", props)}
+    if kind == "array":
+        count = int(schema.get("minItems", 0))
+        return [example_for(schema.get("items", {})) for _ in range(count)]
+    if kind == "integer":
+        return int(schema.get("minimum", 0))
+    if kind == "number":
+        return float(schema.get("minimum", 0))
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    if kind == "string":
+        return "x" * int(schema.get("minLength", 0)) or "example"
+    return None
+
+
+class SimulatedProvider:
+    """Answers "[simulated] <digest of the conversation>" after an optional delay."""
+
+    system = "simulated"
+
+    def __init__(self, *, name: str, model: str = "simulated-echo-1", latency_ms: float = 0.0) -> None:
+        self.name = name
+        self.model = model
+        self._latency = latency_ms / 1000.0
+        self._serial = 0
+
+    def _answer(self, request: ChatRequest) -> Completion:
+        digest = blake2b(digest_size=8)
+        for message in request.messages:
+            digest.update(message.role.encode())
+            digest.update(message.content.encode())
+        if request.json_schema is not None:
+            text = canonical_json(example_for(request.json_schema))
+        else:
+            text = f"[simulated] answer {digest.hexdigest()} to a {len(request.messages)}-message chat"
+        prompt_tokens = sum(len(m.content.split()) + 1 for m in request.messages)
+        completion_tokens = len(text.split())
+        self._serial += 1
+        return Completion(
+            text=text,
+            response_id=f"sim-{digest.hexdigest()}-{self._serial}",
+            model=self.model,
+            finish_reason="stop",
+            usage=Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens),
+        )
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        if self._latency:
+            await asyncio.sleep(self._latency)
+        return self._answer(request)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str | Completion]:
+        completion = self._answer(request)
+        words = completion.text.split(" ")
+        for i, word in enumerate(words):
+            if self._latency:
+                await asyncio.sleep(self._latency / max(len(words), 1))
+            yield word if i == 0 else " " + word
+        yield completion
+
+    async def probe(self) -> None:
+        return None

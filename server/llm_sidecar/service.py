@@ -1,0 +1,200 @@
+"""The application service: what the transport calls, free of any wire format.
+
+It validates requests against the configured limits, finds the caller's
+manager through the registry, and keeps the process-wide figures (in-flight
+requests) that the resource monitor reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from llm_sidecar.core.context import UserExecutionContext
+from llm_sidecar.core.conversation import UserConversations
+from llm_sidecar.core.errors import InvalidRequestError, RequestTooLargeError
+from llm_sidecar.core.failover import Router
+from llm_sidecar.core.manager import LLMManager
+from llm_sidecar.core.models import AskInput, AskResult, ChatMessage, StreamEvent
+from llm_sidecar.core.registry import LLMManagerFactory, ManagerRegistry
+from llm_sidecar.core.resources import ResourceMonitor, ResourceSnapshot
+from llm_sidecar.core.usage import UsageRow, UserUsage, total_of
+
+MAX_MODEL_NAME = 128
+MAX_STOP_SEQUENCES = 8
+MAX_STOP_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderView:
+    """Admin view of one provider."""
+
+    name: str
+    route: str
+    circuit_state: str
+    healthy: bool
+    error_rate: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    requests: int
+    failures: int
+    last_error_type: str
+
+
+class LLMService:
+    """Every operation the sidecar offers, for one caller context at a time."""
+
+    def __init__(
+        self,
+        *,
+        registry: ManagerRegistry,
+        factory: LLMManagerFactory,
+        router: Router,
+        monitor: ResourceMonitor | None = None,
+        max_prompt_chars: int = 256 * 1024,
+    ) -> None:
+        self.registry = registry
+        self.factory = factory
+        self.router = router
+        self.monitor = monitor
+        self.max_prompt_chars = max_prompt_chars
+        self.in_flight = 0
+
+    # -- validation -----------------------------------------------------------------
+
+    def validate(self, inp: AskInput) -> None:
+        """Reject malformed or oversized requests with the field and limit named."""
+        if not inp.prompt.strip():
+            raise InvalidRequestError("prompt", "is empty")
+        size = len(inp.prompt) + len(inp.system_prompt)
+        if size > self.max_prompt_chars:
+            raise RequestTooLargeError("prompt", size, self.max_prompt_chars, unit="characters")
+        if len(inp.model) > MAX_MODEL_NAME:
+            raise InvalidRequestError("model", f"is longer than {MAX_MODEL_NAME} characters")
+        p = inp.params
+        if p.temperature is not None and not 0.0 <= p.temperature <= 2.0:
+            raise InvalidRequestError("params.temperature", "must be between 0 and 2")
+        if p.top_p is not None and not 0.0 <= p.top_p <= 1.0:
+            raise InvalidRequestError("params.top_p", "must be between 0 and 1")
+        if p.max_tokens is not None and p.max_tokens < 1:
+            raise InvalidRequestError("params.max_tokens", "must be at least 1")
+        if len(p.stop) > MAX_STOP_SEQUENCES or any(len(s) > MAX_STOP_LENGTH for s in p.stop):
+            raise InvalidRequestError(
+                "params.stop", f"allows {MAX_STOP_SEQUENCES} sequences of {MAX_STOP_LENGTH} characters"
+            )
+
+    def manager(self, ctx: UserExecutionContext) -> LLMManager:
+        """The caller's manager, created on first use."""
+        return self.registry.get_or_create(ctx)
+
+    # -- asking ---------------------------------------------------------------------
+
+    async def ask(self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None) -> AskResult:
+        """Answer a prompt for the caller."""
+        self.validate(inp)
+        manager = self.registry.get_or_create(ctx)
+        self.in_flight += 1
+        try:
+            return await manager.ask(ctx, inp, deadline)
+        finally:
+            self.in_flight -= 1
+
+    async def ask_stream(
+        self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None
+    ) -> AsyncIterator[StreamEvent]:
+        """Stream an answer for the caller."""
+        self.validate(inp)
+        manager = self.registry.get_or_create(ctx)
+        self.in_flight += 1
+        try:
+            async for event in manager.ask_stream(ctx, inp, deadline):
+                yield event
+        finally:
+            self.in_flight -= 1
+
+    async def is_cached(self, ctx: UserExecutionContext, inp: AskInput) -> bool:
+        """Whether the caller's cache would answer this request."""
+        self.validate(inp)
+        manager = self.registry.get(ctx.user_id)
+        return manager is not None and await manager.is_cached(ctx, inp)
+
+    # -- conversations and usage ----------------------------------------------------
+
+    def _conversations(self, ctx: UserExecutionContext) -> UserConversations:
+        manager = self.registry.get(ctx.user_id)
+        if manager is not None:
+            return manager.conversations
+        # No manager here: ask the store directly, still scoped to the caller.
+        return self.factory.conversations.for_user(ctx.user_id)
+
+    def _usage(self, ctx: UserExecutionContext) -> UserUsage:
+        manager = self.registry.get(ctx.user_id)
+        return manager.usage_ledger if manager is not None else self.factory.usage.for_user(ctx.user_id)
+
+    @staticmethod
+    def _session(ctx: UserExecutionContext, requested: str, *, required: bool = True) -> str:
+        from llm_sidecar.core.context import SESSION_ID_KEY, validate_id
+
+        if requested:
+            validate_id("session_id", requested, required=True)
+            return requested
+        if ctx.session_id is None and required:
+            raise InvalidRequestError(
+                "session_id", f"is required, in the request or as '{SESSION_ID_KEY}' metadata"
+            )
+        return ctx.session_id or ""
+
+    async def conversation(
+        self, ctx: UserExecutionContext, session_id: str, thread_id: str
+    ) -> tuple[str, str, list[ChatMessage]]:
+        """The caller's history of one thread: (session, thread, messages)."""
+        from llm_sidecar.core.context import validate_id
+
+        session = self._session(ctx, session_id)
+        if thread_id:
+            validate_id("thread_id", thread_id, required=True)
+        thread = thread_id or ctx.conversation_thread
+        return session, thread, await self._conversations(ctx).load(session, thread)
+
+    async def end_session(self, ctx: UserExecutionContext, session_id: str) -> tuple[int, int]:
+        """Clear one session of the caller: (threads, cache entries) cleared."""
+        session = self._session(ctx, session_id)
+        manager = self.registry.get(ctx.user_id)
+        if manager is not None:
+            return await manager.end_session(ctx, session)
+        return await self._conversations(ctx).end_session(session), 0
+
+    async def release(self, ctx: UserExecutionContext) -> tuple[bool, int]:
+        """Free the caller's manager: (released, cache entries freed)."""
+        freed = await self.registry.release(ctx.user_id)
+        return freed is not None, freed or 0
+
+    async def usage(self, ctx: UserExecutionContext, session_id: str) -> tuple[UsageRow, list[UsageRow]]:
+        """The caller's usage: (total, rows)."""
+        session = self._session(ctx, session_id, required=False) if session_id else None
+        rows = await self._usage(ctx).rows(session)
+        return total_of(rows), rows
+
+    # -- operator views ------------------------------------------------------------
+
+    def providers(self) -> list[ProviderView]:
+        """Every provider with its circuit and recent figures."""
+        return [
+            ProviderView(
+                name=slot.name,
+                route=slot.route,
+                circuit_state=slot.breaker.state.value,
+                healthy=slot.healthy,
+                error_rate=slot.stats.error_rate,
+                latency_p50_ms=slot.stats.latency_percentile(0.5),
+                latency_p99_ms=slot.stats.latency_percentile(0.99),
+                requests=slot.stats.requests,
+                failures=slot.stats.failures,
+                last_error_type=slot.stats.last_error_type,
+            )
+            for slot in self.router.slots()
+        ]
+
+    def resources(self) -> ResourceSnapshot | None:
+        """A fresh resource sample (None when monitoring is off)."""
+        return self.monitor.sample() if self.monitor is not None else None

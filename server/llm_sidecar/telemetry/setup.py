@@ -1,0 +1,134 @@
+"""OpenTelemetry SDK wiring: providers and exporters from the standard OTEL_* variables.
+
+``OTEL_TRACES_EXPORTER`` and ``OTEL_METRICS_EXPORTER`` take ``otlp``,
+``console`` or ``none`` (the default here, so nothing needs a collector);
+``OTEL_EXPORTER_OTLP_PROTOCOL`` picks ``grpc`` (default) or ``http/protobuf``;
+endpoints, headers and sampling follow the SDK's own variables. A Prometheus
+``/metrics`` endpoint is served when ``telemetry.metrics_port`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from llm_sidecar.config import TelemetrySettings
+from llm_sidecar.core.observability import Observability
+
+
+@dataclass
+class TelemetryHandles:
+    """What was built, so it can be flushed and shut down."""
+
+    observability: Observability
+    tracer_provider: TracerProvider | None = None
+    meter_provider: MeterProvider | None = None
+    extra: list[Any] = field(default_factory=list)
+
+    def shutdown(self) -> None:
+        """Flush and stop exporters."""
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()
+        for item in self.extra:
+            stop = getattr(item, "shutdown", None)
+            if stop is not None:
+                stop()
+
+
+def _protocol() -> str:
+    return os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    )
+
+
+def _span_exporter(name: str) -> SpanExporter | None:
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name == "otlp":
+        if _protocol().startswith("http"):
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+            return Http()
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+        return Grpc()
+    return None
+
+
+def _metric_reader(name: str) -> MetricReader | None:
+    if name == "console":
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+        return PeriodicExportingMetricReader(ConsoleMetricExporter())
+    if name == "otlp":
+        if _protocol().startswith("http"):
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                OTLPMetricExporter as HttpMetric,
+            )
+
+            return PeriodicExportingMetricReader(HttpMetric())
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcMetric,
+        )
+
+        return PeriodicExportingMetricReader(GrpcMetric())
+    return None
+
+
+def _pseudonym_key(settings: TelemetrySettings) -> bytes:
+    key = os.environ.get(settings.pseudonym_key_env, "")
+    return key.encode() if key else os.urandom(32)
+
+
+def setup_telemetry(
+    settings: TelemetrySettings,
+    *,
+    span_exporters: list[SpanExporter] | None = None,
+    metric_readers: list[MetricReader] | None = None,
+) -> TelemetryHandles:
+    """Build the SDK behind the core's :class:`Observability`.
+
+    ``span_exporters`` and ``metric_readers`` add to what the environment asks
+    for (tests pass in-memory ones).
+    """
+    resource = Resource.create({"service.name": settings.service_name})
+    exporters = list(span_exporters or [])
+    env_exporter = _span_exporter(os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower())
+    if env_exporter is not None:
+        exporters.append(env_exporter)
+    readers = list(metric_readers or [])
+    env_reader = _metric_reader(os.environ.get("OTEL_METRICS_EXPORTER", "none").strip().lower())
+    if env_reader is not None:
+        readers.append(env_reader)
+    extra: list[Any] = []
+    if settings.metrics_port >= 0:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+
+        server, thread = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        extra.append(server)
+        readers.append(PrometheusMetricReader())
+
+    tracer_provider = None
+    if settings.tracing and exporters:
+        tracer_provider = TracerProvider(resource=resource)
+        for exporter in exporters:
+            tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers) if readers else None
+    observability = Observability(
+        tracer_provider,
+        meter_provider,
+        capture_content=settings.capture_content,
+        user_id_mode=settings.user_id_mode,
+        pseudonym_key=_pseudonym_key(settings),
+    )
+    return TelemetryHandles(observability, tracer_provider, meter_provider, extra)

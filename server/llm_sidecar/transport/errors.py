@@ -1,0 +1,108 @@
+"""Core errors -> gRPC status with rich details (google.rpc.ErrorInfo, BadRequest, RetryInfo)."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from llm_sidecar.core.errors import (
+    DeadlineExceededError,
+    InvalidContextError,
+    InvalidRequestError,
+    IsolationViolationError,
+    PermissionDeniedError,
+    ProviderRejectedError,
+    ProviderUnavailableError,
+    ResourceExhaustedError,
+    SidecarError,
+    StoreUnavailableError,
+    StreamInterruptedError,
+    StructuredOutputError,
+)
+
+DOMAIN = "llm-sidecar"
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def _retry_info(seconds: float) -> any_pb2.Any:
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(int(max(seconds, 0.0) * 1e9))
+    return _pack(error_details_pb2.RetryInfo(retry_delay=delay))
+
+
+def code_for(exc: SidecarError) -> grpc.StatusCode:
+    """The status code an error maps to."""
+    if isinstance(exc, InvalidContextError):
+        return grpc.StatusCode.UNAUTHENTICATED if exc.missing else grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, InvalidRequestError | ProviderRejectedError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, ResourceExhaustedError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(exc, DeadlineExceededError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    if isinstance(exc, ProviderUnavailableError | StoreUnavailableError | StreamInterruptedError):
+        return grpc.StatusCode.UNAVAILABLE
+    if isinstance(exc, StructuredOutputError):
+        return grpc.StatusCode.ABORTED
+    if isinstance(exc, PermissionDeniedError):
+        return grpc.StatusCode.PERMISSION_DENIED
+    if isinstance(exc, IsolationViolationError):
+        return grpc.StatusCode.INTERNAL
+    return grpc.StatusCode.INTERNAL
+
+
+def to_status(exc: SidecarError) -> grpc.Status:
+    """A grpc.Status carrying the error's message and machine-readable details."""
+    code = code_for(exc)
+    info = error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN)
+    details: list[any_pb2.Any] = []
+    if isinstance(exc, InvalidContextError):
+        info.metadata["key"] = exc.key
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=exc.key, description=exc.problem)
+                    ]
+                )
+            )
+        )
+    elif isinstance(exc, InvalidRequestError):
+        info.metadata["field"] = exc.field
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.problem)
+                    ]
+                )
+            )
+        )
+    elif isinstance(exc, ResourceExhaustedError):
+        if exc.limit:
+            info.metadata["limit"] = exc.limit
+        if exc.retry_after is not None:
+            details.append(_retry_info(exc.retry_after))
+    elif isinstance(exc, ProviderUnavailableError):
+        info.metadata["attempts"] = str(len(exc.attempts))
+        if exc.retry_after is not None:
+            details.append(_retry_info(exc.retry_after))
+    # ErrorInfo first, packed last: Pack copies, so its metadata must be complete.
+    details.insert(0, _pack(info))
+    proto = status_pb2.Status(code=getattr(code_pb2, code.name), message=exc.message, details=details)
+    return rpc_status.to_status(proto)
+
+
+def internal_status(request_id: str = "") -> grpc.Status:
+    """Status for an unexpected failure; says nothing of its cause."""
+    message = "internal error" + (f" (request id {request_id})" if request_id else "")
+    info = error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN)
+    proto = status_pb2.Status(code=code_pb2.INTERNAL, message=message, details=[_pack(info)])
+    return rpc_status.to_status(proto)

@@ -1,0 +1,161 @@
+"""What every RPC goes through: context parsing, a server span, status mapping, timing.
+
+This is the sidecar's own interceptor, written as a wrapper so the hot path
+pays for exactly what it uses: with tracing off no span object is created.
+It continues a caller's trace from ``traceparent`` metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import grpc
+from opentelemetry import propagate
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
+
+from llm_sidecar.core.context import UserExecutionContext
+from llm_sidecar.core.errors import InvalidContextError, RequestTooLargeError, SidecarError
+from llm_sidecar.core.observability import Observability
+from llm_sidecar.transport.errors import internal_status, to_status
+from llm_sidecar.transport.metadata import context_from, split_metadata
+
+log = logging.getLogger("llm_sidecar.rpc")
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+UnaryHandler = Callable[[UserExecutionContext, Any, float | None], Awaitable[Resp]]
+StreamHandler = Callable[[UserExecutionContext, Any, float | None], AsyncIterator[Resp]]
+
+
+class RpcRunner:
+    """Runs handlers of one gRPC service under the common policy."""
+
+    def __init__(self, service: str, obs: Observability, *, max_request_bytes: int, needs_user: bool = True) -> None:
+        self.service = service
+        self.obs = obs
+        self.max_request_bytes = max_request_bytes
+        self.needs_user = needs_user
+        self._clock = time.monotonic
+
+    @contextmanager
+    def _span(self, method: str, carrier: dict[str, str]) -> Iterator[Span]:
+        if not self.obs.tracing:
+            yield INVALID_SPAN
+            return
+        parent = propagate.extract(carrier) if carrier else None
+        with self.obs.tracer.start_as_current_span(
+            f"{self.service}/{method}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": method},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            yield span
+
+    def _enter(
+        self, request: Any, context: grpc.aio.ServicerContext, span: Span, values: dict[str, str]
+    ) -> tuple[UserExecutionContext | None, float | None]:
+        ctx = None
+        if self.needs_user:
+            ctx = context_from(values)
+            if span.is_recording():
+                ref = self.obs.user_ref(ctx.user_id)
+                if ref:
+                    span.set_attribute("enduser.pseudo.id", ref)
+        size = request.ByteSize()
+        if size > self.max_request_bytes:
+            raise RequestTooLargeError("request", size, self.max_request_bytes)
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else self._clock() + remaining
+        return ctx, deadline
+
+    def _failed(self, method: str, span: Span, exc: BaseException) -> grpc.Status:
+        if isinstance(exc, SidecarError):
+            status = to_status(exc)
+            log.info(
+                "rpc failed",
+                extra={"rpc_method": method, "grpc_code": status.code.name, "reason": exc.reason},
+            )
+            reason = exc.reason
+        else:
+            log.error(
+                "rpc crashed",
+                exc_info=(type(exc), exc, exc.__traceback__),
+                extra={"rpc_method": method},
+            )
+            status = internal_status()
+            reason = "INTERNAL"
+        if span.is_recording():
+            span.set_attribute("rpc.grpc.status_code", status.code.value[0])
+            span.set_attribute("error.type", reason)
+            span.set_status(Status(StatusCode.ERROR, status.code.name))
+        return status
+
+    def _done(self, method: str, start: float, code: grpc.StatusCode) -> None:
+        self.obs.rpc_duration.record(
+            time.perf_counter() - start,
+            {
+                "rpc.system": "grpc",
+                "rpc.service": self.service,
+                "rpc.method": method,
+                "rpc.grpc.status_code": code.value[0],
+            },
+        )
+
+    @staticmethod
+    def _split(context: grpc.aio.ServicerContext) -> tuple[dict[str, str], dict[str, str], InvalidContextError | None]:
+        try:
+            values, carrier = split_metadata(context.invocation_metadata())
+        except InvalidContextError as exc:
+            return {}, {}, exc
+        return values, carrier, None
+
+    async def unary(
+        self, method: str, request: Any, context: grpc.aio.ServicerContext, handler: UnaryHandler[Resp]
+    ) -> Resp:
+        """Run a unary handler."""
+        start = time.perf_counter()
+        values, carrier, bad = self._split(context)
+        code = grpc.StatusCode.OK
+        with self._span(method, carrier) as span:
+            try:
+                if bad is not None:
+                    raise bad
+                ctx, deadline = self._enter(request, context, span, values)
+                return await handler(ctx, request, deadline)  # type: ignore[arg-type]
+            except Exception as exc:
+                status = self._failed(method, span, exc)
+                code = status.code
+            finally:
+                self._done(method, start, code)
+        await context.abort_with_status(status)
+        raise AssertionError("unreachable")  # abort_with_status always raises
+
+    async def stream(
+        self, method: str, request: Any, context: grpc.aio.ServicerContext, handler: StreamHandler[Resp]
+    ) -> AsyncIterator[Resp]:
+        """Run a server-streaming handler."""
+        start = time.perf_counter()
+        values, carrier, bad = self._split(context)
+        code = grpc.StatusCode.OK
+        status: grpc.Status | None = None
+        with self._span(method, carrier) as span:
+            try:
+                if bad is not None:
+                    raise bad
+                ctx, deadline = self._enter(request, context, span, values)
+                async for item in handler(ctx, request, deadline):  # type: ignore[arg-type]
+                    yield item
+            except Exception as exc:
+                status = self._failed(method, span, exc)
+                code = status.code
+            finally:
+                self._done(method, start, code)
+        if status is not None:
+            await context.abort_with_status(status)

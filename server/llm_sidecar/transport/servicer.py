@@ -1,0 +1,179 @@
+"""The LLMManagerService and LLMAdminService servicers: proto in, core call, proto out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from llm_manager.v1 import llm_manager_pb2 as pb
+from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
+
+from llm_sidecar.core.context import UserExecutionContext
+from llm_sidecar.core.observability import Observability
+from llm_sidecar.core.structured import parse_schema
+from llm_sidecar.service import LLMService
+from llm_sidecar.transport.convert import (
+    ask_input,
+    message_msg,
+    metadata_msg,
+    usage_row_msg,
+)
+from llm_sidecar.transport.rpc import RpcRunner
+
+SERVICE_NAME = "llm_manager.v1.LLMManagerService"
+ADMIN_SERVICE_NAME = "llm_manager.v1.LLMAdminService"
+
+Ctx = grpc.aio.ServicerContext
+
+
+class LLMManagerServicer(pb_grpc.LLMManagerServiceServicer):
+    """Maps each RPC onto :class:`LLMService`."""
+
+    def __init__(self, service: LLMService, obs: Observability, *, max_request_bytes: int) -> None:
+        self._service = service
+        self._rpc = RpcRunner(SERVICE_NAME, obs, max_request_bytes=max_request_bytes)
+
+    # -- handlers (context already validated) --------------------------------------
+
+    async def _ask(self, ctx: UserExecutionContext, req: pb.AskRequest, deadline: float | None) -> pb.AskResponse:
+        result = await self._service.ask(ctx, ask_input(req), deadline)
+        return pb.AskResponse(text=result.text)
+
+    async def _ask_full(
+        self, ctx: UserExecutionContext, req: pb.AskRequest, deadline: float | None
+    ) -> pb.AskFullResponse:
+        result = await self._service.ask(ctx, ask_input(req), deadline)
+        return pb.AskFullResponse(text=result.text, metadata=metadata_msg(result))
+
+    async def _ask_structured(
+        self, ctx: UserExecutionContext, req: pb.AskStructuredRequest, deadline: float | None
+    ) -> pb.AskStructuredResponse:
+        schema = parse_schema(req.json_schema)
+        result = await self._service.ask(ctx, ask_input(req, schema), deadline)
+        return pb.AskStructuredResponse(json=result.text, metadata=metadata_msg(result))
+
+    async def _ask_stream(
+        self, ctx: UserExecutionContext, req: pb.AskRequest, deadline: float | None
+    ) -> AsyncIterator[pb.AskStreamChunk]:
+        index = 0
+        async for event in self._service.ask_stream(ctx, ask_input(req), deadline):
+            if event.result is not None:
+                yield pb.AskStreamChunk(index=index, metadata=metadata_msg(event.result))
+            else:
+                yield pb.AskStreamChunk(delta=event.delta, index=index)
+            index += 1
+
+    async def _is_cached(
+        self, ctx: UserExecutionContext, req: pb.AskRequest, deadline: float | None
+    ) -> pb.IsCachedResponse:
+        return pb.IsCachedResponse(cached=await self._service.is_cached(ctx, ask_input(req)))
+
+    async def _get_conversation(
+        self, ctx: UserExecutionContext, req: pb.GetConversationRequest, deadline: float | None
+    ) -> pb.GetConversationResponse:
+        session, thread, messages = await self._service.conversation(ctx, req.session_id, req.thread_id)
+        return pb.GetConversationResponse(
+            session_id=session, thread_id=thread, messages=[message_msg(m) for m in messages]
+        )
+
+    async def _end_session(
+        self, ctx: UserExecutionContext, req: pb.EndSessionRequest, deadline: float | None
+    ) -> pb.EndSessionResponse:
+        threads, entries = await self._service.end_session(ctx, req.session_id)
+        return pb.EndSessionResponse(threads_cleared=threads, cache_entries_cleared=entries)
+
+    async def _release(
+        self, ctx: UserExecutionContext, req: pb.ReleaseManagerRequest, deadline: float | None
+    ) -> pb.ReleaseManagerResponse:
+        released, freed = await self._service.release(ctx)
+        return pb.ReleaseManagerResponse(released=released, cache_entries_freed=freed)
+
+    async def _get_usage(
+        self, ctx: UserExecutionContext, req: pb.GetUsageRequest, deadline: float | None
+    ) -> pb.GetUsageResponse:
+        total, rows = await self._service.usage(ctx, req.session_id)
+        return pb.GetUsageResponse(total=usage_row_msg(total), rows=[usage_row_msg(r) for r in rows])
+
+    # -- RPCs --------------------------------------------------------------------
+
+    async def Ask(self, request: pb.AskRequest, context: Ctx) -> pb.AskResponse:
+        return await self._rpc.unary("Ask", request, context, self._ask)
+
+    async def AskFull(self, request: pb.AskRequest, context: Ctx) -> pb.AskFullResponse:
+        return await self._rpc.unary("AskFull", request, context, self._ask_full)
+
+    async def AskStructured(self, request: pb.AskStructuredRequest, context: Ctx) -> pb.AskStructuredResponse:
+        return await self._rpc.unary("AskStructured", request, context, self._ask_structured)
+
+    def AskStream(self, request: pb.AskRequest, context: Ctx) -> AsyncIterator[pb.AskStreamChunk]:  # type: ignore[override]
+        return self._rpc.stream("AskStream", request, context, self._ask_stream)
+
+    async def IsCached(self, request: pb.AskRequest, context: Ctx) -> pb.IsCachedResponse:
+        return await self._rpc.unary("IsCached", request, context, self._is_cached)
+
+    async def GetConversation(
+        self, request: pb.GetConversationRequest, context: Ctx
+    ) -> pb.GetConversationResponse:
+        return await self._rpc.unary("GetConversation", request, context, self._get_conversation)
+
+    async def EndSession(self, request: pb.EndSessionRequest, context: Ctx) -> pb.EndSessionResponse:
+        return await self._rpc.unary("EndSession", request, context, self._end_session)
+
+    async def ReleaseManager(
+        self, request: pb.ReleaseManagerRequest, context: Ctx
+    ) -> pb.ReleaseManagerResponse:
+        return await self._rpc.unary("ReleaseManager", request, context, self._release)
+
+    async def GetUsage(self, request: pb.GetUsageRequest, context: Ctx) -> pb.GetUsageResponse:
+        return await self._rpc.unary("GetUsage", request, context, self._get_usage)
+
+
+class LLMAdminServicer(pb_grpc.LLMAdminServiceServicer):
+    """Operator views: aggregates only, no user identity or content."""
+
+    def __init__(self, service: LLMService, obs: Observability) -> None:
+        self._service = service
+        self._rpc = RpcRunner(ADMIN_SERVICE_NAME, obs, max_request_bytes=4096, needs_user=False)
+
+    async def _providers(self, _: object, req: pb.ListProvidersRequest, d: float | None) -> pb.ListProvidersResponse:
+        return pb.ListProvidersResponse(
+            providers=[
+                pb.ProviderStatus(
+                    name=v.name,
+                    model_route=v.route,
+                    circuit_state=v.circuit_state,
+                    healthy=v.healthy,
+                    error_rate=v.error_rate,
+                    latency_p50_ms=v.latency_p50_ms,
+                    latency_p99_ms=v.latency_p99_ms,
+                    requests=v.requests,
+                    failures=v.failures,
+                    last_error_type=v.last_error_type,
+                )
+                for v in self._service.providers()
+            ]
+        )
+
+    async def _resources(
+        self, _: object, req: pb.GetResourceStatusRequest, d: float | None
+    ) -> pb.GetResourceStatusResponse:
+        snap = self._service.resources()
+        if snap is None:
+            return pb.GetResourceStatusResponse(mode="normal")
+        return pb.GetResourceStatusResponse(
+            mode=snap.mode.value,
+            rss_bytes=snap.rss_bytes,
+            managers=snap.managers,
+            cache_entries=snap.cache_entries,
+            cache_bytes=snap.cache_bytes,
+            in_flight=snap.in_flight,
+            alerts=list(snap.alerts),
+        )
+
+    async def ListProviders(self, request: pb.ListProvidersRequest, context: Ctx) -> pb.ListProvidersResponse:
+        return await self._rpc.unary("ListProviders", request, context, self._providers)
+
+    async def GetResourceStatus(
+        self, request: pb.GetResourceStatusRequest, context: Ctx
+    ) -> pb.GetResourceStatusResponse:
+        return await self._rpc.unary("GetResourceStatus", request, context, self._resources)
