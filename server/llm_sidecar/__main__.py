@@ -18,7 +18,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="llm-sidecar", description=__doc__)
     parser.add_argument("--config", help="TOML or JSON configuration file (or LLM_SIDECAR_CONFIG)")
     parser.add_argument("--host", help="override server.host")
-    parser.add_argument("--port", type=int, help="override server.port (0: any free port, -1: no TCP)")
+    parser.add_argument(
+        "--port", type=int, help="override server.port (0: any free port, -1: no TCP)"
+    )
     parser.add_argument("--unix-socket", help="override server.unix_socket")
     return parser.parse_args(argv)
 
@@ -40,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     server_overrides = {
         key: value
-        for key, value in (("host", args.host), ("port", args.port), ("unix_socket", args.unix_socket))
+        for key, value in (
+            ("host", args.host),
+            ("port", args.port),
+            ("unix_socket", args.unix_socket),
+        )
         if value is not None
     }
     try:

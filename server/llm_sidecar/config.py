@@ -76,7 +76,9 @@ class ModelRoute(_Section):
 def _default_models() -> dict[str, ModelRoute]:
     return {
         "simulated": ModelRoute(
-            providers=[ProviderSettings(name="simulated", kind="simulated", model="simulated-echo-1")]
+            providers=[
+                ProviderSettings(name="simulated", kind="simulated", model="simulated-echo-1")
+            ]
         )
     }
 
@@ -207,7 +209,9 @@ class Settings(BaseSettings):
         for route_name, route in self.models.items():
             for provider in route.providers:
                 if provider.kind != "simulated" and not provider.base_url:
-                    raise ValueError(f"models.{route_name}: provider {provider.name!r} needs base_url")
+                    raise ValueError(
+                        f"models.{route_name}: provider {provider.name!r} needs base_url"
+                    )
             local = [p.name for p in route.providers]
             if len(set(local)) != len(local):
                 raise ValueError(f"models.{route_name}: provider names repeat")

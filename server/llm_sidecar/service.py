@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from llm_sidecar.core.context import UserExecutionContext
+from llm_sidecar.core.context import SESSION_ID_KEY, UserExecutionContext, validate_id
 from llm_sidecar.core.conversation import UserConversations
 from llm_sidecar.core.errors import InvalidRequestError, RequestTooLargeError
 from llm_sidecar.core.failover import Router
@@ -80,7 +80,8 @@ class LLMService:
             raise InvalidRequestError("params.max_tokens", "must be at least 1")
         if len(p.stop) > MAX_STOP_SEQUENCES or any(len(s) > MAX_STOP_LENGTH for s in p.stop):
             raise InvalidRequestError(
-                "params.stop", f"allows {MAX_STOP_SEQUENCES} sequences of {MAX_STOP_LENGTH} characters"
+                "params.stop",
+                f"allows {MAX_STOP_SEQUENCES} sequences of {MAX_STOP_LENGTH} characters",
             )
 
     def manager(self, ctx: UserExecutionContext) -> LLMManager:
@@ -89,7 +90,9 @@ class LLMService:
 
     # -- asking ---------------------------------------------------------------------
 
-    async def ask(self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None) -> AskResult:
+    async def ask(
+        self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None
+    ) -> AskResult:
         """Answer a prompt for the caller."""
         self.validate(inp)
         manager = self.registry.get_or_create(ctx)
@@ -129,12 +132,14 @@ class LLMService:
 
     def _usage(self, ctx: UserExecutionContext) -> UserUsage:
         manager = self.registry.get(ctx.user_id)
-        return manager.usage_ledger if manager is not None else self.factory.usage.for_user(ctx.user_id)
+        return (
+            manager.usage_ledger
+            if manager is not None
+            else self.factory.usage.for_user(ctx.user_id)
+        )
 
     @staticmethod
     def _session(ctx: UserExecutionContext, requested: str, *, required: bool = True) -> str:
-        from llm_sidecar.core.context import SESSION_ID_KEY, validate_id
-
         if requested:
             validate_id("session_id", requested, required=True)
             return requested
@@ -148,8 +153,6 @@ class LLMService:
         self, ctx: UserExecutionContext, session_id: str, thread_id: str
     ) -> tuple[str, str, list[ChatMessage]]:
         """The caller's history of one thread: (session, thread, messages)."""
-        from llm_sidecar.core.context import validate_id
-
         session = self._session(ctx, session_id)
         if thread_id:
             validate_id("thread_id", thread_id, required=True)
@@ -169,7 +172,9 @@ class LLMService:
         freed = await self.registry.release(ctx.user_id)
         return freed is not None, freed or 0
 
-    async def usage(self, ctx: UserExecutionContext, session_id: str) -> tuple[UsageRow, list[UsageRow]]:
+    async def usage(
+        self, ctx: UserExecutionContext, session_id: str
+    ) -> tuple[UsageRow, list[UsageRow]]:
         """The caller's usage: (total, rows)."""
         session = self._session(ctx, session_id, required=False) if session_id else None
         rows = await self._usage(ctx).rows(session)

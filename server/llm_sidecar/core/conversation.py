@@ -52,7 +52,9 @@ class UserConversations(Protocol):
     async def load(self, session_id: str, thread_id: str) -> list[ChatMessage]:
         """The thread's history, oldest first."""
 
-    async def append(self, session_id: str, thread_id: str, messages: Sequence[ChatMessage]) -> None:
+    async def append(
+        self, session_id: str, thread_id: str, messages: Sequence[ChatMessage]
+    ) -> None:
         """Append messages, then enforce the bounds."""
 
     async def end_session(self, session_id: str) -> int:
@@ -91,12 +93,22 @@ class MemoryUserConversations:
     async def load(self, session_id: str, thread_id: str) -> list[ChatMessage]:
         return list(self._threads.get((session_id, thread_id), ()))
 
-    async def append(self, session_id: str, thread_id: str, messages: Sequence[ChatMessage]) -> None:
+    async def append(
+        self, session_id: str, thread_id: str, messages: Sequence[ChatMessage]
+    ) -> None:
         key = (session_id, thread_id)
         thread = self._threads.setdefault(key, [])
         thread.extend(messages)
         total = self._bytes.get(key, 0) + sum(message_bytes(m) for m in messages)
         self._bytes[key] = bound_history(thread, self._bounds, total)
+
+    async def replace(
+        self, session_id: str, thread_id: str, messages: Sequence[ChatMessage]
+    ) -> None:
+        """Set a thread's whole history (used to mirror a durable store)."""
+        key = (session_id, thread_id)
+        self._threads[key] = list(messages)
+        self._bytes[key] = bound_history(self._threads[key], self._bounds)
 
     async def end_session(self, session_id: str) -> int:
         doomed = [key for key in self._threads if key[0] == session_id]

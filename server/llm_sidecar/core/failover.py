@@ -26,6 +26,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llm_sidecar.core.breaker import CircuitBreaker, CircuitState
@@ -178,7 +179,9 @@ class Router:
             set_status_on_exception=False,
         )
 
-    def _finish_ok(self, slot: ProviderSlot, span: Span, completion: Completion, seconds: float) -> None:
+    def _finish_ok(
+        self, slot: ProviderSlot, span: Span, completion: Completion, seconds: float
+    ) -> None:
         provider = slot.provider
         attrs = {
             "gen_ai.operation.name": "chat",
@@ -200,12 +203,16 @@ class Router:
             if self.obs.capture_content:
                 span.set_attribute("gen_ai.output.text", completion.text)
         if usage is not None:
-            self.obs.token_usage.record(usage.prompt_tokens, {**attrs, "gen_ai.token.type": "input"})
+            self.obs.token_usage.record(
+                usage.prompt_tokens, {**attrs, "gen_ai.token.type": "input"}
+            )
             self.obs.token_usage.record(
                 usage.completion_tokens, {**attrs, "gen_ai.token.type": "output"}
             )
 
-    def _finish_error(self, slot: ProviderSlot, span: Span, error: ProviderError, seconds: float) -> None:
+    def _finish_error(
+        self, slot: ProviderSlot, span: Span, error: ProviderError, seconds: float
+    ) -> None:
         provider = slot.provider
         self.obs.operation_duration.record(
             seconds,
@@ -237,8 +244,6 @@ class Router:
             slot.breaker.on_abandon()
 
     def _event(self, name: str, attributes: dict[str, Any]) -> None:
-        from opentelemetry import trace
-
         span = trace.get_current_span()
         if span.is_recording():
             span.add_event(name, attributes)
@@ -252,7 +257,9 @@ class Router:
         attempts: list[AttemptRecord],
     ) -> tuple[Completion, Any]:
         remaining = self._remaining(deadline)
-        timeout = slot.timeout_seconds if remaining is None else min(slot.timeout_seconds, remaining)
+        timeout = (
+            slot.timeout_seconds if remaining is None else min(slot.timeout_seconds, remaining)
+        )
         start = time.perf_counter()
         with self._attempt_span(slot) as span:
             try:
@@ -260,7 +267,9 @@ class Router:
                     async with asyncio.timeout(timeout):
                         completion = await slot.provider.complete(request)
                 except TimeoutError:
-                    raise ProviderError(ErrorKind.TIMEOUT, f"no answer within {timeout:.3f}s") from None
+                    raise ProviderError(
+                        ErrorKind.TIMEOUT, f"no answer within {timeout:.3f}s"
+                    ) from None
                 checked = validate(completion) if validate is not None else None
             except ProviderError as error:
                 seconds = time.perf_counter() - start
@@ -277,7 +286,9 @@ class Router:
                 raise _AttemptFailed(error) from None
             except asyncio.CancelledError:
                 slot.breaker.on_abandon()
-                attempts.append(AttemptRecord(slot.name, "cancelled", (time.perf_counter() - start) * 1000))
+                attempts.append(
+                    AttemptRecord(slot.name, "cancelled", (time.perf_counter() - start) * 1000)
+                )
                 raise
             seconds = time.perf_counter() - start
             self._finish_ok(slot, span, completion, seconds)
@@ -306,13 +317,17 @@ class Router:
             previous: ProviderSlot | None = None
             for slot in self.chain(route):
                 if not slot.breaker.try_acquire():
-                    attempts.append(AttemptRecord(slot.name, "skipped_circuit_open", 0.0, "circuit_open"))
+                    attempts.append(
+                        AttemptRecord(slot.name, "skipped_circuit_open", 0.0, "circuit_open")
+                    )
                     self._event("llm_sidecar.circuit.skipped", {"llm_sidecar.provider": slot.name})
                     continue
                 remaining = self._remaining(deadline)
                 if remaining is not None and remaining < MIN_ATTEMPT_SECONDS:
                     slot.breaker.on_abandon()
-                    raise DeadlineExceededError("the deadline passed before a provider answered", attempts)
+                    raise DeadlineExceededError(
+                        "the deadline passed before a provider answered", attempts
+                    )
                 if previous is not None:
                     self.obs.failovers.add(1, {"llm_sidecar.route": route})
                     self._event(
@@ -324,7 +339,9 @@ class Router:
                         },
                     )
                 try:
-                    completion, checked = await self._attempt(slot, request, deadline, validate, attempts)
+                    completion, checked = await self._attempt(
+                        slot, request, deadline, validate, attempts
+                    )
                 except _AttemptFailed as failed:
                     error = failed.error
                     errors.append(error)
@@ -341,7 +358,9 @@ class Router:
             delay = self._next_round_delay(route, round_no, errors, deadline)
             if delay is None:
                 break
-            self._event("llm_sidecar.retry", {"llm_sidecar.round": round_no, "llm_sidecar.delay_s": delay})
+            self._event(
+                "llm_sidecar.retry", {"llm_sidecar.round": round_no, "llm_sidecar.delay_s": delay}
+            )
             await asyncio.sleep(delay)
         raise self._exhausted(route, attempts, errors, deadline)
 
@@ -378,12 +397,18 @@ class Router:
         remaining = self._remaining(deadline)
         if remaining is not None and remaining < MIN_ATTEMPT_SECONDS:
             return DeadlineExceededError("the deadline passed before a provider answered", attempts)
-        waits = [s.breaker.retry_after() for s in self.routes[route] if s.breaker.state is CircuitState.OPEN]
+        waits = [
+            s.breaker.retry_after()
+            for s in self.routes[route]
+            if s.breaker.state is CircuitState.OPEN
+        ]
         hints = [e.retry_after for e in errors if e.retry_after is not None]
         retry_after = min(waits + hints) if (waits or hints) else 1.0
         kinds = ", ".join(sorted({a.error_type for a in attempts if a.error_type})) or "no attempt"
         return ProviderUnavailableError(
-            f"no provider of '{route}' could answer ({kinds})", attempts, retry_after=max(retry_after, 0.05)
+            f"no provider of '{route}' could answer ({kinds})",
+            attempts,
+            retry_after=max(retry_after, 0.05),
         )
 
     async def stream(
@@ -397,17 +422,23 @@ class Router:
         errors: list[ProviderError] = []
         for slot in self.chain(route):
             if not slot.breaker.try_acquire():
-                attempts.append(AttemptRecord(slot.name, "skipped_circuit_open", 0.0, "circuit_open"))
+                attempts.append(
+                    AttemptRecord(slot.name, "skipped_circuit_open", 0.0, "circuit_open")
+                )
                 self._event("llm_sidecar.circuit.skipped", {"llm_sidecar.provider": slot.name})
                 continue
             remaining = self._remaining(deadline)
             if remaining is not None and remaining < MIN_ATTEMPT_SECONDS:
                 slot.breaker.on_abandon()
-                raise DeadlineExceededError("the deadline passed before a provider answered", attempts)
+                raise DeadlineExceededError(
+                    "the deadline passed before a provider answered", attempts
+                )
             if errors:
                 self.obs.failovers.add(1, {"llm_sidecar.route": route})
-                self._event("llm_sidecar.failover", {"llm_sidecar.to_provider": slot.name,
-                                                     "error.type": errors[-1].kind.value})
+                self._event(
+                    "llm_sidecar.failover",
+                    {"llm_sidecar.to_provider": slot.name, "error.type": errors[-1].kind.value},
+                )
             start = time.perf_counter()
             sent = 0
             with self._attempt_span(slot) as span:
@@ -416,7 +447,9 @@ class Router:
                     while True:
                         remaining = self._remaining(deadline)
                         timeout = (
-                            slot.timeout_seconds if remaining is None else min(slot.timeout_seconds, remaining)
+                            slot.timeout_seconds
+                            if remaining is None
+                            else min(slot.timeout_seconds, remaining)
                         )
                         try:
                             async with asyncio.timeout(timeout):
@@ -426,7 +459,9 @@ class Router:
                                 ErrorKind.TIMEOUT, f"no stream data within {timeout:.3f}s"
                             ) from None
                         except StopAsyncIteration:
-                            raise ProviderError(ErrorKind.BAD_RESPONSE, "stream ended without a result") from None
+                            raise ProviderError(
+                                ErrorKind.BAD_RESPONSE, "stream ended without a result"
+                            ) from None
                         if isinstance(item, Completion):
                             seconds = time.perf_counter() - start
                             self._finish_ok(slot, span, item, seconds)
@@ -442,10 +477,13 @@ class Router:
                     seconds = time.perf_counter() - start
                     self._finish_error(slot, span, error, seconds)
                     self._record_failure(slot, error, seconds * 1000)
-                    attempts.append(AttemptRecord(slot.name, "error", seconds * 1000, error.kind.value))
+                    attempts.append(
+                        AttemptRecord(slot.name, "error", seconds * 1000, error.kind.value)
+                    )
                     if sent:
                         raise StreamInterruptedError(
-                            f"provider '{slot.name}' failed after {sent} chunks ({error.kind.value})"
+                            f"provider '{slot.name}' failed after {sent} chunks "
+                            f"({error.kind.value})"
                         ) from None
                     if not error.kind.fails_over:
                         raise ProviderRejectedError(

@@ -56,7 +56,9 @@ class HealthMonitor:
         except (ProviderError, TimeoutError) as exc:
             kind = exc.kind.value if isinstance(exc, ProviderError) else "timeout"
             if slot.healthy:
-                log.warning("provider probe failed", extra={"provider": slot.name, "error_type": kind})
+                log.warning(
+                    "provider probe failed", extra={"provider": slot.name, "error_type": kind}
+                )
             slot.healthy = False
             slot.breaker.on_failure()
             return

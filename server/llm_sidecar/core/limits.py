@@ -14,7 +14,14 @@ _WINDOW = 60.0
 class UserLimiter:
     """Limits of one user; 0 disables a limit."""
 
-    __slots__ = ("_clock", "_tokens", "_tokens_sum", "in_flight", "max_concurrent", "tokens_per_minute")
+    __slots__ = (
+        "_clock",
+        "_tokens",
+        "_tokens_sum",
+        "in_flight",
+        "max_concurrent",
+        "tokens_per_minute",
+    )
 
     def __init__(
         self,

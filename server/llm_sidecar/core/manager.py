@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jsonschema.protocols import Validator
+from opentelemetry import trace
 
 from llm_sidecar.core.cache import UserCache
 from llm_sidecar.core.cache_keys import cache_key
@@ -144,7 +145,9 @@ class LLMManager:
 
     # -- public operations -------------------------------------------------------
 
-    async def ask(self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None = None) -> AskResult:
+    async def ask(
+        self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None = None
+    ) -> AskResult:
         """Answer one prompt for this user, inside its conversation unless opted out."""
         self._check(ctx)
         self.limiter.acquire()
@@ -162,7 +165,9 @@ class LLMManager:
                 self._unlock(ctx.session_id, ctx.conversation_thread, lock)
             self.limiter.release()
 
-    async def _ask(self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None) -> AskResult:
+    async def _ask(
+        self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None
+    ) -> AskResult:
         start = time.perf_counter()
         prep = await self._prepare(ctx, inp)
         if prep.key is not None:
@@ -183,8 +188,6 @@ class LLMManager:
 
     def _record_lookup(self, hit: bool) -> None:
         self._obs.cache_lookups.add(1, {"llm_sidecar.cache.hit": hit})
-        from opentelemetry import trace
-
         span = trace.get_current_span()
         if span.is_recording():
             span.add_event("llm_sidecar.cache.lookup", {"llm_sidecar.cache.hit": hit})
@@ -234,7 +237,9 @@ class LLMManager:
         completion = routed.completion
         usage = completion.usage or estimate_usage(prep.messages, completion.text)
         self.limiter.record_tokens(usage.total_tokens)
-        await self.usage_ledger.record(prep.session_id or "", prep.route, routed.provider, usage, cached=False)
+        await self.usage_ledger.record(
+            prep.session_id or "", prep.route, routed.provider, usage, cached=False
+        )
         structured_json = canonical_json(document) if prep.validator is not None else None
         if prep.key is not None and not self.closed:
             self.cache.put(
@@ -306,7 +311,9 @@ class LLMManager:
         prep = await self._prepare(ctx, inp)
         return prep.key is not None and self.cache.contains(prep.key)
 
-    async def conversation(self, ctx: UserExecutionContext, session_id: str, thread_id: str) -> list[ChatMessage]:
+    async def conversation(
+        self, ctx: UserExecutionContext, session_id: str, thread_id: str
+    ) -> list[ChatMessage]:
         """This user's history of one thread."""
         self._check(ctx)
         return await self.conversations.load(session_id, thread_id)
@@ -318,7 +325,9 @@ class LLMManager:
         entries = self.cache.remove_session(session_id)
         return threads, entries
 
-    async def usage(self, ctx: UserExecutionContext, session_id: str | None = None) -> list[UsageRow]:
+    async def usage(
+        self, ctx: UserExecutionContext, session_id: str | None = None
+    ) -> list[UsageRow]:
         """This user's usage rows."""
         self._check(ctx)
         return await self.usage_ledger.rows(session_id)

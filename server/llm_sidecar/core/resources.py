@@ -177,7 +177,9 @@ class ResourceMonitor:
     def start(self) -> None:
         """Sample in the background."""
         if self._task is None and self.interval > 0:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="resource-monitor")
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="resource-monitor"
+            )
 
     async def stop(self) -> None:
         """Stop sampling."""

@@ -27,7 +27,9 @@ def parse_schema(text: str) -> dict[str, Any]:
     try:
         schema = json.loads(text)
     except ValueError as exc:
-        raise SchemaError("json_schema", f"is not JSON (line {getattr(exc, 'lineno', '?')})") from None
+        raise SchemaError(
+            "json_schema", f"is not JSON (line {getattr(exc, 'lineno', '?')})"
+        ) from None
     if not isinstance(schema, dict):
         raise SchemaError("json_schema", "must be a JSON object")
     compile_schema(schema)
@@ -41,7 +43,9 @@ def compile_schema(schema: dict[str, Any]) -> Validator:
         cls.check_schema(schema)
     except _JsonSchemaError as exc:
         where = "/".join(str(p) for p in exc.path) or "(root)"
-        raise SchemaError("json_schema", f"is not a valid JSON Schema: '{exc.validator}' at {where}") from None
+        raise SchemaError(
+            "json_schema", f"is not a valid JSON Schema: '{exc.validator}' at {where}"
+        ) from None
     return cls(schema)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -34,8 +35,6 @@ def parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         pass
     try:
-        import time
-
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
@@ -45,14 +44,20 @@ def error_for_status(status: int, headers: Any) -> ProviderError:
     """The ProviderError for a non-2xx answer. Never includes the body: it may echo input."""
     retry_after = parse_retry_after(headers.get("Retry-After"))
     if status == 429:
-        return ProviderError(ErrorKind.RATE_LIMITED, "HTTP 429", status=status, retry_after=retry_after)
+        return ProviderError(
+            ErrorKind.RATE_LIMITED, "HTTP 429", status=status, retry_after=retry_after
+        )
     if status in (401, 403):
         return ProviderError(ErrorKind.AUTH, f"HTTP {status}", status=status)
     if status in (408, 409):
-        return ProviderError(ErrorKind.SERVER_ERROR, f"HTTP {status}", status=status, retry_after=retry_after)
+        return ProviderError(
+            ErrorKind.SERVER_ERROR, f"HTTP {status}", status=status, retry_after=retry_after
+        )
     if 400 <= status < 500:
         return ProviderError(ErrorKind.REQUEST_REJECTED, f"HTTP {status}", status=status)
-    return ProviderError(ErrorKind.SERVER_ERROR, f"HTTP {status}", status=status, retry_after=retry_after)
+    return ProviderError(
+        ErrorKind.SERVER_ERROR, f"HTTP {status}", status=status, retry_after=retry_after
+    )
 
 
 def connection_error(exc: BaseException) -> ProviderError:

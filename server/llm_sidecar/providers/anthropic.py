@@ -126,7 +126,9 @@ class AnthropicProvider:
                     try:
                         item = json.loads(data)
                     except ValueError:
-                        raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not JSON") from None
+                        raise ProviderError(
+                            ErrorKind.BAD_RESPONSE, "a stream event is not JSON"
+                        ) from None
                     kind = item.get("type", event)
                     if kind == "message_start":
                         message = item.get("message") or {}
@@ -157,7 +159,9 @@ class AnthropicProvider:
         if not done:
             raise ProviderError(ErrorKind.BAD_RESPONSE, "the stream ended early")
         usage_out = (
-            Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens) if saw_usage else None
+            Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+            if saw_usage
+            else None
         )
         yield Completion("".join(parts), response_id, model, finish, usage_out)
 
@@ -165,7 +169,9 @@ class AnthropicProvider:
         if self._probe_mode == "none":
             return
         try:
-            async with self._session.get(self._base + "/v1/models", headers=self._headers) as response:
+            async with self._session.get(
+                self._base + "/v1/models", headers=self._headers
+            ) as response:
                 await response.read()
                 if response.status >= 500 or response.status in (401, 403, 429):
                     raise error_for_status(response.status, response.headers)

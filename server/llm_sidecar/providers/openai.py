@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from llm_sidecar.core.errors import ErrorKind, ProviderError
-from llm_sidecar.core.models import ChatRequest, Completion, Usage
+from llm_sidecar.core.models import ChatMessage, ChatRequest, Completion, GenerationParams, Usage
 from llm_sidecar.providers._http import (
     connection_error,
     error_for_status,
@@ -129,9 +129,13 @@ class OpenAIProvider:
                     try:
                         chunk = json.loads(data)
                     except ValueError:
-                        raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not JSON") from None
+                        raise ProviderError(
+                            ErrorKind.BAD_RESPONSE, "a stream event is not JSON"
+                        ) from None
                     if not isinstance(chunk, dict):
-                        raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not an object")
+                        raise ProviderError(
+                            ErrorKind.BAD_RESPONSE, "a stream event is not an object"
+                        )
                     response_id = str(chunk.get("id", response_id))
                     model = str(chunk.get("model", model))
                     usage = _usage(chunk.get("usage")) or usage
@@ -153,9 +157,9 @@ class OpenAIProvider:
         if self._probe_mode == "none":
             return
         if self._probe_mode == "chat":
-            from llm_sidecar.core.models import ChatMessage, GenerationParams
-
-            await self.complete(ChatRequest((ChatMessage("user", "ping"),), GenerationParams(max_tokens=1)))
+            await self.complete(
+                ChatRequest((ChatMessage("user", "ping"),), GenerationParams(max_tokens=1))
+            )
             return
         try:
             async with self._session.get(self._base + "/models", headers=self._headers) as response:

@@ -31,8 +31,9 @@ def example_for(schema: Any) -> Any:
     if isinstance(kind, list):
         kind = kind[0] if kind else None
     if kind == "object" or "properties" in schema:
-        props = schema.get("properties", {})
-        return {name: example_for(sub) for name, sub in props.items() if name in schema.get("required", props)}
+        props: dict[str, Any] = schema.get("properties") or {}
+        required = set(schema.get("required") or props)
+        return {name: example_for(sub) for name, sub in props.items() if name in required}
     if kind == "array":
         count = int(schema.get("minItems", 0))
         return [example_for(schema.get("items", {})) for _ in range(count)]
@@ -54,7 +55,9 @@ class SimulatedProvider:
 
     system = "simulated"
 
-    def __init__(self, *, name: str, model: str = "simulated-echo-1", latency_ms: float = 0.0) -> None:
+    def __init__(
+        self, *, name: str, model: str = "simulated-echo-1", latency_ms: float = 0.0
+    ) -> None:
         self.name = name
         self.model = model
         self._latency = latency_ms / 1000.0
@@ -68,7 +71,9 @@ class SimulatedProvider:
         if request.json_schema is not None:
             text = canonical_json(example_for(request.json_schema))
         else:
-            text = f"[simulated] answer {digest.hexdigest()} to a {len(request.messages)}-message chat"
+            text = (
+                f"[simulated] answer {digest.hexdigest()} to a {len(request.messages)}-message chat"
+            )
         prompt_tokens = sum(len(m.content.split()) + 1 for m in request.messages)
         completion_tokens = len(text.split())
         self._serial += 1

@@ -55,7 +55,9 @@ def _span_exporter(name: str) -> SpanExporter | None:
         return ConsoleSpanExporter()
     if name == "otlp":
         if _protocol().startswith("http"):
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter as Http,
+            )
 
             return Http()
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
@@ -114,7 +116,7 @@ def setup_telemetry(
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from prometheus_client import start_http_server
 
-        server, thread = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        server, _thread = start_http_server(settings.metrics_port, addr=settings.metrics_host)
         extra.append(server)
         readers.append(PrometheusMetricReader())
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from llm_manager.v1 import llm_manager_pb2 as pb
-
 from llm_sidecar.core.errors import AttemptRecord
-from llm_sidecar.core.models import DEFAULT_PARAMS, AskInput, AskResult, ChatMessage, GenerationParams, Usage
+from llm_sidecar.core.models import (
+    DEFAULT_PARAMS,
+    AskInput,
+    AskResult,
+    ChatMessage,
+    GenerationParams,
+    Usage,
+)
 from llm_sidecar.core.usage import UsageRow
 
 
@@ -24,7 +30,9 @@ def params_from(msg: pb.GenerationParams) -> GenerationParams:
     )
 
 
-def ask_input(msg: pb.AskRequest | pb.AskStructuredRequest, json_schema: dict[str, Any] | None = None) -> AskInput:
+def ask_input(
+    msg: pb.AskRequest | pb.AskStructuredRequest, json_schema: dict[str, Any] | None = None
+) -> AskInput:
     """The core request for an Ask-family message."""
     return AskInput(
         prompt=msg.prompt,

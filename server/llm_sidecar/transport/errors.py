@@ -69,7 +69,9 @@ def to_status(exc: SidecarError) -> grpc.Status:
             _pack(
                 error_details_pb2.BadRequest(
                     field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=exc.key, description=exc.problem)
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=exc.key, description=exc.problem
+                        )
                     ]
                 )
             )
@@ -80,7 +82,9 @@ def to_status(exc: SidecarError) -> grpc.Status:
             _pack(
                 error_details_pb2.BadRequest(
                     field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.problem)
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=exc.field, description=exc.problem
+                        )
                     ]
                 )
             )
@@ -96,7 +100,9 @@ def to_status(exc: SidecarError) -> grpc.Status:
             details.append(_retry_info(exc.retry_after))
     # ErrorInfo first, packed last: Pack copies, so its metadata must be complete.
     details.insert(0, _pack(info))
-    proto = status_pb2.Status(code=getattr(code_pb2, code.name), message=exc.message, details=details)
+    proto = status_pb2.Status(
+        code=getattr(code_pb2, code.name), message=exc.message, details=details
+    )
     return rpc_status.to_status(proto)
 
 

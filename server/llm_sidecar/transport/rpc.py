@@ -35,7 +35,9 @@ StreamHandler = Callable[[UserExecutionContext, Any, float | None], AsyncIterato
 class RpcRunner:
     """Runs handlers of one gRPC service under the common policy."""
 
-    def __init__(self, service: str, obs: Observability, *, max_request_bytes: int, needs_user: bool = True) -> None:
+    def __init__(
+        self, service: str, obs: Observability, *, max_request_bytes: int, needs_user: bool = True
+    ) -> None:
         self.service = service
         self.obs = obs
         self.max_request_bytes = max_request_bytes
@@ -109,7 +111,9 @@ class RpcRunner:
         )
 
     @staticmethod
-    def _split(context: grpc.aio.ServicerContext) -> tuple[dict[str, str], dict[str, str], InvalidContextError | None]:
+    def _split(
+        context: grpc.aio.ServicerContext,
+    ) -> tuple[dict[str, str], dict[str, str], InvalidContextError | None]:
         try:
             values, carrier = split_metadata(context.invocation_metadata())
         except InvalidContextError as exc:
@@ -117,7 +121,11 @@ class RpcRunner:
         return values, carrier, None
 
     async def unary(
-        self, method: str, request: Any, context: grpc.aio.ServicerContext, handler: UnaryHandler[Resp]
+        self,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        handler: UnaryHandler[Resp],
     ) -> Resp:
         """Run a unary handler."""
         start = time.perf_counter()
@@ -138,7 +146,11 @@ class RpcRunner:
         raise AssertionError("unreachable")  # abort_with_status always raises
 
     async def stream(
-        self, method: str, request: Any, context: grpc.aio.ServicerContext, handler: StreamHandler[Resp]
+        self,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        handler: StreamHandler[Resp],
     ) -> AsyncIterator[Resp]:
         """Run a server-streaming handler."""
         start = time.perf_counter()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import grpc
+
 from llm_manager.v1 import llm_manager_pb2 as pb
 from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
-
 from llm_sidecar.core.context import UserExecutionContext
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.structured import parse_schema
@@ -23,7 +24,7 @@ from llm_sidecar.transport.rpc import RpcRunner
 SERVICE_NAME = "llm_manager.v1.LLMManagerService"
 ADMIN_SERVICE_NAME = "llm_manager.v1.LLMAdminService"
 
-Ctx = grpc.aio.ServicerContext
+Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
 class LLMManagerServicer(pb_grpc.LLMManagerServiceServicer):
@@ -35,7 +36,9 @@ class LLMManagerServicer(pb_grpc.LLMManagerServiceServicer):
 
     # -- handlers (context already validated) --------------------------------------
 
-    async def _ask(self, ctx: UserExecutionContext, req: pb.AskRequest, deadline: float | None) -> pb.AskResponse:
+    async def _ask(
+        self, ctx: UserExecutionContext, req: pb.AskRequest, deadline: float | None
+    ) -> pb.AskResponse:
         result = await self._service.ask(ctx, ask_input(req), deadline)
         return pb.AskResponse(text=result.text)
 
@@ -71,7 +74,9 @@ class LLMManagerServicer(pb_grpc.LLMManagerServiceServicer):
     async def _get_conversation(
         self, ctx: UserExecutionContext, req: pb.GetConversationRequest, deadline: float | None
     ) -> pb.GetConversationResponse:
-        session, thread, messages = await self._service.conversation(ctx, req.session_id, req.thread_id)
+        session, thread, messages = await self._service.conversation(
+            ctx, req.session_id, req.thread_id
+        )
         return pb.GetConversationResponse(
             session_id=session, thread_id=thread, messages=[message_msg(m) for m in messages]
         )
@@ -92,7 +97,9 @@ class LLMManagerServicer(pb_grpc.LLMManagerServiceServicer):
         self, ctx: UserExecutionContext, req: pb.GetUsageRequest, deadline: float | None
     ) -> pb.GetUsageResponse:
         total, rows = await self._service.usage(ctx, req.session_id)
-        return pb.GetUsageResponse(total=usage_row_msg(total), rows=[usage_row_msg(r) for r in rows])
+        return pb.GetUsageResponse(
+            total=usage_row_msg(total), rows=[usage_row_msg(r) for r in rows]
+        )
 
     # -- RPCs --------------------------------------------------------------------
 
@@ -102,11 +109,17 @@ class LLMManagerServicer(pb_grpc.LLMManagerServiceServicer):
     async def AskFull(self, request: pb.AskRequest, context: Ctx) -> pb.AskFullResponse:
         return await self._rpc.unary("AskFull", request, context, self._ask_full)
 
-    async def AskStructured(self, request: pb.AskStructuredRequest, context: Ctx) -> pb.AskStructuredResponse:
+    async def AskStructured(
+        self, request: pb.AskStructuredRequest, context: Ctx
+    ) -> pb.AskStructuredResponse:
         return await self._rpc.unary("AskStructured", request, context, self._ask_structured)
 
-    def AskStream(self, request: pb.AskRequest, context: Ctx) -> AsyncIterator[pb.AskStreamChunk]:  # type: ignore[override]
-        return self._rpc.stream("AskStream", request, context, self._ask_stream)
+    async def AskStream(
+        self, request: pb.AskRequest, context: Ctx
+    ) -> AsyncIterator[pb.AskStreamChunk]:
+        # grpc.aio picks the streaming mode by isasyncgenfunction, so this must be one.
+        async for chunk in self._rpc.stream("AskStream", request, context, self._ask_stream):
+            yield chunk
 
     async def IsCached(self, request: pb.AskRequest, context: Ctx) -> pb.IsCachedResponse:
         return await self._rpc.unary("IsCached", request, context, self._is_cached)
@@ -116,7 +129,9 @@ class LLMManagerServicer(pb_grpc.LLMManagerServiceServicer):
     ) -> pb.GetConversationResponse:
         return await self._rpc.unary("GetConversation", request, context, self._get_conversation)
 
-    async def EndSession(self, request: pb.EndSessionRequest, context: Ctx) -> pb.EndSessionResponse:
+    async def EndSession(
+        self, request: pb.EndSessionRequest, context: Ctx
+    ) -> pb.EndSessionResponse:
         return await self._rpc.unary("EndSession", request, context, self._end_session)
 
     async def ReleaseManager(
@@ -135,7 +150,9 @@ class LLMAdminServicer(pb_grpc.LLMAdminServiceServicer):
         self._service = service
         self._rpc = RpcRunner(ADMIN_SERVICE_NAME, obs, max_request_bytes=4096, needs_user=False)
 
-    async def _providers(self, _: object, req: pb.ListProvidersRequest, d: float | None) -> pb.ListProvidersResponse:
+    async def _providers(
+        self, _: object, req: pb.ListProvidersRequest, d: float | None
+    ) -> pb.ListProvidersResponse:
         return pb.ListProvidersResponse(
             providers=[
                 pb.ProviderStatus(
@@ -170,7 +187,9 @@ class LLMAdminServicer(pb_grpc.LLMAdminServiceServicer):
             alerts=list(snap.alerts),
         )
 
-    async def ListProviders(self, request: pb.ListProvidersRequest, context: Ctx) -> pb.ListProvidersResponse:
+    async def ListProviders(
+        self, request: pb.ListProvidersRequest, context: Ctx
+    ) -> pb.ListProvidersResponse:
         return await self._rpc.unary("ListProviders", request, context, self._providers)
 
     async def GetResourceStatus(

@@ -1,0 +1,68 @@
+"""Typed Python client of the LLM Manager sidecar.
+
+from llm_manager_client import AsyncLLMManagerClient, UserContext
+
+async with AsyncLLMManagerClient("127.0.0.1:50051", UserContext("alice", session_id="s1")) as c:
+    print(await c.ask("hello"))
+"""
+
+from llm_manager_client._async import DEFAULT_TIMEOUT, AsyncLLMManagerClient
+from llm_manager_client._context import UserContext
+from llm_manager_client._exceptions import (
+    CancelledError,
+    DeadlineExceededError,
+    InternalError,
+    InvalidArgumentError,
+    LLMManagerError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    StructuredOutputError,
+    UnauthenticatedError,
+    UnavailableError,
+    from_rpc_error,
+)
+from llm_manager_client._models import (
+    AskResult,
+    Attempt,
+    Conversation,
+    Message,
+    Released,
+    ResponseMetadata,
+    SessionEnded,
+    StreamChunk,
+    StructuredResult,
+    Usage,
+    UsageReport,
+    UsageRow,
+)
+from llm_manager_client._sync import LLMManagerClient
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "AskResult",
+    "AsyncLLMManagerClient",
+    "Attempt",
+    "CancelledError",
+    "Conversation",
+    "DeadlineExceededError",
+    "InternalError",
+    "InvalidArgumentError",
+    "LLMManagerClient",
+    "LLMManagerError",
+    "Message",
+    "PermissionDeniedError",
+    "Released",
+    "ResourceExhaustedError",
+    "ResponseMetadata",
+    "SessionEnded",
+    "StreamChunk",
+    "StructuredOutputError",
+    "StructuredResult",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "Usage",
+    "UsageReport",
+    "UsageRow",
+    "UserContext",
+    "from_rpc_error",
+]

@@ -1,0 +1,135 @@
+"""Request building and response parsing shared by the async and sync clients."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from llm_manager.v1 import llm_manager_pb2 as pb
+from llm_manager_client._models import (
+    AskResult,
+    Attempt,
+    Conversation,
+    Message,
+    ResponseMetadata,
+    StreamChunk,
+    StructuredResult,
+    Usage,
+    UsageReport,
+    UsageRow,
+)
+
+
+def ask_request(
+    prompt: str,
+    *,
+    model: str = "",
+    system_prompt: str = "",
+    skip_history: bool = False,
+    skip_cache: bool = False,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    top_p: float | None = None,
+    stop: Sequence[str] = (),
+    seed: int | None = None,
+) -> pb.AskRequest:
+    """An AskRequest from keyword arguments."""
+    return pb.AskRequest(
+        prompt=prompt,
+        model=model,
+        system_prompt=system_prompt,
+        skip_history=skip_history,
+        skip_cache=skip_cache,
+        params=params(temperature, max_tokens, top_p, stop, seed),
+    )
+
+
+def params(
+    temperature: float | None,
+    max_tokens: int | None,
+    top_p: float | None,
+    stop: Sequence[str],
+    seed: int | None,
+) -> pb.GenerationParams:
+    msg = pb.GenerationParams(stop=list(stop))
+    if temperature is not None:
+        msg.temperature = temperature
+    if max_tokens is not None:
+        msg.max_tokens = max_tokens
+    if top_p is not None:
+        msg.top_p = top_p
+    if seed is not None:
+        msg.seed = seed
+    return msg
+
+
+def structured_request(
+    prompt: str, schema: dict[str, Any] | str, **kwargs: Any
+) -> pb.AskStructuredRequest:
+    """An AskStructuredRequest; ``schema`` as a dict or JSON text."""
+    base = ask_request(prompt, **kwargs)
+    return pb.AskStructuredRequest(
+        prompt=base.prompt,
+        model=base.model,
+        params=base.params,
+        system_prompt=base.system_prompt,
+        skip_history=base.skip_history,
+        skip_cache=base.skip_cache,
+        json_schema=schema if isinstance(schema, str) else json.dumps(schema),
+    )
+
+
+def metadata(msg: pb.ResponseMetadata) -> ResponseMetadata:
+    u = msg.usage
+    return ResponseMetadata(
+        response_id=msg.response_id,
+        provider=msg.provider,
+        model=msg.model,
+        usage=Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens, u.estimated),
+        cached=msg.cached,
+        latency_ms=msg.latency_ms,
+        finish_reason=msg.finish_reason,
+        attempts=tuple(
+            Attempt(a.provider, a.outcome, a.latency_ms, a.error_type) for a in msg.attempts
+        ),
+        request_id=msg.request_id,
+    )
+
+
+def ask_result(msg: pb.AskFullResponse) -> AskResult:
+    return AskResult(msg.text, metadata(msg.metadata))
+
+
+def structured_result(msg: pb.AskStructuredResponse) -> StructuredResult:
+    return StructuredResult(json.loads(msg.json), msg.json, metadata(msg.metadata))
+
+
+def stream_chunk(msg: pb.AskStreamChunk) -> StreamChunk:
+    return StreamChunk(
+        msg.delta, msg.index, metadata(msg.metadata) if msg.HasField("metadata") else None
+    )
+
+
+def conversation(msg: pb.GetConversationResponse) -> Conversation:
+    return Conversation(
+        msg.session_id, msg.thread_id, tuple(Message(m.role, m.content) for m in msg.messages)
+    )
+
+
+def usage_row(msg: pb.UsageRow) -> UsageRow:
+    return UsageRow(
+        msg.session_id,
+        msg.model,
+        msg.provider,
+        msg.requests,
+        msg.cache_hits,
+        msg.prompt_tokens,
+        msg.completion_tokens,
+        msg.total_tokens,
+        msg.estimated_requests,
+    )
+
+
+def usage_report(msg: pb.GetUsageResponse) -> UsageReport:
+    return UsageReport(usage_row(msg.total), tuple(usage_row(r) for r in msg.rows))

@@ -1,0 +1,105 @@
+"""Results returned by the client: plain, typed, independent of protobuf."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    estimated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    provider: str
+    outcome: str
+    latency_ms: float
+    error_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseMetadata:
+    response_id: str
+    provider: str
+    model: str
+    usage: Usage
+    cached: bool
+    latency_ms: float
+    finish_reason: str
+    attempts: tuple[Attempt, ...]
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AskResult:
+    """Text plus metadata (AskFull)."""
+
+    text: str
+    metadata: ResponseMetadata
+
+
+@dataclass(frozen=True, slots=True)
+class StructuredResult:
+    """A validated JSON document plus metadata (AskStructured)."""
+
+    data: Any
+    json: str
+    metadata: ResponseMetadata
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """A streamed piece; the last one has ``metadata`` and no text."""
+
+    delta: str
+    index: int
+    metadata: ResponseMetadata | None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    session_id: str
+    thread_id: str
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    session_id: str
+    model: str
+    provider: str
+    requests: int
+    cache_hits: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    estimated_requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    total: UsageRow
+    rows: tuple[UsageRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    threads_cleared: int
+    cache_entries_cleared: int
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    released: bool
+    cache_entries_freed: int

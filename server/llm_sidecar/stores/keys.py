@@ -1,0 +1,46 @@
+"""Redis key layout. Every id is hashed, so no id can address another user's keys.
+
+    {prefix}:{<user digest>}:c:<session digest>:<thread digest>   list of messages
+    {prefix}:{<user digest>}:s:<session digest>                   set of thread keys
+    {prefix}:{<user digest>}:usage                                 hash of counters
+
+The user digest sits in a hash tag, so all of one user's keys live in one
+Redis Cluster slot and the Lua scripts may touch them together. The digests
+are BLAKE2b of the raw id (keyed by the prefix), so colons, ``*``, spaces,
+unicode or huge ids all become 32 hex characters.
+"""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+
+
+def digest(value: str, *, salt: str) -> str:
+    """A fixed-length hex digest of an id."""
+    return blake2b(value.encode("utf-8"), digest_size=16, key=salt.encode("utf-8")[:64]).hexdigest()
+
+
+class UserKeys:
+    """Key names of one user."""
+
+    __slots__ = ("_base", "_salt")
+
+    def __init__(self, prefix: str, user_id: str) -> None:
+        self._salt = prefix
+        self._base = f"{prefix}:{{{digest(user_id, salt=prefix)}}}"
+
+    @property
+    def base(self) -> str:
+        return self._base
+
+    def thread(self, session_id: str, thread_id: str) -> str:
+        s = digest(session_id, salt=self._salt)
+        t = digest(thread_id, salt=self._salt)
+        return f"{self._base}:c:{s}:{t}"
+
+    def session(self, session_id: str) -> str:
+        return f"{self._base}:s:{digest(session_id, salt=self._salt)}"
+
+    @property
+    def usage(self) -> str:
+        return f"{self._base}:usage"

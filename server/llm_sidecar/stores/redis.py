@@ -1,0 +1,373 @@
+"""Redis adapters: conversation store and usage ledger behind the core interfaces.
+
+Failure policy (``redis.durability``):
+
+* ``required``: a call whose state cannot be read from or written to Redis
+  fails with UNAVAILABLE. Nothing is served from process memory.
+* ``best_effort`` (default): conversations keep a bounded copy in the user's
+  manager; when Redis is down or slow, reads are served from it and writes are
+  queued in order (bounded by ``pending_writes_max``) and replayed as soon as
+  Redis answers again. Usage records are queued the same way, never dropped
+  silently: if the queue overflows, the loss is counted, logged and shown in
+  the admin status. Reading usage while Redis is down fails with UNAVAILABLE,
+  because a bill must not be guessed.
+
+Reconnection is redis-py's: every command takes a pooled connection and
+reconnects when needed; a background task pings while writes are pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from llm_sidecar.config import RedisSettings
+from llm_sidecar.core.conversation import (
+    ConversationStore,
+    HistoryBounds,
+    MemoryUserConversations,
+)
+from llm_sidecar.core.errors import StoreUnavailableError
+from llm_sidecar.core.models import ChatMessage, Usage
+from llm_sidecar.core.usage import UsageLedger, UsageRow, usage_delta
+from llm_sidecar.stores.keys import UserKeys
+
+log = logging.getLogger(__name__)
+
+_FAULTS = (RedisError, OSError, asyncio.TimeoutError)
+
+# Append messages, drop whole turns from the front until the count and byte
+# bounds hold, refresh TTLs and remember the thread under its session.
+_APPEND = """
+for i = 5, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+local max_msgs = tonumber(ARGV[1])
+local max_bytes = tonumber(ARGV[2])
+local n = redis.call('LLEN', KEYS[1])
+while n > max_msgs do
+  redis.call('LTRIM', KEYS[1], 2, -1)
+  n = n - 2
+end
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local total = 0
+for _, v in ipairs(items) do total = total + string.len(v) end
+local i = 1
+while total > max_bytes and i <= #items do
+  total = total - string.len(items[i])
+  if items[i + 1] then total = total - string.len(items[i + 1]) end
+  redis.call('LTRIM', KEYS[1], 2, -1)
+  i = i + 2
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SADD', KEYS[2], KEYS[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return redis.call('LLEN', KEYS[1])
+"""
+
+# Delete every thread of a session; return how many there were.
+_END_SESSION = """
+local threads = redis.call('SMEMBERS', KEYS[1])
+local n = 0
+for _, key in ipairs(threads) do n = n + redis.call('DEL', key) end
+redis.call('DEL', KEYS[1])
+return n
+"""
+
+_FIELD_SEP = "\x1f"
+_COUNTERS = (
+    "requests",
+    "cache_hits",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "estimated_requests",
+)
+
+
+class RedisBackend:
+    """The shared connection, health state and replay queue."""
+
+    def __init__(self, settings: RedisSettings) -> None:
+        self.settings = settings
+        self.prefix = settings.key_prefix
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.url,
+            max_connections=settings.max_connections,
+            timeout=settings.socket_timeout_seconds,
+            socket_timeout=settings.socket_timeout_seconds,
+            socket_connect_timeout=settings.connect_timeout_seconds,
+            health_check_interval=settings.health_check_interval_seconds,
+        )
+        self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
+        self.append_script = self.client.register_script(_APPEND)
+        self.end_session_script = self.client.register_script(_END_SESSION)
+        self.required = settings.durability == "required"
+        self.up = True
+        self.pending: deque[Callable[[], Awaitable[Any]]] = deque()
+        self.dropped_writes = 0
+        self.replayed_writes = 0
+        self._replayer: asyncio.Task[None] | None = None
+
+    # -- failure handling --------------------------------------------------------------
+
+    def _down(self, exc: BaseException) -> None:
+        if self.up:
+            log.warning("redis unreachable", extra={"error_type": type(exc).__name__})
+        self.up = False
+        self._ensure_replayer()
+
+    def unavailable(self) -> StoreUnavailableError:
+        return StoreUnavailableError("the shared state store (Redis) is unreachable")
+
+    def defer(self, op: Callable[[], Awaitable[Any]]) -> None:
+        """Queue a write for replay (best effort mode)."""
+        if len(self.pending) >= self.settings.pending_writes_max:
+            self.dropped_writes += 1
+            log.error(
+                "redis replay queue full: a write was dropped",
+                extra={"dropped": self.dropped_writes},
+            )
+            return
+        self.pending.append(op)
+        self._ensure_replayer()
+
+    @property
+    def clean(self) -> bool:
+        """Up with nothing waiting: Redis is the whole truth."""
+        return self.up and not self.pending
+
+    async def write(self, op: Callable[[], Awaitable[Any]]) -> None:
+        """Run a write now, or queue it (best effort) / fail (required)."""
+        if not self.clean:
+            if self.required:
+                raise self.unavailable()
+            self.defer(op)
+            return
+        try:
+            await op()
+        except _FAULTS as exc:
+            self._down(exc)
+            if self.required:
+                raise self.unavailable() from None
+            self.defer(op)
+
+    def _ensure_replayer(self) -> None:
+        if self._replayer is None or self._replayer.done():
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._replayer = loop.create_task(self._replay(), name="redis-replay")
+
+    async def _replay(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self.client.ping()
+                while self.pending:
+                    await self.pending[0]()
+                    self.pending.popleft()
+                    self.replayed_writes += 1
+            except _FAULTS:
+                self.up = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if not self.up:
+                log.info("redis reachable again", extra={"replayed": self.replayed_writes})
+            self.up = True
+            return
+
+    async def ping(self) -> bool:
+        """Whether Redis answers now."""
+        try:
+            await self.client.ping()
+        except _FAULTS as exc:
+            self._down(exc)
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        if self._replayer is not None:
+            self._replayer.cancel()
+            await asyncio.gather(self._replayer, return_exceptions=True)
+        if self.pending:
+            log.error(
+                "redis writes still pending at shutdown", extra={"pending": len(self.pending)}
+            )
+        await self.client.aclose()
+
+
+def _encode(message: ChatMessage) -> str:
+    return json.dumps([message.role, message.content], ensure_ascii=False)
+
+
+def _decode(raw: bytes | str) -> ChatMessage:
+    role, content = json.loads(raw)
+    return ChatMessage(role, content)
+
+
+class RedisUserConversations:
+    """One user's conversations in Redis, with a bounded local copy for outages."""
+
+    def __init__(self, backend: RedisBackend, user_id: str, bounds: HistoryBounds) -> None:
+        self._backend = backend
+        self._keys = UserKeys(backend.prefix, user_id)
+        self._bounds = bounds
+        self._local = MemoryUserConversations(bounds)
+
+    async def load(self, session_id: str, thread_id: str) -> list[ChatMessage]:
+        backend = self._backend
+        if backend.clean:
+            try:
+                raw = await backend.client.lrange(self._keys.thread(session_id, thread_id), 0, -1)
+            except _FAULTS as exc:
+                backend._down(exc)
+            else:
+                messages = [_decode(item) for item in raw]
+                if not backend.required:
+                    await self._local.replace(session_id, thread_id, messages)
+                return messages
+        if backend.required:
+            raise backend.unavailable()
+        return await self._local.load(session_id, thread_id)
+
+    async def append(
+        self, session_id: str, thread_id: str, messages: Sequence[ChatMessage]
+    ) -> None:
+        if not self._backend.required:
+            await self._local.append(session_id, thread_id, messages)
+        keys = [self._keys.thread(session_id, thread_id), self._keys.session(session_id)]
+        args: list[str | int] = [
+            2 * self._bounds.max_turns,
+            self._bounds.max_bytes,
+            int(self._bounds.ttl_seconds * 1000),
+            "",
+            *(_encode(m) for m in messages),
+        ]
+
+        async def op() -> None:
+            await self._backend.append_script(keys=keys, args=args)
+
+        await self._backend.write(op)
+
+    async def end_session(self, session_id: str) -> int:
+        local = await self._local.end_session(session_id)
+        key = self._keys.session(session_id)
+        backend = self._backend
+        if backend.clean:
+            try:
+                return int(await backend.end_session_script(keys=[key]))
+            except _FAULTS as exc:
+                backend._down(exc)
+        if backend.required:
+            raise backend.unavailable()
+
+        async def op() -> None:
+            await backend.end_session_script(keys=[key])
+
+        backend.defer(op)
+        return local
+
+    def trim_local(self, keep_turns: int) -> None:
+        self._local.trim_local(keep_turns)
+
+    def forget_local(self) -> None:
+        self._local.forget_local()
+
+    def local_bytes(self) -> int:
+        return self._local.local_bytes()
+
+
+class RedisConversationStore:
+    """Conversations shared by every sidecar using the same Redis."""
+
+    def __init__(self, backend: RedisBackend, bounds: HistoryBounds) -> None:
+        self.backend = backend
+        self.bounds = bounds
+
+    def for_user(self, user_id: str) -> RedisUserConversations:
+        return RedisUserConversations(self.backend, user_id, self.bounds)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+
+class RedisUserUsage:
+    """One user's ledger: a Redis hash of counters per (session, model, provider)."""
+
+    def __init__(self, backend: RedisBackend, user_id: str) -> None:
+        self._backend = backend
+        self._key = UserKeys(backend.prefix, user_id).usage
+
+    async def record(
+        self, session_id: str, model: str, provider: str, usage: Usage, *, cached: bool
+    ) -> None:
+        delta = usage_delta(usage, cached=cached)
+        label = json.dumps([session_id, model, provider])
+        increments = [(name, getattr(delta, name)) for name in _COUNTERS if getattr(delta, name)]
+        key = self._key
+
+        async def op() -> None:
+            async with self._backend.client.pipeline(transaction=True) as pipe:
+                for name, amount in increments:
+                    pipe.hincrby(key, f"{label}{_FIELD_SEP}{name}", amount)
+                await pipe.execute()
+
+        await self._backend.write(op)
+
+    async def rows(self, session_id: str | None = None) -> list[UsageRow]:
+        backend = self._backend
+        if not backend.clean:
+            raise backend.unavailable()
+        try:
+            raw = await backend.client.hgetall(self._key)
+        except _FAULTS as exc:
+            backend._down(exc)
+            raise backend.unavailable() from None
+        rows: dict[str, UsageRow] = {}
+        for field, value in raw.items():
+            name = field.decode("utf-8") if isinstance(field, bytes) else field
+            label, _, counter = name.rpartition(_FIELD_SEP)
+            row = rows.get(label)
+            if row is None:
+                session, model, provider = json.loads(label)
+                row = rows[label] = UsageRow(session, model, provider)
+            setattr(row, counter, int(value))
+        return [r for r in rows.values() if session_id is None or r.session_id == session_id]
+
+
+class RedisUsageLedger:
+    """Usage shared by every sidecar using the same Redis."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self.backend = backend
+
+    def for_user(self, user_id: str) -> RedisUserUsage:
+        return RedisUserUsage(self.backend, user_id)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+
+async def connect_redis_stores(
+    settings: RedisSettings,
+    bounds: HistoryBounds,
+    memory_conversations: ConversationStore,
+    memory_usage: UsageLedger,
+) -> tuple[ConversationStore, UsageLedger]:
+    """The stores the settings ask for; memory ones where Redis is not enabled for a kind."""
+    backend = RedisBackend(settings)
+    if not await backend.ping():
+        log.warning("redis unreachable at start", extra={"durability": settings.durability})
+    conversations = (
+        RedisConversationStore(backend, bounds) if settings.conversations else memory_conversations
+    )
+    usage = RedisUsageLedger(backend) if settings.usage else memory_usage
+    return conversations, usage

@@ -1,0 +1,118 @@
+"""Shared fixtures: real upstreams on loopback, real sidecars, real clients."""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from llm_manager_client import AsyncLLMManagerClient, UserContext
+from llm_sidecar import Sidecar
+from llm_sidecar.config import Settings
+from tests.support.sidecar import make_settings, provider, start_sidecar
+from tests.support.upstream import FakeUpstream
+
+# Memory profiling (--memory-profile): RSS growth per test, with a failing limit.
+_MEMORY_LIMIT_MB = 75.0
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--memory-profile", action="store_true", help="report RSS growth per test")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    if not item.config.getoption("--memory-profile"):
+        return (yield)
+    gc.collect()
+    before = _rss_mb()
+    result = yield
+    gc.collect()
+    growth = _rss_mb() - before
+    item.config.stash.setdefault(_growth_key, []).append((item.nodeid, growth))
+    if growth > _MEMORY_LIMIT_MB:
+        raise AssertionError(
+            f"memory grew {growth:.1f} MB in this test (limit {_MEMORY_LIMIT_MB} MB)"
+        )
+    return result
+
+
+_growth_key = pytest.StashKey[list[tuple[str, float]]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    rows = config.stash.get(_growth_key, [])
+    if rows:
+        terminalreporter.section("memory growth per test (RSS, MB)")
+        for nodeid, growth in sorted(rows, key=lambda r: -r[1])[:25]:
+            terminalreporter.write_line(f"{growth:8.2f}  {nodeid}")
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    up = await FakeUpstream(name="primary").start()
+    yield up
+    await up.stop()
+
+
+@pytest.fixture
+async def upstream_factory() -> AsyncIterator[Callable[..., Awaitable[FakeUpstream]]]:
+    started: list[FakeUpstream] = []
+
+    async def make(name: str = "up", **kwargs: Any) -> FakeUpstream:
+        up = await FakeUpstream(name=name, **kwargs).start()
+        started.append(up)
+        return up
+
+    yield make
+    for up in started:
+        await up.stop()
+
+
+@pytest.fixture
+async def sidecar_factory() -> AsyncIterator[Callable[..., Awaitable[Sidecar]]]:
+    started: list[Sidecar] = []
+
+    async def make(settings: Settings, **kwargs: Any) -> Sidecar:
+        sidecar = await start_sidecar(settings, **kwargs)
+        started.append(sidecar)
+        return sidecar
+
+    yield make
+    for sidecar in started:
+        await sidecar.stop(grace=0.2)
+
+
+@pytest.fixture
+async def sidecar(
+    upstream: FakeUpstream, sidecar_factory: Callable[..., Awaitable[Sidecar]]
+) -> Sidecar:
+    return await sidecar_factory(make_settings([provider("primary", upstream.url)]))
+
+
+@pytest.fixture
+async def client_factory(sidecar: Sidecar) -> AsyncIterator[Callable[..., AsyncLLMManagerClient]]:
+    clients: list[AsyncLLMManagerClient] = []
+    shared: list[AsyncLLMManagerClient] = []
+
+    def make(user_id: str, **ctx: Any) -> AsyncLLMManagerClient:
+        context = UserContext(user_id, **ctx)
+        if not shared:
+            shared.append(AsyncLLMManagerClient(f"127.0.0.1:{sidecar.port}", context, timeout=10))
+            clients.append(shared[0])
+            return shared[0]
+        client = shared[0].with_context(context)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in shared:
+        await client.close()

@@ -1,0 +1,116 @@
+"""Start real sidecars (in-process or as a child process) for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llm_sidecar import Sidecar
+from llm_sidecar.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def provider(
+    name: str, url: str, *, kind: str = "openai", timeout: float = 5.0, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "kind": kind,
+        "base_url": url,
+        "model": f"{name}-model",
+        "timeout_seconds": timeout,
+        **extra,
+    }
+
+
+def make_settings(
+    providers: Sequence[dict[str, Any]] | None = None,
+    *,
+    models: dict[str, Any] | None = None,
+    **sections: Any,
+) -> Settings:
+    """Settings for a test sidecar on a free loopback port, probes off unless asked."""
+    values: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": 0, "grace_period_seconds": 1.0},
+        "failover": {"health_interval_seconds": 0, "retry_rounds": 0},
+        "resources": {"sample_interval_seconds": 0},
+        "telemetry": {"log_format": "text"},
+    }
+    if models is not None:
+        values["models"] = models
+        values["default_model"] = next(iter(models))
+    elif providers is not None:
+        values["models"] = {"m": {"providers": list(providers)}}
+        values["default_model"] = "m"
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}
+        else:
+            values[key] = value
+    return Settings(**values)
+
+
+async def start_sidecar(settings: Settings, **kwargs: Any) -> Sidecar:
+    sidecar = Sidecar(settings, **kwargs)
+    await sidecar.start()
+    return sidecar
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SidecarProcess:
+    """The sidecar as a real child process (``python -m llm_sidecar``)."""
+
+    def __init__(self, config_path: Path, port: int, env: dict[str, str] | None = None) -> None:
+        self.port = port
+        full_env = {**os.environ, **(env or {})}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llm_sidecar",
+                "--config",
+                str(config_path),
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    async def wait_ready(self, timeout: float = 15.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sidecar exited: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                await writer.wait_closed()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)
+        raise TimeoutError("sidecar did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -1,0 +1,260 @@
+"""An OpenAI- and Anthropic-compatible upstream served by aiohttp, with fault injection.
+
+It answers deterministically from what it was sent, so tests can check that an
+answer belongs to the request (and user) it came back to, and it records every
+request so tests can check what a provider actually received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+MODES = ("healthy", "error", "hang", "reset", "bad_json", "rate_limited", "bad_request", "refuse")
+
+
+@dataclass
+class Recorded:
+    """One request the upstream received."""
+
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        return list(self.body.get("messages", []))
+
+    @property
+    def last_user(self) -> str:
+        users = [m["content"] for m in self.messages if m.get("role") == "user"]
+        return users[-1] if users else ""
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+@dataclass
+class FakeUpstream:
+    """Start with ``await up.start()``; switch faults with ``up.mode = ...``."""
+
+    name: str = "up"
+    mode: str = "healthy"
+    error_status: int = 503
+    retry_after: str | None = None
+    latency: float = 0.0
+    stream_chunk_delay: float = 0.0
+    #: Report usage in answers (off: the sidecar must estimate).
+    report_usage: bool = True
+    #: Text a structured request is answered with (None: built from the schema).
+    json_answer: str | None = None
+    requests: list[Recorded] = field(default_factory=list)
+    probes: int = 0
+    #: Streams whose client went away before the end.
+    streams_aborted: int = 0
+    streams_completed: int = 0
+    _runner: web.AppRunner | None = None
+    port: int = 0
+    _hangs: list[asyncio.Future[None]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def anthropic_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def chat_requests(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path.endswith(("/chat/completions", "/messages"))]
+
+    async def start(self, port: int = 0) -> FakeUpstream:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        for hang in self._hangs:
+            if not hang.done():
+                hang.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- answers -----------------------------------------------------------------
+
+    def answer_text(self, body: dict[str, Any]) -> str:
+        """What a healthy upstream says: its name and the last user message, echoed."""
+        msgs = body.get("messages", [])
+        last = next((m["content"] for m in reversed(msgs) if m.get("role") == "user"), "")
+        return f"{self.name} says: {last} (turn {len(msgs)})"
+
+    def structured_text(self, body: dict[str, Any]) -> str:
+        if self.json_answer is not None:
+            return self.json_answer
+        schema = None
+        rf = body.get("response_format")
+        if rf:
+            schema = rf.get("json_schema", {}).get("schema")
+        msgs = body.get("messages", [])
+        last = next((m["content"] for m in reversed(msgs) if m.get("role") == "user"), "")
+        doc: dict[str, Any] = {}
+        for name, sub in (schema or {}).get("properties", {}).items():
+            kind = sub.get("type")
+            doc[name] = {
+                "string": last,
+                "integer": words(last),
+                "number": 0.5,
+                "boolean": True,
+            }.get(kind)
+        return json.dumps(doc)
+
+    def usage(self, body: dict[str, Any], text: str) -> dict[str, int]:
+        prompt = sum(words(m.get("content", "")) for m in body.get("messages", [])) + 3
+        completion = words(text)
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    async def _fault(self, request: web.Request) -> web.StreamResponse | None:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        mode = self.mode
+        if mode in ("error",):
+            headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+            return web.json_response(
+                {"error": {"message": "boom"}}, status=self.error_status, headers=headers
+            )
+        if mode == "rate_limited":
+            return web.json_response(
+                {"error": {"message": "slow down"}},
+                status=429,
+                headers={"Retry-After": self.retry_after or "0"},
+            )
+        if mode == "bad_request":
+            return web.json_response({"error": {"message": "bad request"}}, status=400)
+        if mode == "hang":
+            hang: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._hangs.append(hang)
+            await hang
+        if mode in ("reset", "refuse"):
+            transport = request.transport
+            if transport is not None:
+                transport.abort()
+            raise asyncio.CancelledError
+        if mode == "bad_json":
+            return web.Response(text="{not json", content_type="application/json")
+        return None
+
+    async def _record(self, request: web.Request) -> dict[str, Any]:
+        body = await request.json()
+        self.requests.append(Recorded(request.path, body, dict(request.headers)))
+        return body
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        self.probes += 1
+        if self.mode in ("error", "hang", "reset", "refuse", "rate_limited"):
+            fault = await self._fault(request)
+            if fault is not None:
+                return fault
+        return web.json_response({"object": "list", "data": [{"id": "fake-model"}]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        fault = await self._fault(request)
+        if fault is not None:
+            return fault
+        structured = "response_format" in body
+        text = self.structured_text(body) if structured else self.answer_text(body)
+        if body.get("stream"):
+            return await self._stream_openai(request, body, text)
+        reply: dict[str, Any] = {
+            "id": f"chatcmpl-{self.name}-{len(self.requests)}",
+            "object": "chat.completion",
+            "model": body.get("model", "fake-model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+        if self.report_usage:
+            reply["usage"] = self.usage(body, text)
+        return web.json_response(reply)
+
+    async def _stream_openai(
+        self, request: web.Request, body: dict[str, Any], text: str
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        rid = f"chatcmpl-{self.name}-{len(self.requests)}"
+        pieces = re.findall(r"\S+\s*", text)
+        try:
+            for piece in pieces:
+                chunk = {
+                    "id": rid,
+                    "model": body.get("model"),
+                    "choices": [{"index": 0, "delta": {"content": piece}}],
+                }
+                await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                if self.stream_chunk_delay:
+                    await asyncio.sleep(self.stream_chunk_delay)
+            final: dict[str, Any] = {
+                "id": rid,
+                "model": body.get("model"),
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            }
+            await response.write(f"data: {json.dumps(final)}\n\n".encode())
+            if self.report_usage:
+                usage = {
+                    "id": rid,
+                    "model": body.get("model"),
+                    "choices": [],
+                    "usage": self.usage(body, text),
+                }
+                await response.write(f"data: {json.dumps(usage)}\n\n".encode())
+            await response.write(b"data: [DONE]\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.streams_aborted += 1
+            raise
+        self.streams_completed += 1
+        return response
+
+    async def _anthropic(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        fault = await self._fault(request)
+        if fault is not None:
+            return fault
+        text = self.answer_text(body)
+        usage = self.usage(body, text)
+        reply = {
+            "id": f"msg_{self.name}_{len(self.requests)}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model"),
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "usage": {
+                "input_tokens": usage["prompt_tokens"],
+                "output_tokens": usage["completion_tokens"],
+            },
+        }
+        return web.json_response(reply)
