@@ -1,0 +1,145 @@
+"""Process orchestration shared by the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+@contextmanager
+def process(
+    args: Sequence[str], port: int, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_port(port)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def upstream(mode: str = "ok") -> Iterator[int]:
+    port = free_port()
+    with process(["-m", "bench.upstream", "--port", str(port), "--mode", mode], port):
+        yield port
+
+
+def sidecar_config(providers: list[dict[str, Any]], **sections: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "default_model": "m",
+        "models": {"m": {"providers": providers}},
+        "telemetry": {"log_level": "WARNING"},
+        "limits": {"max_concurrent_per_user": 0},
+        "failover": {"health_interval_seconds": 0},
+    }
+    for key, value in sections.items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    return config
+
+
+@contextmanager
+def sidecar(config: dict[str, Any], env: dict[str, str] | None = None) -> Iterator[int]:
+    port = free_port()
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(config, f)
+        path = f.name
+    try:
+        with process(["-m", "llm_sidecar", "--config", path, "--port", str(port)], port, env):
+            yield port
+    finally:
+        os.unlink(path)
+
+
+@contextmanager
+def echo_server() -> Iterator[int]:
+    port = free_port()
+    with process(["-m", "bench.echo", "--port", str(port)], port):
+        yield port
+
+
+def load(
+    target: str, address: str, concurrency: int, *, duration: float, mode: str = "miss"
+) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.load",
+            "--target",
+            target,
+            "--address",
+            address,
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            str(duration),
+            "--mode",
+            mode,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[h for h in headers]] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = [f"\n{title}", "  ".join(h.ljust(w) for h, w in zip(cells[0], widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in cells[1:]:
+        lines.append(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)

@@ -1,0 +1,126 @@
+"""Load generator, run in its own process: N concurrent callers for D seconds.
+
+Targets: ``sidecar`` (Ask over gRPC), ``direct`` (the same chat request straight
+to the upstream with aiohttp), ``echo`` (a bare grpc.aio servicer). Prints one
+JSON object: requests, errors, seconds, latencies (ms) percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import time
+from typing import Any
+
+import grpc
+
+from llm_manager.v1 import llm_manager_pb2 as pb
+from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    counter = itertools.count()
+    stop_at = 0.0
+    warm = args.warmup
+
+    if args.target == "direct":
+        import aiohttp
+
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        url = f"http://{args.address}/v1/chat/completions"
+
+        async def call(worker: int, i: int) -> None:
+            body = json.dumps(
+                {
+                    "model": "bench-model",
+                    "messages": [{"role": "user", "content": f"p{worker}-{i}"}],
+                }
+            )
+            async with session.post(
+                url, data=body, headers={"Content-Type": "application/json"}
+            ) as r:
+                payload = json.loads(await r.read())
+                assert payload["choices"][0]["message"]["content"]
+
+    else:
+        channel = grpc.aio.insecure_channel(args.address)
+        stub = pb_grpc.LLMManagerServiceStub(channel)
+        metas = [
+            (("x-user-id", f"bench-user-{w % args.users}"), ("x-request-id", f"r{w}"))
+            for w in range(args.concurrency)
+        ]
+        hit = args.mode == "hit"
+
+        async def call(worker: int, i: int) -> None:
+            prompt = "the same question" if hit else f"question {worker}-{i}"
+            reply = await stub.Ask(pb.AskRequest(prompt=prompt), metadata=metas[worker], timeout=10)
+            assert reply.text
+
+    async def worker(w: int) -> None:
+        nonlocal errors
+        for i in itertools.count():
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            try:
+                await call(w, i)
+            except Exception:
+                errors += 1
+                continue
+            t1 = time.perf_counter()
+            if t0 >= warm_until:
+                latencies.append((t1 - t0) * 1000)
+
+    start = time.perf_counter()
+    warm_until = start + warm
+    stop_at = warm_until + args.duration
+    await asyncio.gather(*(worker(w) for w in range(args.concurrency)))
+    seconds = time.perf_counter() - warm_until
+    del counter
+    if args.target == "direct":
+        await session.close()
+    else:
+        await channel.close()
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": seconds,
+        "rps": len(latencies) / seconds,
+        "p50": percentile(latencies, 0.50),
+        "p90": percentile(latencies, 0.90),
+        "p99": percentile(latencies, 0.99),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--target", choices=["sidecar", "direct", "echo"], required=True)
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--mode", choices=["miss", "hit"], default="miss")
+    parser.add_argument("--users", type=int, default=32)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    print(json.dumps(asyncio.run(run(args))))
+
+
+if __name__ == "__main__":
+    main()
