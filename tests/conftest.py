@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from llm_manager_client import AsyncLLMManagerClient, UserContext
 from llm_sidecar import Sidecar
 from llm_sidecar.config import Settings
+from tests.support.redis_server import shared_redis_url
 from tests.support.sidecar import make_settings, provider, start_sidecar
 from tests.support.upstream import FakeUpstream
 
@@ -54,6 +56,30 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.section("memory growth per test (RSS, MB)")
         for nodeid, growth in sorted(rows, key=lambda r: -r[1])[:25]:
             terminalreporter.write_line(f"{growth:8.2f}  {nodeid}")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url, server = shared_redis_url()
+    yield url
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of this test's own, so tests sharing one Redis never meet."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings sections selecting the conversation/usage store (parametrized)."""
+    if request.param == "memory":
+        return {}
+    url = request.getfixturevalue("redis_url")
+    prefix = request.getfixturevalue("redis_prefix")
+    return {"redis": {"url": url, "key_prefix": prefix}}
 
 
 @pytest.fixture
