@@ -13,6 +13,7 @@ from llm_manager_client import (
     AsyncLLMManagerClient,
     InvalidArgumentError,
     StructuredOutputError,
+    UnavailableError,
     UserContext,
 )
 from llm_sidecar import Sidecar
@@ -223,7 +224,7 @@ async def test_context_cleanup_prevents_leakage(
     await a1.ask("fresh start")
     assert all(old not in c for c in contents(upstream.chat_requests[-1].messages))
     assert len(upstream.chat_requests[-1].messages) == 1
-    # Releasing drops the user's in-process state; durable history is only reached through the store.
+    # Releasing drops the user's in-process state and nobody else's.
     await a1.release_manager()
     assert sidecar.registry.get("alice") is None
     assert len((await b1.get_conversation()).messages) == 2
@@ -275,7 +276,7 @@ async def test_failed_answer_is_not_appended(client_factory, upstream: FakeUpstr
     client = client_factory("alice", session_id="s")
     await client.ask("good")
     upstream.mode = "error"
-    with pytest.raises(Exception):
+    with pytest.raises(UnavailableError):
         await client.ask("bad")
     upstream.mode = "healthy"
     assert contents((await client.get_conversation()).messages) == [
