@@ -56,14 +56,14 @@ class Sidecar:
         routes: dict[str, list[ProviderSlot]] = {}
         for route_name, route in s.models.items():
             slots = []
-            for p in route.providers:
+            for index, p in enumerate(route.providers):
                 slots.append(
                     ProviderSlot(
                         provider=build_provider(p, session),
                         route=route_name,
                         timeout_seconds=p.timeout_seconds,
                         weight=p.weight,
-                        priority=p.priority,
+                        priority=index if p.priority is None else p.priority,
                         breaker=CircuitBreaker(
                             failure_threshold=s.failover.failure_threshold,
                             window_seconds=s.failover.failure_window_seconds,
@@ -72,7 +72,6 @@ class Sidecar:
                         ),
                     )
                 )
-            # Keep configuration order among equal priorities unless weights say otherwise.
             routes[route_name] = sorted(slots, key=lambda slot: slot.priority)
         policy = RetryPolicy(
             retry_rounds=s.failover.retry_rounds,

@@ -54,8 +54,9 @@ class ProviderSettings(_Section):
     model: str = ""
     timeout_seconds: float = Field(default=30.0, gt=0)
     weight: float = Field(default=1.0, gt=0)
-    #: Lower goes first; equal priorities share load by weight.
-    priority: int = 0
+    #: Lower goes first; unset means the position in the list. Providers given
+    #: the same priority share load in proportion to their weights.
+    priority: int | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     #: Health probe: "models" (GET /models), "chat" (a 1-token completion) or "none".
     probe: Literal["models", "chat", "none"] = "models"

@@ -54,6 +54,10 @@ class FakeUpstream:
     report_usage: bool = True
     #: Text a structured request is answered with (None: built from the schema).
     json_answer: str | None = None
+    #: Apply ``mode`` to this many more chat requests, then heal (None: forever).
+    fault_budget: int | None = None
+    #: Apply ``mode`` only to requests whose last user message contains this.
+    fail_when: str | None = None
     requests: list[Recorded] = field(default_factory=list)
     probes: int = 0
     #: Streams whose client went away before the end.
@@ -132,10 +136,29 @@ class FakeUpstream:
             "total_tokens": prompt + completion,
         }
 
-    async def _fault(self, request: web.Request) -> web.StreamResponse | None:
+    def _mode_for(self, body: dict[str, Any] | None) -> str:
+        if self.mode == "healthy":
+            return "healthy"
+        if self.fail_when is not None and body is not None:
+            msgs = body.get("messages", [])
+            last = next((m["content"] for m in reversed(msgs) if m.get("role") == "user"), "")
+            if self.fail_when not in last:
+                return "healthy"
+        if self.fault_budget is not None:
+            if self.fault_budget <= 0:
+                self.mode, self.fault_budget = "healthy", None
+                return "healthy"
+            self.fault_budget -= 1
+        return self.mode
+
+    async def _fault(
+        self, request: web.Request, body: dict[str, Any] | None = None
+    ) -> web.StreamResponse | None:
         if self.latency:
             await asyncio.sleep(self.latency)
-        mode = self.mode
+        mode = self._mode_for(body) if body is not None else self.mode
+        if mode == "stream_break":
+            return None
         if mode in ("error",):
             headers = {"Retry-After": self.retry_after} if self.retry_after else {}
             return web.json_response(
@@ -169,7 +192,7 @@ class FakeUpstream:
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         self.probes += 1
-        if self.mode in ("error", "hang", "reset", "refuse", "rate_limited"):
+        if self.mode in ("error", "hang", "reset", "refuse", "rate_limited") and not self.fail_when:
             fault = await self._fault(request)
             if fault is not None:
                 return fault
@@ -177,7 +200,7 @@ class FakeUpstream:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
-        fault = await self._fault(request)
+        fault = await self._fault(request, body)
         if fault is not None:
             return fault
         structured = "response_format" in body
@@ -208,7 +231,11 @@ class FakeUpstream:
         rid = f"chatcmpl-{self.name}-{len(self.requests)}"
         pieces = re.findall(r"\S+\s*", text)
         try:
-            for piece in pieces:
+            for n, piece in enumerate(pieces):
+                if n == 2 and self.mode == "stream_break":
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return response
                 chunk = {
                     "id": rid,
                     "model": body.get("model"),
@@ -240,7 +267,7 @@ class FakeUpstream:
 
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
-        fault = await self._fault(request)
+        fault = await self._fault(request, body)
         if fault is not None:
             return fault
         text = self.answer_text(body)

@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -88,8 +88,8 @@ class ProviderSlot:
 
     @property
     def serving(self) -> bool:
-        """Whether this slot can take a request now."""
-        return self.healthy or self.breaker.state is not CircuitState.OPEN
+        """Whether this slot can take a request now: probes pass and the circuit is not open."""
+        return self.healthy and self.breaker.state is not CircuitState.OPEN
 
 
 Validate = Callable[[Completion], Any]
@@ -248,6 +248,18 @@ class Router:
         if span.is_recording():
             span.add_event(name, attributes)
 
+    def _deadline_hit(
+        self, slot: ProviderSlot, span: Span, start: float, attempts: list[AttemptRecord]
+    ) -> NoReturn:
+        slot.breaker.on_abandon()
+        attempts.append(
+            AttemptRecord(slot.name, "deadline", (time.perf_counter() - start) * 1000, "deadline")
+        )
+        if span.is_recording():
+            span.set_attribute("error.type", "deadline_exceeded")
+            span.set_status(Status(StatusCode.ERROR, "deadline_exceeded"))
+        raise DeadlineExceededError("the deadline passed before a provider answered", attempts)
+
     async def _attempt(
         self,
         slot: ProviderSlot,
@@ -257,6 +269,9 @@ class Router:
         attempts: list[AttemptRecord],
     ) -> tuple[Completion, Any]:
         remaining = self._remaining(deadline)
+        # When the caller's deadline, not the provider's timeout, bounds this
+        # attempt, running out of time says nothing about the provider.
+        cut = remaining is not None and remaining < slot.timeout_seconds
         timeout = (
             slot.timeout_seconds if remaining is None else min(slot.timeout_seconds, remaining)
         )
@@ -267,6 +282,8 @@ class Router:
                     async with asyncio.timeout(timeout):
                         completion = await slot.provider.complete(request)
                 except TimeoutError:
+                    if cut:
+                        self._deadline_hit(slot, span, start, attempts)
                     raise ProviderError(
                         ErrorKind.TIMEOUT, f"no answer within {timeout:.3f}s"
                     ) from None
