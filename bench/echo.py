@@ -7,7 +7,6 @@ import asyncio
 import signal
 
 import grpc
-
 from llm_manager.v1 import llm_manager_pb2 as pb
 from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
 

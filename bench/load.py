@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import grpc
-
 from llm_manager.v1 import llm_manager_pb2 as pb
 from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from llm_manager.v1 import llm_manager_pb2 as pb
+
 from llm_manager_client._models import (
     AskResult,
     Attempt,

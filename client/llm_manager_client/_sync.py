@@ -6,9 +6,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grpc
-
 from llm_manager.v1 import llm_manager_pb2 as pb
 from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
+
 from llm_manager_client import _convert as convert
 from llm_manager_client._async import DEFAULT_TIMEOUT
 from llm_manager_client._context import UserContext

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from llm_manager.v1 import llm_manager_pb2 as pb
+
 from llm_sidecar.core.errors import AttemptRecord
 from llm_sidecar.core.models import (
     DEFAULT_PARAMS,

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from typing import TypeAlias
 
 import grpc
-
 from llm_manager.v1 import llm_manager_pb2 as pb
 from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
+
 from llm_sidecar.core.context import UserExecutionContext
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.structured import parse_schema

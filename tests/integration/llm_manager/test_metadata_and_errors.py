@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
-
 from llm_manager.v1 import llm_manager_pb2 as pb
 from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
+
 from llm_manager_client import (
     AsyncLLMManagerClient,
     DeadlineExceededError,
