@@ -19,6 +19,7 @@ Policy, explicitly:
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -163,18 +164,31 @@ class Router:
     def _remaining(self, deadline: float | None) -> float | None:
         return None if deadline is None else deadline - self._clock()
 
-    def _attempt_span(self, slot: ProviderSlot) -> AbstractContextManager[Span]:
+    def _attempt_span(
+        self, slot: ProviderSlot, request: ChatRequest
+    ) -> AbstractContextManager[Span]:
         provider = slot.provider
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": provider.system,
+            "gen_ai.request.model": provider.model,
+            "llm_sidecar.provider": provider.name,
+            "llm_sidecar.route": slot.route,
+        }
+        if self.obs.capture_content:
+            # Opt-in only: this puts user text on spans.
+            attributes["gen_ai.input.messages"] = json.dumps(
+                [{"role": m.role, "content": m.content} for m in request.messages]
+            )
+        params = request.params
+        if params.temperature is not None:
+            attributes["gen_ai.request.temperature"] = params.temperature
+        if params.max_tokens is not None:
+            attributes["gen_ai.request.max_tokens"] = params.max_tokens
         return self.obs.tracer.start_as_current_span(
             f"chat {provider.model}",
             kind=SpanKind.CLIENT,
-            attributes={
-                "gen_ai.operation.name": "chat",
-                "gen_ai.provider.name": provider.system,
-                "gen_ai.request.model": provider.model,
-                "llm_sidecar.provider": provider.name,
-                "llm_sidecar.route": slot.route,
-            },
+            attributes=attributes,
             record_exception=False,
             set_status_on_exception=False,
         )
@@ -276,7 +290,7 @@ class Router:
             slot.timeout_seconds if remaining is None else min(slot.timeout_seconds, remaining)
         )
         start = time.perf_counter()
-        with self._attempt_span(slot) as span:
+        with self._attempt_span(slot, request) as span:
             try:
                 try:
                     async with asyncio.timeout(timeout):
@@ -458,7 +472,7 @@ class Router:
                 )
             start = time.perf_counter()
             sent = 0
-            with self._attempt_span(slot) as span:
+            with self._attempt_span(slot, request) as span:
                 iterator = slot.provider.stream(request).__aiter__()
                 try:
                     while True:

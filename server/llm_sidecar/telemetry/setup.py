@@ -39,9 +39,8 @@ class TelemetryHandles:
         if self.meter_provider is not None:
             self.meter_provider.shutdown()
         for item in self.extra:
-            stop = getattr(item, "shutdown", None)
-            if stop is not None:
-                stop()
+            item.shutdown()
+            item.server_close()
 
 
 def _protocol() -> str:
