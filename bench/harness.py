@@ -98,7 +98,13 @@ def echo_server() -> Iterator[int]:
 
 
 def load(
-    target: str, address: str, concurrency: int, *, duration: float, mode: str = "miss"
+    target: str,
+    address: str,
+    concurrency: int,
+    *,
+    duration: float,
+    mode: str = "miss",
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     out = subprocess.run(
         [
@@ -115,6 +121,7 @@ def load(
             str(duration),
             "--mode",
             mode,
+            *extra,
         ],
         cwd=ROOT,
         capture_output=True,
@@ -143,3 +150,15 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
     return str(value)
+
+
+def sidecar_status(port: int) -> Any:
+    """The sidecar's own resource figures (admin RPC), after a moment to settle."""
+    import grpc
+    from llm_manager.v1 import llm_manager_pb2 as pb
+    from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
+
+    time.sleep(0.3)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.LLMAdminServiceStub(channel)
+        return stub.GetResourceStatus(pb.GetResourceStatusRequest(), timeout=5)

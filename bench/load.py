@@ -1,6 +1,7 @@
 """Load generator, run in its own process: N concurrent callers for D seconds.
 
-Targets: ``sidecar`` (Ask over gRPC), ``direct`` (the same chat request straight
+Targets: ``sidecar`` (Ask over gRPC; modes ``miss``, ``hit`` and ``conversation``,
+where each worker is one user holding 20-turn threads), ``direct`` (the same chat request straight
 to the upstream with aiohttp), ``echo`` (a bare grpc.aio servicer). Prints one
 JSON object: requests, errors, seconds, latencies (ms) percentiles.
 """
@@ -60,17 +61,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for w in range(args.concurrency)
         ]
         hit = args.mode == "hit"
+        turns = args.turns
 
         async def call(worker: int, i: int) -> None:
-            prompt = "the same question" if hit else f"question {worker}-{i}"
-            reply = await stub.Ask(pb.AskRequest(prompt=prompt), metadata=metas[worker], timeout=10)
+            if args.mode == "conversation":
+                # Worker w is one user; every `turns` calls it starts a new thread.
+                meta: tuple[tuple[str, str], ...] = (
+                    ("x-user-id", f"conv-{args.tag}-{worker}"),
+                    ("x-session-id", "s"),
+                    ("x-thread-id", f"t{i // turns}"),
+                )
+                prompt = f"turn {i % turns}: and what about the weather tomorrow, {worker}?"
+            else:
+                meta = metas[worker]
+                prompt = "the same question" if hit else f"question {worker}-{i}"
+            reply = await stub.Ask(pb.AskRequest(prompt=prompt), metadata=meta, timeout=10)
             assert reply.text
 
     async def worker(w: int) -> None:
         nonlocal errors
         for i in itertools.count():
             t0 = time.perf_counter()
-            if t0 >= stop_at:
+            if t0 >= stop_at or (args.calls and i >= args.calls):
                 return
             try:
                 await call(w, i)
@@ -78,14 +90,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 errors += 1
                 continue
             t1 = time.perf_counter()
-            if t0 >= warm_until:
+            if t0 >= warm_until or args.calls:
                 latencies.append((t1 - t0) * 1000)
 
     start = time.perf_counter()
     warm_until = start + warm
     stop_at = warm_until + args.duration
     await asyncio.gather(*(worker(w) for w in range(args.concurrency)))
-    seconds = time.perf_counter() - warm_until
+    seconds = time.perf_counter() - (start if args.calls else warm_until)
     del counter
     if args.target == "direct":
         await session.close()
@@ -109,8 +121,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--mode", choices=["miss", "hit"], default="miss")
+    parser.add_argument("--mode", choices=["miss", "hit", "conversation"], default="miss")
     parser.add_argument("--users", type=int, default=32)
+    parser.add_argument("--turns", type=int, default=20, help="conversation: turns per thread")
+    parser.add_argument("--calls", type=int, default=0, help="stop each worker after N calls")
+    parser.add_argument("--tag", default="run", help="conversation: user id namespace")
     args = parser.parse_args()
     try:
         import uvloop

@@ -21,6 +21,7 @@ from llm_manager_client._models import (
     StructuredResult,
     UsageReport,
 )
+from llm_manager_client._tracing import outgoing
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -67,7 +68,7 @@ class AsyncLLMManagerClient:
 
     async def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
         try:
-            return await method(request, metadata=self._metadata, timeout=timeout)
+            return await method(request, metadata=outgoing(self._metadata), timeout=timeout)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
@@ -109,7 +110,7 @@ class AsyncLLMManagerClient:
         """Chunks as they arrive; the last carries the metadata."""
         call = self._stub.AskStream(
             convert.ask_request(prompt, **kwargs),
-            metadata=self._metadata,
+            metadata=outgoing(self._metadata),
             timeout=timeout or self.timeout,
         )
         try:

@@ -22,6 +22,7 @@ from llm_manager_client._models import (
     StructuredResult,
     UsageReport,
 )
+from llm_manager_client._tracing import outgoing
 
 
 class LLMManagerClient:
@@ -62,7 +63,9 @@ class LLMManagerClient:
 
     def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
         try:
-            return method(request, metadata=self._metadata, timeout=timeout or self.timeout)
+            return method(
+                request, metadata=outgoing(self._metadata), timeout=timeout or self.timeout
+            )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
@@ -92,7 +95,7 @@ class LLMManagerClient:
     ) -> Iterator[StreamChunk]:
         call = self._stub.AskStream(
             convert.ask_request(prompt, **kwargs),
-            metadata=self._metadata,
+            metadata=outgoing(self._metadata),
             timeout=timeout or self.timeout,
         )
         try:

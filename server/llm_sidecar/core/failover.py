@@ -185,13 +185,7 @@ class Router:
             attributes["gen_ai.request.temperature"] = params.temperature
         if params.max_tokens is not None:
             attributes["gen_ai.request.max_tokens"] = params.max_tokens
-        return self.obs.tracer.start_as_current_span(
-            f"chat {provider.model}",
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        )
+        return self.obs.span(f"chat {provider.model}", SpanKind.CLIENT, attributes)
 
     def _finish_ok(
         self, slot: ProviderSlot, span: Span, completion: Completion, seconds: float
@@ -206,16 +200,18 @@ class Router:
         self.obs.operation_duration.record(seconds, attrs)
         usage = completion.usage
         if span.is_recording():
-            span.set_attribute("gen_ai.response.model", completion.model or provider.model)
+            # One set_attributes call: each call takes the span's lock.
+            response: dict[str, Any] = {"gen_ai.response.model": attrs["gen_ai.response.model"]}
             if completion.response_id:
-                span.set_attribute("gen_ai.response.id", completion.response_id)
+                response["gen_ai.response.id"] = completion.response_id
             if completion.finish_reason:
-                span.set_attribute("gen_ai.response.finish_reasons", [completion.finish_reason])
+                response["gen_ai.response.finish_reasons"] = (completion.finish_reason,)
             if usage is not None:
-                span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
-                span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
+                response["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+                response["gen_ai.usage.output_tokens"] = usage.completion_tokens
             if self.obs.capture_content:
-                span.set_attribute("gen_ai.output.text", completion.text)
+                response["gen_ai.output.text"] = completion.text
+            span.set_attributes(response)
         if usage is not None:
             self.obs.token_usage.record(
                 usage.prompt_tokens, {**attrs, "gen_ai.token.type": "input"}

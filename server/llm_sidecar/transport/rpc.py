@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import grpc
 from opentelemetry import propagate
-from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llm_sidecar.core.context import UserExecutionContext
 from llm_sidecar.core.errors import InvalidContextError, RequestTooLargeError, SidecarError
@@ -44,21 +44,13 @@ class RpcRunner:
         self.needs_user = needs_user
         self._clock = time.monotonic
 
-    @contextmanager
-    def _span(self, method: str, carrier: dict[str, str]) -> Iterator[Span]:
-        if not self.obs.tracing:
-            yield INVALID_SPAN
-            return
-        parent = propagate.extract(carrier) if carrier else None
-        with self.obs.tracer.start_as_current_span(
+    def _span(self, method: str, carrier: dict[str, str]) -> AbstractContextManager[Span]:
+        return self.obs.span(
             f"{self.service}/{method}",
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": method},
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            yield span
+            SpanKind.SERVER,
+            {"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": method},
+            propagate.extract(carrier) if carrier else None,
+        )
 
     def _enter(
         self, request: Any, context: grpc.aio.ServicerContext, span: Span, values: dict[str, str]
@@ -69,7 +61,8 @@ class RpcRunner:
             if span.is_recording():
                 ref = self.obs.user_ref(ctx.user_id)
                 if ref:
-                    span.set_attribute("enduser.pseudo.id", ref)
+                    raw = self.obs.user_id_mode == "raw"
+                    span.set_attribute("enduser.id" if raw else "enduser.pseudo.id", ref)
         size = request.ByteSize()
         if size > self.max_request_bytes:
             raise RequestTooLargeError("request", size, self.max_request_bytes)

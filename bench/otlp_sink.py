@@ -1,0 +1,37 @@
+"""An OTLP/gRPC receiver that counts and discards spans, run as its own process."""
+
+from __future__ import annotations
+
+import argparse
+from concurrent import futures
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+
+class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
+    def Export(self, request: Any, context: Any) -> Any:
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def Export(self, request: Any, context: Any) -> Any:
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(), server)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(), server)
+    server.add_insecure_port(f"127.0.0.1:{args.port}")
+    server.start()
+    server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    main()
