@@ -24,12 +24,19 @@ from llm_sidecar.core.failover import ProviderSlot, RetryPolicy, Router
 from llm_sidecar.core.health import HealthMonitor
 from llm_sidecar.core.registry import CacheLimits, LLMManagerFactory, ManagerRegistry, UserLimits
 from llm_sidecar.core.resources import ResourceMonitor, Thresholds
+from llm_sidecar.core.store_status import StoreHealth
 from llm_sidecar.core.usage import MemoryUsageLedger, UsageLedger
 from llm_sidecar.providers import build_provider
 from llm_sidecar.providers._http import new_session
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.setup import TelemetryHandles, setup_telemetry
-from llm_sidecar.transport.server import HEALTH_SERVICES, NOT_SERVING, SERVING, build_server
+from llm_sidecar.transport.server import (
+    HEALTH_SERVICES,
+    NOT_SERVING,
+    SERVING,
+    SHARED_STATE_HEALTH_SERVICE,
+    build_server,
+)
 
 log = logging.getLogger("llm_sidecar")
 
@@ -48,6 +55,7 @@ class Sidecar:
         self._stopped = asyncio.Event()
         self._stopping = False
         self._closers: list[object] = []
+        self.store: StoreHealth | None = None
 
     # -- construction -----------------------------------------------------------------
 
@@ -88,8 +96,11 @@ class Sidecar:
         if s.redis.url:
             from llm_sidecar.stores.redis import connect_redis_stores
 
-            conversations, usage = await connect_redis_stores(s.redis, bounds, conversations, usage)
-        self._closers.extend([conversations, usage])
+            conversations, usage, backend = await connect_redis_stores(
+                s.redis, bounds, conversations, usage
+            )
+            self.store = backend
+            self._closers.append(backend)
         return conversations, usage
 
     async def start(self) -> None:
@@ -145,6 +156,7 @@ class Sidecar:
             router=self.router,
             monitor=self.monitor,
             max_prompt_chars=s.server.max_prompt_chars,
+            store=self.store,
         )
         self._register_gauges()
         self._server, self.health, self.addresses = build_server(s.server, self.service, self.obs)
@@ -157,9 +169,16 @@ class Sidecar:
         await self._server.start()
         for name in HEALTH_SERVICES:
             await self.health.set(name, SERVING)
+        store_serving = self.service.store_status().serving
+        await self.health.set(
+            SHARED_STATE_HEALTH_SERVICE, SERVING if store_serving else NOT_SERVING
+        )
         self.health_monitor.start()
         self.monitor.start()
-        self._tasks.append(asyncio.get_running_loop().create_task(self._sweep(), name="sweeper"))
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._sweep(), name="sweeper"))
+        if self.store is not None:
+            self._tasks.append(loop.create_task(self._watch_store(store_serving), name="store"))
         log.info("sidecar started", extra={"addresses": self.addresses, "pid": os.getpid()})
 
     def _register_gauges(self) -> None:
@@ -183,7 +202,26 @@ class Sidecar:
                 for slot in self.router.slots()
             ]
 
+        def store(_: CallbackOptions) -> list[Observation]:
+            status = self.service.store_status()
+            return [
+                Observation(1 if status.serving else 0, {"llm_sidecar.store.state": status.state})
+            ]
+
+        def pending(_: CallbackOptions) -> list[Observation]:
+            return [Observation(self.service.store_status().pending_writes)]
+
+        def dropped(_: CallbackOptions) -> list[Observation]:
+            return [Observation(self.service.store_status().dropped_writes)]
+
         meter = self.obs.meter
+        meter.create_observable_gauge(
+            "llm_sidecar.store.up", [store], description="1 when the shared store holds all writes"
+        )
+        meter.create_observable_gauge("llm_sidecar.store.pending_writes", [pending], unit="{write}")
+        meter.create_observable_counter(
+            "llm_sidecar.store.dropped_writes", [dropped], unit="{write}"
+        )
         meter.create_observable_gauge("llm_sidecar.managers.active", [managers], unit="{manager}")
         meter.create_observable_gauge("llm_sidecar.cache.bytes", [cache_bytes], unit="By")
         meter.create_observable_gauge("process.memory.usage", [memory], unit="By")
@@ -204,6 +242,25 @@ class Sidecar:
         task = asyncio.get_running_loop().create_task(publish())
         self._tasks.append(task)
         task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _watch_store(self, serving: bool) -> None:
+        """Ping the shared store; publish its health when it changes."""
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(self.settings.redis.watch_interval_seconds)
+            try:
+                status = await self.store.check()
+            except Exception:
+                log.exception("store check failed")
+                continue
+            if status.serving != serving:
+                serving = status.serving
+                (log.info if serving else log.warning)(
+                    "shared state store", extra={"state": status.state}
+                )
+                await self.health.set(
+                    SHARED_STATE_HEALTH_SERVICE, SERVING if serving else NOT_SERVING
+                )
 
     async def _sweep(self) -> None:
         interval = self.settings.managers.sweep_interval_seconds

@@ -182,6 +182,10 @@ class RedisSettings(_Section):
     health_check_interval_seconds: float = Field(default=5.0, ge=0)
     #: Writes kept for replay while Redis is down (best_effort).
     pending_writes_max: int = Field(default=100_000, ge=0)
+    #: Name of the sidecar's connections in Redis ``CLIENT LIST``.
+    client_name: str = Field(default="llm-sidecar", pattern=r"^[!-~]{1,64}$")
+    #: How often the sidecar pings Redis to report health and start replays.
+    watch_interval_seconds: float = Field(default=1.0, gt=0)
 
 
 class Settings(BaseSettings):

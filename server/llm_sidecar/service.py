@@ -18,6 +18,7 @@ from llm_sidecar.core.manager import LLMManager
 from llm_sidecar.core.models import AskInput, AskResult, ChatMessage, StreamEvent
 from llm_sidecar.core.registry import LLMManagerFactory, ManagerRegistry
 from llm_sidecar.core.resources import ResourceMonitor, ResourceSnapshot
+from llm_sidecar.core.store_status import MEMORY_ONLY, StoreHealth, StoreStatus
 from llm_sidecar.core.usage import UsageRow, UserUsage, total_of
 
 MAX_MODEL_NAME = 128
@@ -52,7 +53,9 @@ class LLMService:
         router: Router,
         monitor: ResourceMonitor | None = None,
         max_prompt_chars: int = 256 * 1024,
+        store: StoreHealth | None = None,
     ) -> None:
+        self.store = store
         self.registry = registry
         self.factory = factory
         self.router = router
@@ -203,3 +206,7 @@ class LLMService:
     def resources(self) -> ResourceSnapshot | None:
         """A fresh resource sample (None when monitoring is off)."""
         return self.monitor.sample() if self.monitor is not None else None
+
+    def store_status(self) -> StoreStatus:
+        """The shared state store's figures (``memory`` when there is none)."""
+        return self.store.status() if self.store is not None else MEMORY_ONLY

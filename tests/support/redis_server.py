@@ -35,9 +35,15 @@ def redis_server_binary() -> str:
 class RedisServer:
     """A private redis-server process that tests may kill and restart on the same port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, *, binary: str | None = None, persistent: bool = False
+    ) -> None:
         self.port = port or _free_port()
         self.dir = tempfile.mkdtemp(prefix="redis-test-")
+        self.binary = binary or redis_server_binary()
+        # Persistent: an fsync-always append-only file in self.dir, so data
+        # outlives a kill and a restart on the same port.
+        self.persistent = persistent
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -47,7 +53,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
             [
-                redis_server_binary(),
+                self.binary,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -55,7 +61,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.persistent else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 self.dir,
             ],
@@ -71,7 +79,12 @@ class RedisServer:
                 time.sleep(0.02)
         raise RuntimeError("redis-server did not start")
 
+    def version(self) -> str:
+        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True, check=True)
+        return out.stdout.split("v=", 1)[1].split()[0]
+
     def stop(self) -> None:
+        """Kill -9: no goodbye to clients, as in a crash."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()

@@ -722,6 +722,7 @@ class GetResourceStatusResponse(_message.Message):
     CACHE_BYTES_FIELD_NUMBER: _builtins.int
     IN_FLIGHT_FIELD_NUMBER: _builtins.int
     ALERTS_FIELD_NUMBER: _builtins.int
+    SHARED_STATE_FIELD_NUMBER: _builtins.int
     mode: _builtins.str
     """"normal", "warning" or "degraded"."""
     rss_bytes: _builtins.int
@@ -731,6 +732,8 @@ class GetResourceStatusResponse(_message.Message):
     in_flight: _builtins.int
     @_builtins.property
     def alerts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def shared_state(self) -> Global___SharedStateStatus: ...
     def __init__(
         self,
         *,
@@ -741,11 +744,48 @@ class GetResourceStatusResponse(_message.Message):
         cache_bytes: _builtins.int = ...,
         in_flight: _builtins.int = ...,
         alerts: _abc.Iterable[_builtins.str] | None = ...,
+        shared_state: Global___SharedStateStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["shared_state", b"shared_state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "cache_bytes", b"cache_bytes", "cache_entries", b"cache_entries", "in_flight", b"in_flight", "managers", b"managers", "mode", b"mode", "rss_bytes", b"rss_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "cache_bytes", b"cache_bytes", "cache_entries", b"cache_entries", "in_flight", b"in_flight", "managers", b"managers", "mode", b"mode", "rss_bytes", b"rss_bytes", "shared_state", b"shared_state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetResourceStatusResponse: _TypeAlias = GetResourceStatusResponse  # noqa: Y015
+
+@_typing.final
+class SharedStateStatus(_message.Message):
+    """The shared state store (Redis) as this sidecar sees it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    PENDING_WRITES_FIELD_NUMBER: _builtins.int
+    DROPPED_WRITES_FIELD_NUMBER: _builtins.int
+    REPLAYED_WRITES_FIELD_NUMBER: _builtins.int
+    state: _builtins.str
+    """"memory" (no Redis configured), "up", "degraded" (best_effort: Redis is
+    unreachable or queued writes are being replayed; calls are served from
+    memory) or "down" (required: calls needing Redis fail with UNAVAILABLE).
+    """
+    pending_writes: _builtins.int
+    """Writes queued while Redis was unreachable, waiting to be replayed."""
+    dropped_writes: _builtins.int
+    """Writes lost because the replay queue was full (each one also logged)."""
+    replayed_writes: _builtins.int
+    def __init__(
+        self,
+        *,
+        state: _builtins.str = ...,
+        pending_writes: _builtins.int = ...,
+        dropped_writes: _builtins.int = ...,
+        replayed_writes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped_writes", b"dropped_writes", "pending_writes", b"pending_writes", "replayed_writes", b"replayed_writes", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SharedStateStatus: _TypeAlias = SharedStateStatus  # noqa: Y015

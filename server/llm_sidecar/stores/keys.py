@@ -3,6 +3,7 @@
     {prefix}:{<user digest>}:c:<session digest>:<thread digest>   list of messages
     {prefix}:{<user digest>}:s:<session digest>                   set of thread keys
     {prefix}:{<user digest>}:usage                                 hash of counters
+    {prefix}:{<user digest>}:r:<write id>                          write applied (replay guard)
 
 The user digest sits in a hash tag, so all of one user's keys live in one
 Redis Cluster slot and the Lua scripts may touch them together. The digests
@@ -44,3 +45,7 @@ class UserKeys:
     @property
     def usage(self) -> str:
         return f"{self._base}:usage"
+
+    def record(self, record_id: str) -> str:
+        """Marker of one applied write (``record_id`` is ours: hex)."""
+        return f"{self._base}:r:{record_id}"

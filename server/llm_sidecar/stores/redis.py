@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -36,6 +37,7 @@ from llm_sidecar.core.conversation import (
 )
 from llm_sidecar.core.errors import StoreUnavailableError
 from llm_sidecar.core.models import ChatMessage, Usage
+from llm_sidecar.core.store_status import StoreState, StoreStatus
 from llm_sidecar.core.usage import UsageLedger, UsageRow, usage_delta
 from llm_sidecar.stores.keys import UserKeys
 
@@ -43,9 +45,15 @@ log = logging.getLogger(__name__)
 
 _FAULTS = (RedisError, OSError, asyncio.TimeoutError)
 
+# How long an applied-record marker lives: longer than any outage whose
+# queued writes are still replayed (the queue lives in this process).
+_RECORD_MARKER_TTL_MS = 6 * 3600 * 1000
+
 # Append messages, drop whole turns from the front until the count and byte
-# bounds hold, refresh TTLs and remember the thread under its session.
+# bounds hold, refresh TTLs and remember the thread under its session. KEYS[3]
+# marks the write as applied, so a replay after a lost reply adds nothing.
 _APPEND = """
+if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[4]) then return -1 end
 for i = 5, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
 local max_msgs = tonumber(ARGV[1])
 local max_bytes = tonumber(ARGV[2])
@@ -79,6 +87,16 @@ redis.call('DEL', KEYS[1])
 return n
 """
 
+# Add one usage record's counters exactly once. KEYS[2] marks the record as
+# applied: a write whose reply was lost (a timeout after Redis executed it) is
+# replayed later, and must not be counted twice. ARGV[1]: marker TTL (ms),
+# then field/amount pairs.
+_RECORD_USAGE = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
 _FIELD_SEP = "\x1f"
 _COUNTERS = (
     "requests",
@@ -103,10 +121,12 @@ class RedisBackend:
             socket_timeout=settings.socket_timeout_seconds,
             socket_connect_timeout=settings.connect_timeout_seconds,
             health_check_interval=settings.health_check_interval_seconds,
+            client_name=settings.client_name,
         )
         self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self.append_script = self.client.register_script(_APPEND)
         self.end_session_script = self.client.register_script(_END_SESSION)
+        self.usage_script = self.client.register_script(_RECORD_USAGE)
         self.required = settings.durability == "required"
         self.up = True
         self.pending: deque[Callable[[], Awaitable[Any]]] = deque()
@@ -184,6 +204,22 @@ class RedisBackend:
             self.up = True
             return
 
+    def status(self) -> StoreStatus:
+        """The backend's state for health, metrics and the admin RPC."""
+        if self.clean:
+            state: StoreState = "up"
+        elif self.required:
+            state = "down"
+        else:
+            state = "degraded"
+        return StoreStatus(state, len(self.pending), self.dropped_writes, self.replayed_writes)
+
+    async def check(self) -> StoreStatus:
+        """Ping (which starts the replay when writes are waiting) and report."""
+        if await self.ping() and self.pending:
+            self._ensure_replayer()
+        return self.status()
+
     async def ping(self) -> bool:
         """Whether Redis answers now."""
         try:
@@ -202,6 +238,8 @@ class RedisBackend:
                 "redis writes still pending at shutdown", extra={"pending": len(self.pending)}
             )
         await self.client.aclose()
+        # A client given its own pool leaves the pool open on aclose().
+        await self.client.connection_pool.disconnect()
 
 
 def _encode(message: ChatMessage) -> str:
@@ -243,12 +281,16 @@ class RedisUserConversations:
     ) -> None:
         if not self._backend.required:
             await self._local.append(session_id, thread_id, messages)
-        keys = [self._keys.thread(session_id, thread_id), self._keys.session(session_id)]
+        keys = [
+            self._keys.thread(session_id, thread_id),
+            self._keys.session(session_id),
+            self._keys.record(uuid.uuid4().hex),
+        ]
         args: list[str | int] = [
             2 * self._bounds.max_turns,
             self._bounds.max_bytes,
             int(self._bounds.ttl_seconds * 1000),
-            "",
+            _RECORD_MARKER_TTL_MS,
             *(_encode(m) for m in messages),
         ]
 
@@ -304,21 +346,22 @@ class RedisUserUsage:
 
     def __init__(self, backend: RedisBackend, user_id: str) -> None:
         self._backend = backend
-        self._key = UserKeys(backend.prefix, user_id).usage
+        self._keys = UserKeys(backend.prefix, user_id)
 
     async def record(
         self, session_id: str, model: str, provider: str, usage: Usage, *, cached: bool
     ) -> None:
         delta = usage_delta(usage, cached=cached)
         label = json.dumps([session_id, model, provider])
-        increments = [(name, getattr(delta, name)) for name in _COUNTERS if getattr(delta, name)]
-        key = self._key
+        args: list[str | int] = [_RECORD_MARKER_TTL_MS]
+        for name in _COUNTERS:
+            amount = getattr(delta, name)
+            if amount:
+                args += [f"{label}{_FIELD_SEP}{name}", amount]
+        keys = [self._keys.usage, self._keys.record(uuid.uuid4().hex)]
 
         async def op() -> None:
-            async with self._backend.client.pipeline(transaction=True) as pipe:
-                for name, amount in increments:
-                    pipe.hincrby(key, f"{label}{_FIELD_SEP}{name}", amount)
-                await pipe.execute()
+            await self._backend.usage_script(keys=keys, args=args)
 
         await self._backend.write(op)
 
@@ -327,7 +370,7 @@ class RedisUserUsage:
         if not backend.clean:
             raise backend.unavailable()
         try:
-            raw = await backend.client.hgetall(self._key)
+            raw = await backend.client.hgetall(self._keys.usage)
         except _FAULTS as exc:
             backend._down(exc)
             raise backend.unavailable() from None
@@ -361,8 +404,9 @@ async def connect_redis_stores(
     bounds: HistoryBounds,
     memory_conversations: ConversationStore,
     memory_usage: UsageLedger,
-) -> tuple[ConversationStore, UsageLedger]:
-    """The stores the settings ask for; memory ones where Redis is not enabled for a kind."""
+) -> tuple[ConversationStore, UsageLedger, RedisBackend]:
+    """The stores the settings ask for (memory ones where Redis is not enabled for
+    a kind), and the backend they share, for health checks and shutdown."""
     backend = RedisBackend(settings)
     if not await backend.ping():
         log.warning("redis unreachable at start", extra={"durability": settings.durability})
@@ -370,4 +414,4 @@ async def connect_redis_stores(
         RedisConversationStore(backend, bounds) if settings.conversations else memory_conversations
     )
     usage = RedisUsageLedger(backend) if settings.usage else memory_usage
-    return conversations, usage
+    return conversations, usage, backend

@@ -67,3 +67,7 @@ def build_server(
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 HEALTH_SERVICES = ("", SERVICE_NAME, ADMIN_SERVICE_NAME)
+#: Health of the shared state store alone: NOT_SERVING while Redis is
+#: unreachable or replaying. The sidecar itself stays SERVING (best_effort
+#: serves from memory), so Kubernetes does not restart pods for a Redis outage.
+SHARED_STATE_HEALTH_SERVICE = "llm_manager.v1.SharedState"

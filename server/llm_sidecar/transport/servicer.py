@@ -174,10 +174,18 @@ class LLMAdminServicer(pb_grpc.LLMAdminServiceServicer):
     async def _resources(
         self, _: object, req: pb.GetResourceStatusRequest, d: float | None
     ) -> pb.GetResourceStatusResponse:
+        store = self._service.store_status()
+        shared = pb.SharedStateStatus(
+            state=store.state,
+            pending_writes=store.pending_writes,
+            dropped_writes=store.dropped_writes,
+            replayed_writes=store.replayed_writes,
+        )
         snap = self._service.resources()
         if snap is None:
-            return pb.GetResourceStatusResponse(mode="normal")
+            return pb.GetResourceStatusResponse(mode="normal", shared_state=shared)
         return pb.GetResourceStatusResponse(
+            shared_state=shared,
             mode=snap.mode.value,
             rss_bytes=snap.rss_bytes,
             managers=snap.managers,

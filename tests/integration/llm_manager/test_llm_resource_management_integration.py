@@ -7,7 +7,9 @@ import gc
 import logging
 import time
 import tracemalloc
+import uuid
 import warnings
+from typing import Any
 
 import grpc
 import pytest
@@ -35,16 +37,19 @@ def _client(sidecar: Sidecar, user: str, **ctx) -> AsyncLLMManagerClient:
 
 
 async def test_manager_memory_cleanup_on_shutdown(
-    upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+    upstream: FakeUpstream, caplog: pytest.LogCaptureFixture, store_settings: dict[str, Any]
 ) -> None:
     from tests.support.sidecar import start_sidecar
 
     caplog.set_level(logging.WARNING)
+    name = f"cleanup-{uuid.uuid4().hex[:8]}"
+    redis = {"redis": {**store_settings["redis"], "client_name": name}} if store_settings else {}
     settings = make_settings(
         [provider("primary", upstream.url)],
         managers={"sweep_interval_seconds": 0.05},
         failover={"health_interval_seconds": 0.05},
         resources={"sample_interval_seconds": 0.05},
+        **redis,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -73,6 +78,15 @@ async def test_manager_memory_cleanup_on_shutdown(
     unclosed = [w for w in caught if issubclass(w.category, ResourceWarning)]
     assert unclosed == []
     assert not [r for r in caplog.records if "nclosed" in r.getMessage()]
+    if store_settings:  # Redis: the server sees none of this sidecar's connections left
+        import redis.asyncio as aioredis
+
+        admin = aioredis.from_url(store_settings["redis"]["url"])
+        try:
+            clients = await admin.client_list()
+        finally:
+            await admin.aclose()
+        assert [c for c in clients if c.get("name") == name] == []
 
 
 async def test_cache_memory_limits_and_eviction(upstream: FakeUpstream, sidecar_factory) -> None:
