@@ -15,7 +15,13 @@ MEMORY_THREADS = 500
 
 
 def conversation_rows(
-    config_sections: dict[str, Any], label: str, duration: float, concurrency: int = USERS
+    config_sections: dict[str, Any],
+    label: str,
+    duration: float,
+    concurrency: int = USERS,
+    *,
+    memory: bool = True,
+    tag: str = "",
 ) -> tuple[list[Any], dict[str, Any]]:
     """Throughput row plus memory figures for one sidecar configuration."""
     with upstream() as up_port:
@@ -36,8 +42,10 @@ def conversation_rows(
                 concurrency,
                 duration=duration,
                 mode="conversation",
-                extra=[*turns, "--tag", "tput"],
+                extra=[*turns, "--tag", f"tput{tag}"],
             )
+            if not memory:
+                return [label, concurrency, r["rps"], r["p50"], r["p99"], r["errors"]], {}
             before = sidecar_status(port)
             load(
                 "sidecar",

@@ -110,6 +110,20 @@ class MemoryUserConversations:
         self._threads[key] = list(messages)
         self._bytes[key] = bound_history(self._threads[key], self._bounds)
 
+    async def mirror(
+        self, session_id: str, thread_id: str, messages: Sequence[ChatMessage]
+    ) -> None:
+        """Like :meth:`replace`, skipped when the copy already matches. History only
+        grows at the end and shrinks at the front, so length and both ends tell."""
+        current = self._threads.get((session_id, thread_id))
+        if (
+            current is not None
+            and len(current) == len(messages)
+            and (not current or (current[0] == messages[0] and current[-1] == messages[-1]))
+        ):
+            return
+        await self.replace(session_id, thread_id, messages)
+
     async def end_session(self, session_id: str) -> int:
         doomed = [key for key in self._threads if key[0] == session_id]
         for key in doomed:

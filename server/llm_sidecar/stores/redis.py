@@ -36,7 +36,7 @@ from llm_sidecar.core.conversation import (
     MemoryUserConversations,
 )
 from llm_sidecar.core.errors import StoreUnavailableError
-from llm_sidecar.core.models import ChatMessage, Usage
+from llm_sidecar.core.models import ChatMessage, Role, Usage
 from llm_sidecar.core.store_status import StoreState, StoreStatus
 from llm_sidecar.core.usage import UsageLedger, UsageRow, usage_delta
 from llm_sidecar.stores.keys import UserKeys
@@ -242,13 +242,28 @@ class RedisBackend:
         await self.client.connection_pool.disconnect()
 
 
+# A stored message is one role letter followed by the content: decoding the
+# history is on every turn's path, and this measured far cheaper than JSON.
+# Any other role is stored as a JSON array, which starts with "[" (and is read back
+# as written, for stores shared with newer versions).
+_CODE_ROLES: dict[str, Role] = {"u": "user", "a": "assistant", "s": "system"}
+_ROLE_CODES = {role: code for code, role in _CODE_ROLES.items()}
+
+
 def _encode(message: ChatMessage) -> str:
-    return json.dumps([message.role, message.content], ensure_ascii=False)
+    code = _ROLE_CODES.get(message.role)
+    if code is None:
+        return json.dumps([message.role, message.content], ensure_ascii=False)
+    return code + message.content
 
 
 def _decode(raw: bytes | str) -> ChatMessage:
-    role, content = json.loads(raw)
-    return ChatMessage(role, content)
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    role = _CODE_ROLES.get(text[:1])
+    if role is None:
+        role, content = json.loads(text)
+        return ChatMessage(role, content)
+    return ChatMessage(role, text[1:])
 
 
 class RedisUserConversations:
@@ -270,7 +285,7 @@ class RedisUserConversations:
             else:
                 messages = [_decode(item) for item in raw]
                 if not backend.required:
-                    await self._local.replace(session_id, thread_id, messages)
+                    await self._local.mirror(session_id, thread_id, messages)
                 return messages
         if backend.required:
             raise backend.unavailable()

@@ -395,10 +395,10 @@ async def test_store_on_each_redis_version(binary: str) -> None:
         (thread_key,) = keys
         ttl_ms = await backend.client.pttl(thread_key)
         assert 0 < ttl_ms <= 30_000
-        # Byte bound: one large turn pushes the older turns out (sizes are of
-        # the stored JSON: 9,989 bytes for this turn, 30 for each small one).
+        # Byte bound: one large turn pushes the older turns out (sizes as stored,
+        # a role letter plus the text: 9,998 bytes for this turn, 5 for a small one).
         await convo.append(
-            "s", "t", [ChatMessage("user", "x" * 9_960), ChatMessage("assistant", "a")]
+            "s", "t", [ChatMessage("user", "x" * 9_995), ChatMessage("assistant", "a")]
         )
         assert [m.content[:1] for m in await convo.load("s", "t")][::2] == ["x"]
         ledger = RedisUsageLedger(backend).for_user("alice")
@@ -406,7 +406,15 @@ async def test_store_on_each_redis_version(binary: str) -> None:
         await ledger.record("s", "m", "p", Usage(0, 0, 0), cached=True)
         (row,) = await ledger.rows()
         assert (row.requests, row.cache_hits, row.total_tokens) == (2, 1, 7)
-        assert await convo.end_session("s") == 1
+        # Any role and any text round-trip, including text that looks like the encoding.
+        odd = [
+            ChatMessage("system", "[1, 2]"),
+            ChatMessage("user", 'a["json"]'),
+            ChatMessage("assistant", ""),
+        ]
+        await convo.append("s", "odd", odd)
+        assert await convo.load("s", "odd") == odd
+        assert await convo.end_session("s") == 2
         assert await convo.load("s", "t") == []
     finally:
         await backend.aclose()
