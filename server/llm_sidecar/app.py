@@ -25,6 +25,7 @@ from llm_sidecar.core.health import HealthMonitor
 from llm_sidecar.core.registry import CacheLimits, LLMManagerFactory, ManagerRegistry, UserLimits
 from llm_sidecar.core.resources import ResourceMonitor, Thresholds
 from llm_sidecar.core.store_status import StoreHealth
+from llm_sidecar.core.turns import TurnWriterFactory
 from llm_sidecar.core.usage import MemoryUsageLedger, UsageLedger
 from llm_sidecar.providers import build_provider
 from llm_sidecar.providers._http import new_session
@@ -56,6 +57,7 @@ class Sidecar:
         self._stopping = False
         self._closers: list[object] = []
         self.store: StoreHealth | None = None
+        self._turn_writers: TurnWriterFactory | None = None
 
     # -- construction -----------------------------------------------------------------
 
@@ -94,12 +96,13 @@ class Sidecar:
         conversations: ConversationStore = MemoryConversationStore(bounds)
         usage: UsageLedger = MemoryUsageLedger()
         if s.redis.url:
-            from llm_sidecar.stores.redis import connect_redis_stores
+            from llm_sidecar.stores.redis import connect_redis_stores, turn_writers
 
             conversations, usage, backend = await connect_redis_stores(
                 s.redis, bounds, conversations, usage
             )
             self.store = backend
+            self._turn_writers = turn_writers
             self._closers.append(backend)
         return conversations, usage
 
@@ -126,6 +129,7 @@ class Sidecar:
                 tokens_per_minute=s.limits.tokens_per_minute_per_user,
             ),
             observability=self.obs,
+            turn_writers=self._turn_writers,
         )
         self.registry = ManagerRegistry(
             self.factory.create_llm_manager,

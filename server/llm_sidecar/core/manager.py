@@ -38,6 +38,7 @@ from llm_sidecar.core.models import (
 )
 from llm_sidecar.core.observability import NOOP, Observability
 from llm_sidecar.core.structured import canonical_json, compile_schema, validate_output
+from llm_sidecar.core.turns import SeparateWrites, Turn, TurnWriter
 from llm_sidecar.core.usage import UsageRow, UserUsage
 
 
@@ -72,7 +73,9 @@ class LLMManager:
         limiter: UserLimiter,
         cache_enabled: bool = True,
         observability: Observability = NOOP,
+        turns: TurnWriter | None = None,
     ) -> None:
+        self.turns = turns if turns is not None else SeparateWrites(conversations, usage)
         self.context = context
         self.user_id = context.user_id
         self.cache = cache
@@ -202,11 +205,8 @@ class LLMManager:
         start: float,
     ) -> AskResult:
         completion = hit.completion
-        await self.usage_ledger.record(
-            prep.session_id or "", prep.route, hit.provider, Usage(), cached=True
-        )
         text = hit.structured_json if hit.structured_json is not None else completion.text
-        await self._append_history(prep, inp, text)
+        await self._commit(prep, inp, hit.provider, Usage(), text, cached=True)
         structured = None
         if hit.structured_json is not None:
             structured = json.loads(hit.structured_json)
@@ -237,9 +237,6 @@ class LLMManager:
         completion = routed.completion
         usage = completion.usage or estimate_usage(prep.messages, completion.text)
         self.limiter.record_tokens(usage.total_tokens)
-        await self.usage_ledger.record(
-            prep.session_id or "", prep.route, routed.provider, usage, cached=False
-        )
         structured_json = canonical_json(document) if prep.validator is not None else None
         if prep.key is not None and not self.closed:
             self.cache.put(
@@ -247,7 +244,7 @@ class LLMManager:
                 CachedAnswer(completion, routed.provider, prep.session_id or "", structured_json),
             )
         text = structured_json if structured_json is not None else completion.text
-        await self._append_history(prep, inp, text)
+        await self._commit(prep, inp, routed.provider, usage, text, cached=False)
         return AskResult(
             text=text,
             provider=routed.provider,
@@ -262,13 +259,30 @@ class LLMManager:
             structured=document,
         )
 
-    async def _append_history(self, prep: _Prepared, inp: AskInput, answer: str) -> None:
-        if prep.session_id is None or inp.skip_history:
-            return
-        await self.conversations.append(
-            prep.session_id,
-            prep.thread_id,
-            (ChatMessage("user", inp.prompt), ChatMessage("assistant", answer)),
+    async def _commit(
+        self,
+        prep: _Prepared,
+        inp: AskInput,
+        provider: str,
+        usage: Usage,
+        answer: str,
+        *,
+        cached: bool,
+    ) -> None:
+        """Bill the answer and, in a conversation, remember the exchange."""
+        in_history = prep.session_id is not None and not inp.skip_history
+        await self.turns.commit(
+            Turn(
+                prep.session_id or "",
+                prep.route,
+                provider,
+                usage,
+                cached,
+                (prep.session_id or "", prep.thread_id) if in_history else None,
+                (ChatMessage("user", inp.prompt), ChatMessage("assistant", answer))
+                if in_history
+                else (),
+            )
         )
 
     async def ask_stream(

@@ -17,6 +17,7 @@ from llm_sidecar.core.failover import Router
 from llm_sidecar.core.limits import UserLimiter
 from llm_sidecar.core.manager import LLMManager
 from llm_sidecar.core.observability import NOOP, Observability
+from llm_sidecar.core.turns import TurnWriterFactory
 from llm_sidecar.core.usage import UsageLedger
 
 
@@ -51,7 +52,9 @@ class LLMManagerFactory:
         cache_limits: CacheLimits = CacheLimits(),
         user_limits: UserLimits = UserLimits(),
         observability: Observability = NOOP,
+        turn_writers: TurnWriterFactory | None = None,
     ) -> None:
+        self.turn_writers = turn_writers
         self.router = router
         self.budget = budget
         self.conversations = conversations
@@ -63,6 +66,8 @@ class LLMManagerFactory:
     def create_llm_manager(self, context: UserExecutionContext) -> LLMManager:
         """A new manager owning a new cache, limiter and conversation view."""
         limits = self.cache_limits
+        conversations = self.conversations.for_user(context.user_id)
+        usage = self.usage.for_user(context.user_id)
         return LLMManager(
             context,
             router=self.router,
@@ -72,8 +77,9 @@ class LLMManagerFactory:
                 ttl_seconds=limits.ttl_seconds,
                 budget=self.budget,
             ),
-            conversations=self.conversations.for_user(context.user_id),
-            usage=self.usage.for_user(context.user_id),
+            conversations=conversations,
+            usage=usage,
+            turns=self.turn_writers(conversations, usage) if self.turn_writers else None,
             limiter=UserLimiter(
                 max_concurrent=self.user_limits.max_concurrent,
                 tokens_per_minute=self.user_limits.tokens_per_minute,

@@ -34,11 +34,13 @@ from llm_sidecar.core.conversation import (
     ConversationStore,
     HistoryBounds,
     MemoryUserConversations,
+    UserConversations,
 )
 from llm_sidecar.core.errors import StoreUnavailableError
 from llm_sidecar.core.models import ChatMessage, Role, Usage
 from llm_sidecar.core.store_status import StoreState, StoreStatus
-from llm_sidecar.core.usage import UsageLedger, UsageRow, usage_delta
+from llm_sidecar.core.turns import SeparateWrites, Turn, TurnWriter
+from llm_sidecar.core.usage import UsageLedger, UsageRow, UserUsage, usage_delta
 from llm_sidecar.stores.keys import UserKeys
 
 log = logging.getLogger(__name__)
@@ -49,33 +51,44 @@ _FAULTS = (RedisError, OSError, asyncio.TimeoutError)
 # queued writes are still replayed (the queue lives in this process).
 _RECORD_MARKER_TTL_MS = 6 * 3600 * 1000
 
-# Append messages, drop whole turns from the front until the count and byte
-# bounds hold, refresh TTLs and remember the thread under its session. KEYS[3]
-# marks the write as applied, so a replay after a lost reply adds nothing.
-_APPEND = """
-if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[4]) then return -1 end
-for i = 5, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
-local max_msgs = tonumber(ARGV[1])
-local max_bytes = tonumber(ARGV[2])
-local n = redis.call('LLEN', KEYS[1])
-while n > max_msgs do
-  redis.call('LTRIM', KEYS[1], 2, -1)
-  n = n - 2
-end
-local items = redis.call('LRANGE', KEYS[1], 0, -1)
-local total = 0
-for _, v in ipairs(items) do total = total + string.len(v) end
-local i = 1
-while total > max_bytes and i <= #items do
-  total = total - string.len(items[i])
-  if items[i + 1] then total = total - string.len(items[i + 1]) end
-  redis.call('LTRIM', KEYS[1], 2, -1)
+# One answer's writes, applied exactly once (KEYS[1] marks them applied, so a
+# replay after a lost reply adds nothing): usage counters into the user's hash
+# (KEYS[2]) and, when KEYS[3] is given, the exchange appended to a thread,
+# whole turns dropped from the front until the count and byte bounds hold,
+# TTLs refreshed and the thread remembered under its session (KEYS[4]).
+# ARGV: marker TTL ms, number of usage pairs n, max messages, max bytes,
+# history TTL ms, then n field/amount pairs, then the messages.
+_COMMIT = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return -1 end
+local i = 6
+for _ = 1, tonumber(ARGV[2]) do
+  redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('SADD', KEYS[2], KEYS[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return redis.call('LLEN', KEYS[1])
+if #KEYS < 3 then return 0 end
+local thread = KEYS[3]
+for j = i, #ARGV do redis.call('RPUSH', thread, ARGV[j]) end
+local max_msgs = tonumber(ARGV[3])
+local max_bytes = tonumber(ARGV[4])
+local n = redis.call('LLEN', thread)
+while n > max_msgs do
+  redis.call('LTRIM', thread, 2, -1)
+  n = n - 2
+end
+local items = redis.call('LRANGE', thread, 0, -1)
+local total = 0
+for _, v in ipairs(items) do total = total + string.len(v) end
+local k = 1
+while total > max_bytes and k <= #items do
+  total = total - string.len(items[k])
+  if items[k + 1] then total = total - string.len(items[k + 1]) end
+  redis.call('LTRIM', thread, 2, -1)
+  k = k + 2
+end
+redis.call('PEXPIRE', thread, ARGV[5])
+redis.call('SADD', KEYS[4], thread)
+redis.call('PEXPIRE', KEYS[4], ARGV[5])
+return redis.call('LLEN', thread)
 """
 
 # Delete every thread of a session; return how many there were.
@@ -85,16 +98,6 @@ local n = 0
 for _, key in ipairs(threads) do n = n + redis.call('DEL', key) end
 redis.call('DEL', KEYS[1])
 return n
-"""
-
-# Add one usage record's counters exactly once. KEYS[2] marks the record as
-# applied: a write whose reply was lost (a timeout after Redis executed it) is
-# replayed later, and must not be counted twice. ARGV[1]: marker TTL (ms),
-# then field/amount pairs.
-_RECORD_USAGE = """
-if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 0 end
-for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return 1
 """
 
 _FIELD_SEP = "\x1f"
@@ -124,9 +127,8 @@ class RedisBackend:
             client_name=settings.client_name,
         )
         self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
-        self.append_script = self.client.register_script(_APPEND)
+        self.commit_script = self.client.register_script(_COMMIT)
         self.end_session_script = self.client.register_script(_END_SESSION)
-        self.usage_script = self.client.register_script(_RECORD_USAGE)
         self.required = settings.durability == "required"
         self.up = True
         self.pending: deque[Callable[[], Awaitable[Any]]] = deque()
@@ -294,25 +296,23 @@ class RedisUserConversations:
     async def append(
         self, session_id: str, thread_id: str, messages: Sequence[ChatMessage]
     ) -> None:
+        await _commit(self._backend, self._keys, [], self, (session_id, thread_id), messages)
+
+    async def remember_local(
+        self, session_id: str, thread_id: str, messages: Sequence[ChatMessage]
+    ) -> None:
+        """Keep the bounded copy served while Redis is unreachable (best effort)."""
         if not self._backend.required:
             await self._local.append(session_id, thread_id, messages)
-        keys = [
-            self._keys.thread(session_id, thread_id),
-            self._keys.session(session_id),
-            self._keys.record(uuid.uuid4().hex),
-        ]
-        args: list[str | int] = [
-            2 * self._bounds.max_turns,
-            self._bounds.max_bytes,
-            int(self._bounds.ttl_seconds * 1000),
-            _RECORD_MARKER_TTL_MS,
-            *(_encode(m) for m in messages),
-        ]
 
-        async def op() -> None:
-            await self._backend.append_script(keys=keys, args=args)
+    def thread_keys(self, session_id: str, thread_id: str) -> list[str]:
+        """The thread list and its session set."""
+        return [self._keys.thread(session_id, thread_id), self._keys.session(session_id)]
 
-        await self._backend.write(op)
+    def bounds_args(self) -> list[str | int]:
+        """Max messages, max bytes, TTL (ms): the script's history bounds."""
+        b = self._bounds
+        return [2 * b.max_turns, b.max_bytes, int(b.ttl_seconds * 1000)]
 
     async def end_session(self, session_id: str) -> int:
         local = await self._local.end_session(session_id)
@@ -342,6 +342,32 @@ class RedisUserConversations:
         return self._local.local_bytes()
 
 
+async def _commit(
+    backend: RedisBackend,
+    keys: UserKeys,
+    increments: list[str | int],
+    conversations: RedisUserConversations | None = None,
+    thread: tuple[str, str] | None = None,
+    messages: Sequence[ChatMessage] = (),
+) -> None:
+    """One answer's usage and exchange in one script call (see ``_COMMIT``)."""
+    script_keys = [keys.record(uuid.uuid4().hex), keys.usage]
+    args: list[str | int] = [_RECORD_MARKER_TTL_MS, len(increments) // 2, 0, 0, 0]
+    if conversations is not None and thread is not None:
+        await conversations.remember_local(*thread, messages)
+        script_keys += conversations.thread_keys(*thread)
+        args[2:5] = conversations.bounds_args()
+        args += increments
+        args += [_encode(m) for m in messages]
+    else:
+        args += increments
+
+    async def op() -> None:
+        await backend.commit_script(keys=script_keys, args=args)
+
+    await backend.write(op)
+
+
 class RedisConversationStore:
     """Conversations shared by every sidecar using the same Redis."""
 
@@ -366,19 +392,30 @@ class RedisUserUsage:
     async def record(
         self, session_id: str, model: str, provider: str, usage: Usage, *, cached: bool
     ) -> None:
+        increments = self.increments(session_id, model, provider, usage, cached)
+        await _commit(self._backend, self._keys, increments)
+
+    @property
+    def backend(self) -> RedisBackend:
+        return self._backend
+
+    @property
+    def keys(self) -> UserKeys:
+        return self._keys
+
+    @staticmethod
+    def increments(
+        session_id: str, model: str, provider: str, usage: Usage, cached: bool
+    ) -> list[str | int]:
+        """Field/amount pairs of one answer's counters."""
         delta = usage_delta(usage, cached=cached)
         label = json.dumps([session_id, model, provider])
-        args: list[str | int] = [_RECORD_MARKER_TTL_MS]
+        pairs: list[str | int] = []
         for name in _COUNTERS:
             amount = getattr(delta, name)
             if amount:
-                args += [f"{label}{_FIELD_SEP}{name}", amount]
-        keys = [self._keys.usage, self._keys.record(uuid.uuid4().hex)]
-
-        async def op() -> None:
-            await self._backend.usage_script(keys=keys, args=args)
-
-        await self._backend.write(op)
+                pairs += [f"{label}{_FIELD_SEP}{name}", amount]
+        return pairs
 
     async def rows(self, session_id: str | None = None) -> list[UsageRow]:
         backend = self._backend
@@ -430,3 +467,33 @@ async def connect_redis_stores(
     )
     usage = RedisUsageLedger(backend) if settings.usage else memory_usage
     return conversations, usage, backend
+
+
+class RedisTurnWriter:
+    """A user's turns in one round trip: usage and exchange in one script call."""
+
+    __slots__ = ("_conversations", "_usage")
+
+    def __init__(self, conversations: RedisUserConversations, usage: RedisUserUsage) -> None:
+        self._conversations = conversations
+        self._usage = usage
+
+    async def commit(self, turn: Turn) -> None:
+        increments = self._usage.increments(
+            turn.session_id, turn.model, turn.provider, turn.usage, turn.cached
+        )
+        await _commit(
+            self._usage.backend,
+            self._usage.keys,
+            increments,
+            self._conversations if turn.thread is not None else None,
+            turn.thread,
+            turn.messages,
+        )
+
+
+def turn_writers(conversations: UserConversations, usage: UserUsage) -> TurnWriter:
+    """One script per answer when both kinds live in Redis; else separate writes."""
+    if isinstance(conversations, RedisUserConversations) and isinstance(usage, RedisUserUsage):
+        return RedisTurnWriter(conversations, usage)
+    return SeparateWrites(conversations, usage)

@@ -264,7 +264,7 @@ async def test_redis_restart_best_effort_keeps_serving_and_replays(
 
         await _eventually(degraded)
         status = (await _status(port)).shared_state
-        assert status.pending_writes >= 4  # two turns and two usage records
+        assert status.pending_writes >= 2  # two turns (usage and exchange, one write each)
 
         async def reported_down() -> bool:
             return await _health(port, SHARED_STATE) == health_pb2.HealthCheckResponse.NOT_SERVING
@@ -282,7 +282,7 @@ async def test_redis_restart_best_effort_keeps_serving_and_replays(
 
         await _eventually(replayed)
         status = (await _status(port)).shared_state
-        assert status.replayed_writes >= 4 and status.dropped_writes == 0
+        assert status.replayed_writes >= 2 and status.dropped_writes == 0
 
         async def reported_up() -> bool:
             return await _health(port, SHARED_STATE) == health_pb2.HealthCheckResponse.SERVING

@@ -1,0 +1,57 @@
+"""What one answer leaves behind, written as one unit: the bill and the exchange.
+
+The default writes them through the user's ledger and conversation store one
+after the other. A shared store may do both in one round trip (the Redis
+adapter does: one script per answer instead of two).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from llm_sidecar.core.conversation import UserConversations
+from llm_sidecar.core.models import ChatMessage, Usage
+from llm_sidecar.core.usage import UserUsage
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One answer's usage and, when it joins a conversation, its exchange."""
+
+    session_id: str
+    model: str
+    provider: str
+    usage: Usage
+    cached: bool
+    #: (session_id, thread_id) of the conversation the exchange joins, if any.
+    thread: tuple[str, str] | None = None
+    messages: Sequence[ChatMessage] = ()
+
+
+class TurnWriter(Protocol):
+    """Writes turns of one user."""
+
+    async def commit(self, turn: Turn) -> None:
+        """Record the usage and append the exchange (when ``turn.thread`` is set)."""
+
+
+class SeparateWrites:
+    """The default: the ledger, then the conversation store."""
+
+    __slots__ = ("_conversations", "_usage")
+
+    def __init__(self, conversations: UserConversations, usage: UserUsage) -> None:
+        self._conversations = conversations
+        self._usage = usage
+
+    async def commit(self, turn: Turn) -> None:
+        await self._usage.record(
+            turn.session_id, turn.model, turn.provider, turn.usage, cached=turn.cached
+        )
+        if turn.thread is not None:
+            await self._conversations.append(*turn.thread, turn.messages)
+
+
+TurnWriterFactory = Callable[[UserConversations, UserUsage], TurnWriter]
