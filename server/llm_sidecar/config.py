@@ -172,7 +172,6 @@ class RedisSettings(_Section):
     key_prefix: str = "llmsc"
     conversations: bool = True
     usage: bool = True
-    cache: bool = False
     #: "best_effort": serve from memory when Redis is down and replay writes later;
     #: "required": fail calls with UNAVAILABLE when Redis is down.
     durability: Literal["best_effort", "required"] = "best_effort"
