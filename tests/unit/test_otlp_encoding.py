@@ -117,3 +117,19 @@ def test_encoding_is_stable_across_calls_and_cache_states() -> None:
 
 def test_empty_batch() -> None:
     assert encode_spans([]) == sdk_encode([])
+
+
+def test_the_exporter_uses_this_encoding() -> None:
+    # The hook overridden is the SDK exporter's own; if a release renamed it,
+    # the override would silently stop applying.
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    from llm_sidecar.telemetry.exporters import FastOTLPSpanExporter
+
+    assert "_translate_data" in vars(OTLPSpanExporter)
+    spans = _spans()
+    exporter = FastOTLPSpanExporter(endpoint="http://127.0.0.1:9", insecure=True)
+    try:
+        assert exporter._translate_data(spans) == sdk_encode(spans)
+    finally:
+        exporter.shutdown()
