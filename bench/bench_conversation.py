@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.harness import load, sidecar, sidecar_config, sidecar_status, table, upstream
+from bench.harness import (
+    bench_provider,
+    load,
+    sidecar,
+    sidecar_config,
+    sidecar_status,
+    table,
+    upstream,
+)
 
 USERS = 100
 TURNS = 20
@@ -25,13 +33,7 @@ def conversation_rows(
 ) -> tuple[list[Any], dict[str, Any]]:
     """Throughput row plus memory figures for one sidecar configuration."""
     with upstream() as up_port:
-        provider = {
-            "name": "up",
-            "kind": "openai",
-            "base_url": f"http://127.0.0.1:{up_port}/v1",
-            "model": "bench-model",
-            "probe": "none",
-        }
+        provider = bench_provider(up_port)
         config = sidecar_config([provider], **config_sections)
         with sidecar(config) as port:
             address = f"127.0.0.1:{port}"

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from bench.harness import echo_server, load, sidecar, sidecar_config, table, upstream
+from bench.harness import (
+    bench_provider,
+    echo_server,
+    load,
+    sidecar,
+    sidecar_config,
+    table,
+    upstream,
+)
 
 
 def run(duration: float = 5.0) -> str:
     rows = []
     with upstream() as up_port:
-        provider = {
-            "name": "up",
-            "kind": "openai",
-            "base_url": f"http://127.0.0.1:{up_port}/v1",
-            "model": "bench-model",
-            "probe": "none",
-        }
+        provider = bench_provider(up_port)
         with sidecar(sidecar_config([provider])) as sc_port:
             results = {}
             for c in (1, 32):

@@ -12,7 +12,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bench.harness import free_port, load, process, sidecar, sidecar_config, table, upstream
+from bench.harness import (
+    bench_provider,
+    free_port,
+    load,
+    process,
+    sidecar,
+    sidecar_config,
+    table,
+    upstream,
+)
 
 ROUNDS = 2
 LOADS = [(1, "miss"), (32, "miss"), (32, "hit")]
@@ -28,13 +37,7 @@ def otlp_sink() -> Iterator[int]:
 def run(duration: float = 5.0) -> str:
     best: dict[tuple[str, int, str], dict[str, Any]] = {}
     with upstream() as up_port, otlp_sink() as sink_port:
-        provider = {
-            "name": "up",
-            "kind": "openai",
-            "base_url": f"http://127.0.0.1:{up_port}/v1",
-            "model": "bench-model",
-            "probe": "none",
-        }
+        provider = bench_provider(up_port)
         otlp = {
             "OTEL_METRICS_EXPORTER": "otlp",
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",

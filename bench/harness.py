@@ -64,6 +64,17 @@ def upstream(mode: str = "ok") -> Iterator[int]:
         yield port
 
 
+def bench_provider(port: int, name: str = "up") -> dict[str, Any]:
+    """An OpenAI-compatible provider entry for the bench upstream on ``port``."""
+    return {
+        "name": name,
+        "kind": "openai",
+        "base_url": f"http://127.0.0.1:{port}/v1",
+        "model": "bench-model",
+        "probe": "none",
+    }
+
+
 def sidecar_config(providers: list[dict[str, Any]], **sections: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "default_model": "m",
