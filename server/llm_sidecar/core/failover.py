@@ -43,7 +43,7 @@ from llm_sidecar.core.errors import (
     UnknownModelError,
 )
 from llm_sidecar.core.models import ChatRequest, Completion, RoutedCompletion
-from llm_sidecar.core.observability import NOOP, Observability
+from llm_sidecar.core.observability import NO_SPAN, NOOP, Observability
 from llm_sidecar.core.providers import Provider
 from llm_sidecar.core.stats import ProviderStats
 
@@ -167,6 +167,8 @@ class Router:
     def _attempt_span(
         self, slot: ProviderSlot, request: ChatRequest
     ) -> AbstractContextManager[Span]:
+        if not self.obs.in_recorded_trace():
+            return NO_SPAN
         provider = slot.provider
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",

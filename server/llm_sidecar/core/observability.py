@@ -86,7 +86,8 @@ class _NoSpan:
         return None
 
 
-_NO_SPAN = _NoSpan()
+NO_SPAN = _NoSpan()
+"""A span context manager that records nothing."""
 _PSEUDONYM_CACHE_LIMIT = 65536
 
 
@@ -148,7 +149,7 @@ class Observability:
     ) -> CurrentSpan | _NoSpan:
         """A span, current inside the ``with`` block; nothing when tracing is off."""
         if not self.tracing:
-            return _NO_SPAN
+            return NO_SPAN
         return CurrentSpan(
             self.tracer.start_span(
                 name,
@@ -159,6 +160,12 @@ class Observability:
                 set_status_on_exception=False,
             )
         )
+
+    def in_recorded_trace(self) -> bool:
+        """Whether the current span records. Attempt spans are only started under a
+        recorded request span: under an unsampled one they would record nothing
+        either (parent-based sampling), and skipping them saves their set-up."""
+        return self.tracing and trace.get_current_span().is_recording()
 
     def user_ref(self, user_id: str) -> str:
         """The form of a user id that may appear in telemetry."""
