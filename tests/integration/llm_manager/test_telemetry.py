@@ -606,3 +606,30 @@ def _no_leaked_exporter_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # The default needs no collector; tests that want one set it themselves.
     for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER"):
         monkeypatch.delenv(name, raising=False)
+
+
+async def test_ratio_sampling_still_follows_a_sampled_caller(
+    upstream: FakeUpstream, traced_factory: TracedFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sampler that records nothing of its own accord: only callers' sampled
+    # traces are recorded, whole (server span and attempt span).
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    traced = await traced_factory(make_settings([provider("primary", upstream.url)]))
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{traced.sidecar.port}") as channel:
+        stub = pb_grpc.LLMManagerServiceStub(channel)
+        for i in range(5):
+            await stub.Ask(pb.AskRequest(prompt=f"unsampled {i}"), metadata=(("x-user-id", "a"),))
+        for flags, prompt in (("01", "sampled by the caller"), ("00", "declined by the caller")):
+            await stub.Ask(
+                pb.AskRequest(prompt=prompt),
+                metadata=(
+                    ("x-user-id", "a"),
+                    ("traceparent", f"00-{trace_id}-b7ad6b7169203331-{flags}"),
+                ),
+            )
+    assert len(upstream.chat_requests) == 7
+    spans = traced.spans()
+    assert sorted(s.name for s in spans) == ["chat primary-model", ASK]
+    assert {format(s.context.trace_id, "032x") for s in spans} == {trace_id}
