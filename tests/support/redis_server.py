@@ -36,7 +36,12 @@ class RedisServer:
     """A private redis-server process that tests may kill and restart on the same port."""
 
     def __init__(
-        self, port: int | None = None, *, binary: str | None = None, persistent: bool = False
+        self,
+        port: int | None = None,
+        *,
+        binary: str | None = None,
+        persistent: bool = False,
+        password: str | None = None,
     ) -> None:
         self.port = port or _free_port()
         self.dir = tempfile.mkdtemp(prefix="redis-test-")
@@ -44,11 +49,13 @@ class RedisServer:
         # Persistent: an fsync-always append-only file in self.dir, so data
         # outlives a kill and a restart on the same port.
         self.persistent = persistent
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
@@ -66,6 +73,7 @@ class RedisServer:
                 "always",
                 "--dir",
                 self.dir,
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

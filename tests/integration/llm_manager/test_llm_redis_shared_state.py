@@ -514,3 +514,38 @@ async def test_replayed_writes_after_lost_replies_count_once(
         assert (usage.total.prompt_tokens, usage.total.completion_tokens) == (prompt, completion)
     finally:
         await proxy.stop()
+
+
+# -- credentials from the URL ------------------------------------------------------------------
+
+
+async def test_password_from_url_and_never_in_errors(
+    upstream: FakeUpstream, sidecar_factory, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "s3cret-redis-pass-91f2"
+    server = RedisServer(password=secret).start()
+    try:
+        good = {"url": server.url, "key_prefix": redis_prefix, "durability": "required"}
+        sidecar = await sidecar_factory(
+            make_settings([provider("primary", upstream.url)], redis=good)
+        )
+        async with _client(sidecar.port, "alice", session_id="s") as alice:
+            await alice.ask("authenticated")
+            assert (await alice.get_usage()).total.requests == 1
+        assert (await _status(sidecar.port)).shared_state.state == "up"
+
+        wrong_url = server.url.replace(secret, "wrong-pass-77ad")
+        bad = {**good, "url": wrong_url}
+        refused = await sidecar_factory(
+            make_settings([provider("primary", upstream.url)], redis=bad)
+        )
+        async with _client(refused.port, "alice", session_id="s") as alice:
+            with pytest.raises(UnavailableError) as info:
+                await alice.ask("not authenticated")
+        message = str(info.value)
+        assert "wrong-pass-77ad" not in message and secret not in message
+        assert (await _status(refused.port)).shared_state.state == "down"
+        logged = "\n".join(r.getMessage() + str(r.__dict__) for r in caplog.records)
+        assert "wrong-pass-77ad" not in logged and secret not in logged
+    finally:
+        server.stop()
