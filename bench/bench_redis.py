@@ -31,6 +31,7 @@ def run(duration: float = 5.0) -> str:
             )
             if label not in best or row[2] > best[label][2]:
                 best[label] = row
+    _delete_prefix(url, prefix)
     rows = list(best.values())
     base = best["in-memory"][4]
     for row in rows:
@@ -41,3 +42,21 @@ def run(duration: float = 5.0) -> str:
         ["store", "conc", "turns/s", "p50 ms", "p99 ms", "errors", "p99 vs memory"],
         rows,
     )
+
+
+def _delete_prefix(url: str, prefix: str) -> None:
+    """Leave the shared Redis as it was found."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        batch = []
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+    finally:
+        client.close()
