@@ -30,7 +30,6 @@ def percentile(values: list[float], q: float) -> float:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
-    counter = itertools.count()
     stop_at = 0.0
     warm = args.warmup
 
@@ -98,7 +97,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     stop_at = warm_until + args.duration
     await asyncio.gather(*(worker(w) for w in range(args.concurrency)))
     seconds = time.perf_counter() - (start if args.calls else warm_until)
-    del counter
     if args.target == "direct":
         await session.close()
     else:

@@ -270,19 +270,13 @@ class LLMManager:
         cached: bool,
     ) -> None:
         """Bill the answer and, in a conversation, remember the exchange."""
-        in_history = prep.session_id is not None and not inp.skip_history
+        thread: tuple[str, str] | None = None
+        messages: tuple[ChatMessage, ...] = ()
+        if prep.session_id is not None and not inp.skip_history:
+            thread = (prep.session_id, prep.thread_id)
+            messages = (ChatMessage("user", inp.prompt), ChatMessage("assistant", answer))
         await self.turns.commit(
-            Turn(
-                prep.session_id or "",
-                prep.route,
-                provider,
-                usage,
-                cached,
-                (prep.session_id or "", prep.thread_id) if in_history else None,
-                (ChatMessage("user", inp.prompt), ChatMessage("assistant", answer))
-                if in_history
-                else (),
-            )
+            Turn(prep.session_id or "", prep.route, provider, usage, cached, thread, messages)
         )
 
     async def ask_stream(

@@ -352,15 +352,12 @@ async def _commit(
 ) -> None:
     """One answer's usage and exchange in one script call (see ``_COMMIT``)."""
     script_keys = [keys.record(uuid.uuid4().hex), keys.usage]
-    args: list[str | int] = [_RECORD_MARKER_TTL_MS, len(increments) // 2, 0, 0, 0]
+    args: list[str | int] = [_RECORD_MARKER_TTL_MS, len(increments) // 2, 0, 0, 0, *increments]
     if conversations is not None and thread is not None:
         await conversations.remember_local(*thread, messages)
         script_keys += conversations.thread_keys(*thread)
         args[2:5] = conversations.bounds_args()
-        args += increments
         args += [_encode(m) for m in messages]
-    else:
-        args += increments
 
     async def op() -> None:
         await backend.commit_script(keys=script_keys, args=args)
