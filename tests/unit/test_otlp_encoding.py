@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -22,6 +24,15 @@ from opentelemetry.trace import (
 
 from llm_sidecar.telemetry.otlp_encoding import encode_request, encode_spans
 
+
+class Color(enum.StrEnum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
 VALUES = {
     "s": "text",
     "unicode": "grüße ✓",
@@ -39,6 +50,8 @@ VALUES = {
     "bools": (True, False),
     "floats": (0.5, 1.0),
     "long": "x" * 300,
+    "str_subclass": Color.RED,
+    "int_subclass": Level.HIGH,
 }
 
 

@@ -137,20 +137,20 @@ def _any(value: Any) -> bytes:
         return _ANY_INT + _varint(value)
     if kind is float:
         return _ANY_DOUBLE + _pack_double(value)
+    # Subclasses (StrEnum, IntEnum, ...) encode as their base type, as in the
+    # SDK; str before Sequence, because a str is one. (bool has no subclasses.)
+    if isinstance(value, str):
+        return _len(_ANY_STRING, value.encode("utf-8"))
+    if isinstance(value, int):
+        return _ANY_INT + _varint(int(value))
+    if isinstance(value, float):
+        return _ANY_DOUBLE + _pack_double(float(value))
     if isinstance(value, bytes):
         return _len(_ANY_BYTES, value)
     if isinstance(value, Mapping):
         return _len(_ANY_KVLIST, b"".join(_len(_LIST_VALUES, _kv(k, v)) for k, v in value.items()))
     if isinstance(value, Sequence):
         return _len(_ANY_ARRAY, b"".join(_len(_LIST_VALUES, _any(v)) for v in value))
-    if isinstance(value, str):
-        return _len(_ANY_STRING, value.encode("utf-8"))
-    if isinstance(value, bool):
-        return _ANY_BOOL + (b"\x01" if value else b"\x00")
-    if isinstance(value, int):
-        return _ANY_INT + _varint(int(value))
-    if isinstance(value, float):
-        return _ANY_DOUBLE + _pack_double(float(value))
     return b""  # None and unknown types: an empty AnyValue, as the SDK writes
 
 
