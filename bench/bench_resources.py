@@ -100,13 +100,13 @@ def _tracemalloc_figures() -> tuple[float, float]:
     import gc
     import tracemalloc
 
-    from llm_sidecar.core.cache import CacheBudget
+    from llm_sidecar.core.state.cache import CacheBudget
     from llm_sidecar.core.context import UserExecutionContext
-    from llm_sidecar.core.conversation import HistoryBounds, MemoryConversationStore
-    from llm_sidecar.core.failover import ProviderSlot, Router
+    from llm_sidecar.core.state.conversation import HistoryBounds, MemoryConversationStore
+    from llm_sidecar.core.routing.router import ProviderSlot, Router
     from llm_sidecar.core.models import CachedAnswer, Completion, Usage
     from llm_sidecar.core.registry import LLMManagerFactory, ManagerRegistry
-    from llm_sidecar.core.usage import MemoryUsageLedger
+    from llm_sidecar.core.state.usage import MemoryUsageLedger
     from llm_sidecar.providers.simulated import SimulatedProvider
 
     router = Router({"m": [ProviderSlot(SimulatedProvider(name="sim"), "m")]}, default_model="m")

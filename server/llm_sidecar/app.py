@@ -17,16 +17,21 @@ import aiohttp
 import grpc
 
 from llm_sidecar.config import Settings
-from llm_sidecar.core.breaker import CircuitBreaker
-from llm_sidecar.core.cache import CacheBudget
-from llm_sidecar.core.conversation import ConversationStore, HistoryBounds, MemoryConversationStore
-from llm_sidecar.core.failover import ProviderSlot, RetryPolicy, Router
-from llm_sidecar.core.health import HealthMonitor
+from llm_sidecar.core.admission.resources import ResourceMonitor, Thresholds
 from llm_sidecar.core.registry import CacheLimits, LLMManagerFactory, ManagerRegistry, UserLimits
-from llm_sidecar.core.resources import ResourceMonitor, Thresholds
-from llm_sidecar.core.store_status import StoreHealth
-from llm_sidecar.core.turns import TurnWriterFactory
-from llm_sidecar.core.usage import MemoryUsageLedger, UsageLedger
+from llm_sidecar.core.routing.breaker import CircuitBreaker
+from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy
+from llm_sidecar.core.routing.health import HealthMonitor
+from llm_sidecar.core.routing.router import Router
+from llm_sidecar.core.state.cache import CacheBudget
+from llm_sidecar.core.state.conversation import (
+    ConversationStore,
+    HistoryBounds,
+    MemoryConversationStore,
+)
+from llm_sidecar.core.state.store_status import StoreHealth
+from llm_sidecar.core.state.turns import TurnWriterFactory
+from llm_sidecar.core.state.usage import MemoryUsageLedger, UsageLedger
 from llm_sidecar.providers import build_provider
 from llm_sidecar.providers._http import new_session
 from llm_sidecar.service import LLMService
@@ -195,7 +200,7 @@ class Sidecar:
             return [Observation(self.budget.bytes)]
 
         def memory(_: CallbackOptions) -> list[Observation]:
-            from llm_sidecar.core.resources import read_rss
+            from llm_sidecar.core.admission.resources import read_rss
 
             return [Observation(read_rss())]
 

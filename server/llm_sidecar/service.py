@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from llm_sidecar.core.admission.resources import ResourceMonitor, ResourceSnapshot
 from llm_sidecar.core.context import SESSION_ID_KEY, UserExecutionContext, validate_id
-from llm_sidecar.core.conversation import UserConversations
 from llm_sidecar.core.errors import InvalidRequestError, RequestTooLargeError
-from llm_sidecar.core.failover import Router
 from llm_sidecar.core.manager import LLMManager
 from llm_sidecar.core.models import AskInput, AskResult, ChatMessage, StreamEvent
 from llm_sidecar.core.registry import LLMManagerFactory, ManagerRegistry
-from llm_sidecar.core.resources import ResourceMonitor, ResourceSnapshot
-from llm_sidecar.core.store_status import MEMORY_ONLY, StoreHealth, StoreStatus
-from llm_sidecar.core.usage import UsageRow, UserUsage, total_of
+from llm_sidecar.core.routing.router import Router
+from llm_sidecar.core.state.conversation import UserConversations
+from llm_sidecar.core.state.store_status import MEMORY_ONLY, StoreHealth, StoreStatus
+from llm_sidecar.core.state.usage import UsageRow, UserUsage, total_of
 
 MAX_MODEL_NAME = 128
 MAX_STOP_SEQUENCES = 8

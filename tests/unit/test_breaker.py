@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_sidecar.core.breaker import CircuitBreaker, CircuitState
+from llm_sidecar.core.routing.breaker import CircuitBreaker, CircuitState
 
 
 class Clock:

@@ -18,13 +18,9 @@ from typing import Any
 from jsonschema.protocols import Validator
 from opentelemetry import trace
 
-from llm_sidecar.core.cache import UserCache
-from llm_sidecar.core.cache_keys import cache_key
+from llm_sidecar.core.admission.limits import UserLimiter
 from llm_sidecar.core.context import UserExecutionContext
-from llm_sidecar.core.conversation import UserConversations
 from llm_sidecar.core.errors import IsolationViolationError
-from llm_sidecar.core.failover import Router
-from llm_sidecar.core.limits import UserLimiter
 from llm_sidecar.core.models import (
     AskInput,
     AskResult,
@@ -37,9 +33,13 @@ from llm_sidecar.core.models import (
     Usage,
 )
 from llm_sidecar.core.observability import NOOP, Observability
+from llm_sidecar.core.routing.router import Router
+from llm_sidecar.core.state.cache import UserCache
+from llm_sidecar.core.state.cache_keys import cache_key
+from llm_sidecar.core.state.conversation import UserConversations
+from llm_sidecar.core.state.turns import SeparateWrites, Turn, TurnWriter
+from llm_sidecar.core.state.usage import UsageRow, UserUsage
 from llm_sidecar.core.structured import canonical_json, compile_schema, validate_output
-from llm_sidecar.core.turns import SeparateWrites, Turn, TurnWriter
-from llm_sidecar.core.usage import UsageRow, UserUsage
 
 
 def estimate_usage(messages: tuple[ChatMessage, ...], text: str) -> Usage:
@@ -186,8 +186,8 @@ class LLMManager:
                 return validate_output(completion.text, validator)
 
         request = ChatRequest(prep.messages, inp.params, inp.json_schema)
-        routed, document = await self._router.complete(prep.route, request, deadline, validate)
-        return await self._settle(ctx, inp, prep, routed, document, start)
+        routed = await self._router.complete(prep.route, request, deadline, validate)
+        return await self._settle(ctx, inp, prep, routed, start)
 
     def _record_lookup(self, hit: bool) -> None:
         self._obs.cache_lookups.add(1, {"llm_sidecar.cache.hit": hit})
@@ -230,11 +230,11 @@ class LLMManager:
         inp: AskInput,
         prep: _Prepared,
         routed: RoutedCompletion,
-        document: Any,
         start: float,
     ) -> AskResult:
         """Bill, cache and remember a fresh answer; then build the result."""
         completion = routed.completion
+        document = routed.document
         usage = completion.usage or estimate_usage(prep.messages, completion.text)
         self.limiter.record_tokens(usage.total_tokens)
         structured_json = canonical_json(document) if prep.validator is not None else None
@@ -303,7 +303,7 @@ class LLMManager:
             request = ChatRequest(prep.messages, inp.params, None)
             async for item in self._router.stream(prep.route, request, deadline):
                 if isinstance(item, RoutedCompletion):
-                    result = await self._settle(ctx, inp, prep, item, None, start)
+                    result = await self._settle(ctx, inp, prep, item, start)
                     yield StreamEvent(result=result)
                 else:
                     yield StreamEvent(delta=item)

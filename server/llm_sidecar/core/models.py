@@ -60,9 +60,6 @@ class Usage:
     estimated: bool = False
 
 
-ZERO_USAGE = Usage()
-
-
 @dataclass(frozen=True, slots=True)
 class Completion:
     """One provider's answer."""
@@ -81,13 +78,8 @@ class RoutedCompletion:
     completion: Completion
     provider: str
     attempts: tuple[AttemptRecord, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class StreamDelta:
-    """A piece of a streamed answer."""
-
-    text: str
+    #: What the request's validator returned (the parsed document of a structured call).
+    document: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,16 +9,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from llm_sidecar.core.cache import CacheBudget, UserCache
+from llm_sidecar.core.admission.limits import UserLimiter
 from llm_sidecar.core.context import UserExecutionContext
-from llm_sidecar.core.conversation import ConversationStore
 from llm_sidecar.core.errors import IsolationViolationError, ResourceExhaustedError
-from llm_sidecar.core.failover import Router
-from llm_sidecar.core.limits import UserLimiter
 from llm_sidecar.core.manager import LLMManager
 from llm_sidecar.core.observability import NOOP, Observability
-from llm_sidecar.core.turns import TurnWriterFactory
-from llm_sidecar.core.usage import UsageLedger
+from llm_sidecar.core.routing.router import Router
+from llm_sidecar.core.state.cache import CacheBudget, UserCache
+from llm_sidecar.core.state.conversation import ConversationStore
+from llm_sidecar.core.state.turns import TurnWriterFactory
+from llm_sidecar.core.state.usage import UsageLedger
 
 
 @dataclass(frozen=True, slots=True)

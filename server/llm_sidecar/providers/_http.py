@@ -65,6 +65,15 @@ def connection_error(exc: BaseException) -> ProviderError:
     return ProviderError(ErrorKind.CONNECTION, type(exc).__name__)
 
 
+def obj(value: Any, what: str) -> dict[str, Any]:
+    """A JSON object field: {} when absent or null, BAD_RESPONSE when it is another type."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProviderError(ErrorKind.BAD_RESPONSE, f"{what} is not an object")
+    return value
+
+
 def parse_json_body(raw: bytes) -> dict[str, Any]:
     """A JSON object body, or BAD_RESPONSE."""
     try:

@@ -13,6 +13,7 @@ from llm_sidecar.core.models import ChatRequest, Completion, Usage
 from llm_sidecar.providers._http import (
     connection_error,
     error_for_status,
+    obj,
     parse_json_body,
     sse_events,
 )
@@ -129,23 +130,27 @@ class AnthropicProvider:
                         raise ProviderError(
                             ErrorKind.BAD_RESPONSE, "a stream event is not JSON"
                         ) from None
+                    if not isinstance(item, dict):
+                        raise ProviderError(
+                            ErrorKind.BAD_RESPONSE, "a stream event is not an object"
+                        )
                     kind = item.get("type", event)
                     if kind == "message_start":
-                        message = item.get("message") or {}
+                        message = obj(item.get("message"), "message")
                         response_id = str(message.get("id", ""))
                         model = str(message.get("model", model))
-                        usage = message.get("usage") or {}
+                        usage = obj(message.get("usage"), "usage")
                         if "input_tokens" in usage:
                             prompt_tokens = int(usage["input_tokens"])
                             saw_usage = True
                     elif kind == "content_block_delta":
-                        text = (item.get("delta") or {}).get("text")
+                        text = obj(item.get("delta"), "delta").get("text")
                         if text:
                             parts.append(text)
                             yield text
                     elif kind == "message_delta":
-                        finish = str((item.get("delta") or {}).get("stop_reason") or finish)
-                        usage = item.get("usage") or {}
+                        finish = str(obj(item.get("delta"), "delta").get("stop_reason") or finish)
+                        usage = obj(item.get("usage"), "usage")
                         if "output_tokens" in usage:
                             completion_tokens = int(usage["output_tokens"])
                             saw_usage = True

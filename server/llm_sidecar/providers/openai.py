@@ -13,6 +13,7 @@ from llm_sidecar.core.models import ChatMessage, ChatRequest, Completion, Genera
 from llm_sidecar.providers._http import (
     connection_error,
     error_for_status,
+    obj,
     parse_json_body,
     sse_events,
 )
@@ -139,8 +140,9 @@ class OpenAIProvider:
                     response_id = str(chunk.get("id", response_id))
                     model = str(chunk.get("model", model))
                     usage = _usage(chunk.get("usage")) or usage
-                    for choice in chunk.get("choices") or ():
-                        delta = (choice.get("delta") or {}).get("content")
+                    for raw_choice in chunk.get("choices") or ():
+                        choice = obj(raw_choice, "a choice")
+                        delta = obj(choice.get("delta"), "delta").get("content")
                         if choice.get("finish_reason"):
                             finish = str(choice["finish_reason"])
                         if delta:

@@ -30,17 +30,17 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from llm_sidecar.config import RedisSettings
-from llm_sidecar.core.conversation import (
+from llm_sidecar.core.errors import StoreUnavailableError
+from llm_sidecar.core.models import ChatMessage, Role, Usage
+from llm_sidecar.core.state.conversation import (
     ConversationStore,
     HistoryBounds,
     MemoryUserConversations,
     UserConversations,
 )
-from llm_sidecar.core.errors import StoreUnavailableError
-from llm_sidecar.core.models import ChatMessage, Role, Usage
-from llm_sidecar.core.store_status import StoreState, StoreStatus
-from llm_sidecar.core.turns import SeparateWrites, Turn, TurnWriter
-from llm_sidecar.core.usage import UsageLedger, UsageRow, UserUsage, usage_delta
+from llm_sidecar.core.state.store_status import StoreState, StoreStatus
+from llm_sidecar.core.state.turns import SeparateWrites, Turn, TurnWriter
+from llm_sidecar.core.state.usage import UsageLedger, UsageRow, UserUsage, usage_delta
 from llm_sidecar.stores.keys import UserKeys
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from llm_sidecar.core.models import (
     GenerationParams,
     Usage,
 )
-from llm_sidecar.core.usage import UsageRow
+from llm_sidecar.core.state.usage import UsageRow
 
 
 def params_from(msg: pb.GenerationParams) -> GenerationParams:

@@ -13,7 +13,7 @@ import pytest
 
 from llm_manager_client import AsyncLLMManagerClient, UserContext
 from llm_sidecar import Sidecar, UserExecutionContext, get_llm_manager
-from llm_sidecar.core.cache_keys import cache_key
+from llm_sidecar.core.state.cache_keys import cache_key
 from llm_sidecar.core.errors import IsolationViolationError
 from llm_sidecar.core.models import ChatMessage, GenerationParams
 from tests.support.upstream import FakeUpstream
@@ -116,7 +116,7 @@ async def test_user_context_scoped_cache_keys(client_factory) -> None:
     )
     # Stable across processes (Python's hash() is salted per process; ours is not).
     code = (
-        "from llm_sidecar.core.cache_keys import cache_key;"
+        "from llm_sidecar.core.state.cache_keys import cache_key;"
         "from llm_sidecar.core.models import ChatMessage, GenerationParams;"
         "print(cache_key(user_id='alice', session_id=None, thread_id=None, model='m',"
         "params=GenerationParams(temperature=0.2), messages=(ChatMessage('user','hi'),)))"

@@ -12,6 +12,7 @@ import enum
 import time
 from collections import deque
 from collections.abc import Callable
+from types import TracebackType
 
 
 class CircuitState(enum.Enum):
@@ -75,6 +76,15 @@ class CircuitBreaker:
             return True
         return False
 
+    def acquire(self) -> Permit | None:
+        """A permit for one call, or None when the circuit refuses it now.
+
+        Use the permit as a context manager: leaving the block without a
+        verdict (an exception, a cancellation, a closed generator) frees a
+        half-open trial slot, so no path can leak one.
+        """
+        return Permit(self) if self.try_acquire() else None
+
     def on_success(self) -> None:
         """A call (or probe in half-open) succeeded."""
         if self._state is CircuitState.HALF_OPEN:
@@ -111,3 +121,42 @@ class CircuitBreaker:
         if self.state is not CircuitState.OPEN:
             return 0.0
         return max(0.0, self.cooldown_seconds - (self._clock() - self._opened_at))
+
+
+class Permit:
+    """Leave to make one call through a breaker; records exactly one verdict."""
+
+    __slots__ = ("_breaker", "_settled")
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+        self._settled = False
+
+    def success(self) -> None:
+        """The call succeeded."""
+        if not self._settled:
+            self._settled = True
+            self._breaker.on_success()
+
+    def failure(self) -> None:
+        """The call failed in a way that says the provider is unhealthy."""
+        if not self._settled:
+            self._settled = True
+            self._breaker.on_failure()
+
+    def release(self) -> None:
+        """The call ended without a verdict on the provider's health."""
+        if not self._settled:
+            self._settled = True
+            self._breaker.on_abandon()
+
+    def __enter__(self) -> Permit:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from llm_sidecar.core.conversation import UserConversations
 from llm_sidecar.core.models import ChatMessage, Usage
-from llm_sidecar.core.usage import UserUsage
+from llm_sidecar.core.state.conversation import UserConversations
+from llm_sidecar.core.state.usage import UserUsage
 
 
 @dataclass(frozen=True, slots=True)

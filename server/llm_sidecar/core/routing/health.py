@@ -6,9 +6,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from llm_sidecar.core.breaker import CircuitState
 from llm_sidecar.core.errors import ProviderError
-from llm_sidecar.core.failover import ProviderSlot, Router
+from llm_sidecar.core.routing.breaker import CircuitState
+from llm_sidecar.core.routing.chain import ProviderSlot
+from llm_sidecar.core.routing.router import Router
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llm_sidecar.core.cache import CacheBudget
 from llm_sidecar.core.registry import ManagerRegistry
+from llm_sidecar.core.state.cache import CacheBudget
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Admission: per-user limits and process-wide resource pressure."""

@@ -1,0 +1,1 @@
+"""Routing: provider chains, the attempt loop, circuit breakers, health probes and figures."""
