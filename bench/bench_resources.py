@@ -102,11 +102,12 @@ def _tracemalloc_figures() -> tuple[float, float]:
 
     from llm_sidecar.core.state.cache import CacheBudget
     from llm_sidecar.core.context import UserExecutionContext
-    from llm_sidecar.core.state.conversation import HistoryBounds, MemoryConversationStore
-    from llm_sidecar.core.routing.router import ProviderSlot, Router
+    from llm_sidecar.core.routing.chain import ProviderSlot
+    from llm_sidecar.core.routing.router import Router
+    from llm_sidecar.core.state.conversation import HistoryBounds
+    from llm_sidecar.core.state.store import MemoryStateStore
     from llm_sidecar.core.models import CachedAnswer, Completion, Usage
     from llm_sidecar.core.registry import LLMManagerFactory, ManagerRegistry
-    from llm_sidecar.core.state.usage import MemoryUsageLedger
     from llm_sidecar.providers.simulated import SimulatedProvider
 
     router = Router({"m": [ProviderSlot(SimulatedProvider(name="sim"), "m")]}, default_model="m")
@@ -114,8 +115,7 @@ def _tracemalloc_figures() -> tuple[float, float]:
     factory = LLMManagerFactory(
         router=router,
         budget=budget,
-        conversations=MemoryConversationStore(HistoryBounds()),
-        usage=MemoryUsageLedger(),
+        state=MemoryStateStore(HistoryBounds()),
     )
     registry = ManagerRegistry(factory.create_llm_manager, max_managers=USERS * 2)
     contexts = [UserExecutionContext(user_id=f"user-{i:05d}") for i in range(USERS)]

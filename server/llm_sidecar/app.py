@@ -2,7 +2,9 @@
 
 Dependencies point one way: transport -> service -> core. This module is the
 only place that knows all three, plus the adapters (providers, stores) and
-the telemetry SDK.
+the telemetry SDK. Construction (``Sidecar(...)``, inside a running event
+loop) builds the whole object graph; :meth:`Sidecar.start` only does I/O:
+it checks the shared store, binds the listeners and starts background tasks.
 """
 
 from __future__ import annotations
@@ -12,35 +14,25 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Coroutine
+from typing import Any
 
-import aiohttp
-import grpc
-
+from llm_sidecar import wiring
 from llm_sidecar.config import Settings
-from llm_sidecar.core.admission.resources import ResourceMonitor, Thresholds
-from llm_sidecar.core.registry import CacheLimits, LLMManagerFactory, ManagerRegistry, UserLimits
-from llm_sidecar.core.routing.breaker import CircuitBreaker
-from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy
+from llm_sidecar.core.admission.resources import ResourceMonitor
+from llm_sidecar.core.registry import LLMManagerFactory, ManagerRegistry
 from llm_sidecar.core.routing.health import HealthMonitor
-from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.cache import CacheBudget
-from llm_sidecar.core.state.conversation import (
-    ConversationStore,
-    HistoryBounds,
-    MemoryConversationStore,
-)
-from llm_sidecar.core.state.store_status import StoreHealth
-from llm_sidecar.core.state.turns import TurnWriterFactory
-from llm_sidecar.core.state.usage import MemoryUsageLedger, UsageLedger
-from llm_sidecar.providers import build_provider
 from llm_sidecar.providers._http import new_session
 from llm_sidecar.service import LLMService
+from llm_sidecar.telemetry.gauges import register_gauges
 from llm_sidecar.telemetry.setup import TelemetryHandles, setup_telemetry
 from llm_sidecar.transport.server import (
     HEALTH_SERVICES,
     NOT_SERVING,
     SERVING,
     SHARED_STATE_HEALTH_SERVICE,
+    bind,
     build_server,
 )
 
@@ -51,112 +43,38 @@ class Sidecar:
     """One running sidecar: gRPC server, managers, providers and background tasks."""
 
     def __init__(self, settings: Settings, *, telemetry: TelemetryHandles | None = None) -> None:
+        s = settings
         self.settings = settings
-        self.telemetry = telemetry or setup_telemetry(settings.telemetry)
+        self.telemetry = telemetry or setup_telemetry(s.telemetry)
         self.obs = self.telemetry.observability
+        #: Bound listener addresses, known once started.
         self.addresses: list[str] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self._session: aiohttp.ClientSession | None = None
-        self._server: grpc.aio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._stopping = False
-        self._closers: list[object] = []
-        self.store: StoreHealth | None = None
-        self._turn_writers: TurnWriterFactory | None = None
-
-    # -- construction -----------------------------------------------------------------
-
-    def _build_router(self, session: aiohttp.ClientSession) -> Router:
-        s = self.settings
-        routes: dict[str, list[ProviderSlot]] = {}
-        for route_name, route in s.models.items():
-            slots = []
-            for index, p in enumerate(route.providers):
-                slots.append(
-                    ProviderSlot(
-                        provider=build_provider(p, session),
-                        route=route_name,
-                        timeout_seconds=p.timeout_seconds,
-                        weight=p.weight,
-                        priority=index if p.priority is None else p.priority,
-                        breaker=CircuitBreaker(
-                            failure_threshold=s.failover.failure_threshold,
-                            window_seconds=s.failover.failure_window_seconds,
-                            cooldown_seconds=s.failover.cooldown_seconds,
-                            half_open_max_calls=s.failover.half_open_max_calls,
-                        ),
-                    )
-                )
-            routes[route_name] = sorted(slots, key=lambda slot: slot.priority)
-        policy = RetryPolicy(
-            retry_rounds=s.failover.retry_rounds,
-            backoff_base_seconds=s.failover.backoff_base_seconds,
-            backoff_max_seconds=s.failover.backoff_max_seconds,
-        )
-        return Router(routes, default_model=s.default_model, policy=policy, observability=self.obs)
-
-    async def _build_stores(self) -> tuple[ConversationStore, UsageLedger]:
-        s = self.settings
-        bounds = HistoryBounds(s.history.max_turns, s.history.max_bytes, s.history.ttl_seconds)
-        conversations: ConversationStore = MemoryConversationStore(bounds)
-        usage: UsageLedger = MemoryUsageLedger()
-        if s.redis.url:
-            from llm_sidecar.stores.redis import connect_redis_stores, turn_writers
-
-            conversations, usage, backend = await connect_redis_stores(
-                s.redis, bounds, conversations, usage
-            )
-            self.store = backend
-            self._turn_writers = turn_writers
-            self._closers.append(backend)
-        return conversations, usage
-
-    async def start(self) -> None:
-        """Build everything, bind the listeners and start serving."""
-        s = self.settings
-        self._session = new_session()
-        self.router = self._build_router(self._session)
-        conversations, usage = await self._build_stores()
+        self.http = new_session()
+        self.router = wiring.router(s, self.http, self.obs)
+        self.state, self.store = wiring.state_store(s)
         self.budget = CacheBudget(s.cache.global_max_bytes)
         self.factory = LLMManagerFactory(
             router=self.router,
             budget=self.budget,
-            conversations=conversations,
-            usage=usage,
-            cache_limits=CacheLimits(
-                enabled=s.cache.enabled,
-                max_entries=s.cache.max_entries_per_user,
-                max_bytes=s.cache.max_bytes_per_user,
-                ttl_seconds=s.cache.ttl_seconds,
-            ),
-            user_limits=UserLimits(
-                max_concurrent=s.limits.max_concurrent_per_user,
-                tokens_per_minute=s.limits.tokens_per_minute_per_user,
-            ),
+            state=self.state,
+            cache_limits=wiring.cache_limits(s),
+            user_limits=wiring.user_limits(s),
             observability=self.obs,
-            turn_writers=self._turn_writers,
         )
         self.registry = ManagerRegistry(
             self.factory.create_llm_manager,
             max_managers=s.managers.max_managers,
             idle_ttl_seconds=s.managers.idle_ttl_seconds,
         )
-        r = s.resources
         self.monitor = ResourceMonitor(
             registry=self.registry,
             budget=self.budget,
-            thresholds=Thresholds(
-                rss_warning=r.rss_warning_bytes,
-                rss_critical=r.rss_critical_bytes,
-                cache_warning=int(s.cache.global_max_bytes * r.cache_warning_ratio),
-                cache_critical=int(s.cache.global_max_bytes * r.cache_critical_ratio),
-                managers_warning=int(s.managers.max_managers * r.managers_warning_ratio),
-                managers_critical=int(s.managers.max_managers * r.managers_critical_ratio),
-                keep_fraction=r.degraded_keep_fraction,
-                keep_turns=r.degraded_keep_turns,
-            ),
+            thresholds=wiring.thresholds(s),
             in_flight=lambda: self.service.in_flight,
-            interval_seconds=r.sample_interval_seconds,
+            interval_seconds=s.resources.sample_interval_seconds,
             on_alert=lambda level, what: self.obs.alerts.add(1, {"level": level, "resource": what}),
         )
         self.service = LLMService(
@@ -167,76 +85,54 @@ class Sidecar:
             max_prompt_chars=s.server.max_prompt_chars,
             store=self.store,
         )
-        self._register_gauges()
-        self._server, self.health, self.addresses = build_server(s.server, self.service, self.obs)
+        register_gauges(
+            self.obs.meter,
+            registry=self.registry,
+            budget=self.budget,
+            router=self.router,
+            store_status=self.service.store_status,
+        )
+        self._server, self.health = build_server(s.server, self.service, self.obs)
         self.health_monitor = HealthMonitor(
             self.router,
             interval_seconds=s.failover.health_interval_seconds,
             probe_timeout_seconds=s.failover.probe_timeout_seconds,
             on_serving_change=self._serving_changed,
         )
+
+    async def start(self) -> None:
+        """Check the shared store, bind the listeners and start serving."""
+        store_serving = True
+        if self.store is not None:
+            if not await self.store.ping():
+                log.warning(
+                    "redis unreachable at start",
+                    extra={"durability": self.settings.redis.durability},
+                )
+            store_serving = self.store.status().serving
+        self.addresses = bind(self._server, self.settings.server)
         await self._server.start()
         for name in HEALTH_SERVICES:
             await self.health.set(name, SERVING)
-        store_serving = self.service.store_status().serving
         await self.health.set(
             SHARED_STATE_HEALTH_SERVICE, SERVING if store_serving else NOT_SERVING
         )
         self.health_monitor.start()
         self.monitor.start()
-        loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self._sweep(), name="sweeper"))
+        self._spawn(self._sweep(), "sweeper")
         if self.store is not None:
-            self._tasks.append(loop.create_task(self._watch_store(store_serving), name="store"))
+            self._spawn(self._watch_store(store_serving), "store")
         log.info("sidecar started", extra={"addresses": self.addresses, "pid": os.getpid()})
 
-    def _register_gauges(self) -> None:
-        from opentelemetry.metrics import CallbackOptions, Observation
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-        def managers(_: CallbackOptions) -> list[Observation]:
-            return [Observation(len(self.registry))]
-
-        def cache_bytes(_: CallbackOptions) -> list[Observation]:
-            return [Observation(self.budget.bytes)]
-
-        def memory(_: CallbackOptions) -> list[Observation]:
-            from llm_sidecar.core.admission.resources import read_rss
-
-            return [Observation(read_rss())]
-
-        def circuits(_: CallbackOptions) -> list[Observation]:
-            values = {"closed": 0, "half_open": 1, "open": 2}
-            return [
-                Observation(values[slot.breaker.state.value], {"llm_sidecar.provider": slot.name})
-                for slot in self.router.slots()
-            ]
-
-        def store(_: CallbackOptions) -> list[Observation]:
-            status = self.service.store_status()
-            return [
-                Observation(1 if status.serving else 0, {"llm_sidecar.store.state": status.state})
-            ]
-
-        def pending(_: CallbackOptions) -> list[Observation]:
-            return [Observation(self.service.store_status().pending_writes)]
-
-        def dropped(_: CallbackOptions) -> list[Observation]:
-            return [Observation(self.service.store_status().dropped_writes)]
-
-        meter = self.obs.meter
-        meter.create_observable_gauge(
-            "llm_sidecar.store.up", [store], description="1 when the shared store holds all writes"
-        )
-        meter.create_observable_gauge("llm_sidecar.store.pending_writes", [pending], unit="{write}")
-        meter.create_observable_counter(
-            "llm_sidecar.store.dropped_writes", [dropped], unit="{write}"
-        )
-        meter.create_observable_gauge("llm_sidecar.managers.active", [managers], unit="{manager}")
-        meter.create_observable_gauge("llm_sidecar.cache.bytes", [cache_bytes], unit="By")
-        meter.create_observable_gauge("process.memory.usage", [memory], unit="By")
-        meter.create_observable_gauge(
-            "llm_sidecar.circuit.state", [circuits], description="0 closed, 1 half-open, 2 open"
-        )
+    @property
+    def background_tasks(self) -> int:
+        """Background tasks running now (sweeper, store watch, health publishing, monitors)."""
+        return len(self._tasks) + self.health_monitor.running + self.monitor.running
 
     def _serving_changed(self, serving: bool) -> None:
         if self._stopping:
@@ -248,9 +144,7 @@ class Sidecar:
             for name in HEALTH_SERVICES:
                 await self.health.set(name, status)
 
-        task = asyncio.get_running_loop().create_task(publish())
-        self._tasks.append(task)
-        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+        self._spawn(publish(), "publish-health")
 
     async def _watch_store(self, serving: bool) -> None:
         """Ping the shared store; publish its health when it changes."""
@@ -302,8 +196,7 @@ class Sidecar:
         grace = self.settings.server.grace_period_seconds if grace is None else grace
         with contextlib.suppress(Exception):
             await self.health.enter_graceful_shutdown()
-        if self._server is not None:
-            await self._server.stop(grace)
+        await self._server.stop(grace)
         await self.health_monitor.stop()
         await self.monitor.stop()
         for task in list(self._tasks):
@@ -311,11 +204,9 @@ class Sidecar:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self.registry.close_all()
-        for closer in self._closers:
-            with contextlib.suppress(Exception):
-                await closer.aclose()  # type: ignore[attr-defined]
-        if self._session is not None:
-            await self._session.close()
+        with contextlib.suppress(Exception):
+            await self.state.aclose()
+        await self.http.close()
         self.telemetry.shutdown()
         log.info("sidecar stopped", extra={"seconds": round(time.perf_counter() - start, 3)})
         self._stopped.set()

@@ -3,7 +3,8 @@
 Sources, highest priority first: environment variables (prefix
 ``LLM_SIDECAR_``, ``__`` between nested names, JSON for lists and maps), then a
 TOML or JSON file (``--config PATH`` or ``LLM_SIDECAR_CONFIG``), then the
-defaults below, which run with no file, no key and nothing installed.
+defaults below, which run with no file, no key and nothing installed. Where a
+setting has a counterpart in the core, its default is the core's own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from llm_sidecar.core.admission.limits import DEFAULT_USER_LIMITS
+from llm_sidecar.core.admission.resources import (
+    DEFAULT_SAMPLE_INTERVAL_SECONDS,
+    DEFAULT_THRESHOLDS,
+)
+from llm_sidecar.core.registry import DEFAULT_IDLE_TTL_SECONDS, DEFAULT_MAX_MANAGERS
+from llm_sidecar.core.routing.breaker import DEFAULT_BREAKER_POLICY
+from llm_sidecar.core.routing.chain import DEFAULT_RETRY_POLICY, DEFAULT_TIMEOUT_SECONDS
+from llm_sidecar.core.state.cache import DEFAULT_CACHE_LIMITS
+from llm_sidecar.core.state.conversation import DEFAULT_HISTORY_BOUNDS
 
 ENV_PREFIX = "LLM_SIDECAR_"
 CONFIG_ENV = "LLM_SIDECAR_CONFIG"
@@ -52,7 +64,7 @@ class ProviderSettings(_Section):
     api_key_env: str = ""
     #: Upstream model id.
     model: str = ""
-    timeout_seconds: float = Field(default=30.0, gt=0)
+    timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0)
     weight: float = Field(default=1.0, gt=0)
     #: Lower goes first; unset means the position in the list. Providers given
     #: the same priority share load in proportion to their weights.
@@ -87,39 +99,41 @@ def _default_models() -> dict[str, ModelRoute]:
 class ManagerSettings(_Section):
     """The per-user manager registry."""
 
-    max_managers: int = Field(default=10_000, ge=1)
-    idle_ttl_seconds: float = Field(default=1800.0, gt=0)
+    max_managers: int = Field(default=DEFAULT_MAX_MANAGERS, ge=1)
+    idle_ttl_seconds: float = Field(default=DEFAULT_IDLE_TTL_SECONDS, gt=0)
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
 
 
 class CacheSettings(_Section):
     """Per-user response caches and their global budget."""
 
-    enabled: bool = True
-    max_entries_per_user: int = Field(default=256, ge=0)
-    max_bytes_per_user: int = Field(default=4 * 1024 * 1024, ge=0)
-    ttl_seconds: float = Field(default=3600.0, gt=0)
+    enabled: bool = DEFAULT_CACHE_LIMITS.enabled
+    max_entries_per_user: int = Field(default=DEFAULT_CACHE_LIMITS.max_entries, ge=0)
+    max_bytes_per_user: int = Field(default=DEFAULT_CACHE_LIMITS.max_bytes, ge=0)
+    ttl_seconds: float = Field(default=DEFAULT_CACHE_LIMITS.ttl_seconds, gt=0)
     global_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
 
 
 class HistorySettings(_Section):
     """Conversation history bounds per thread."""
 
-    max_turns: int = Field(default=50, ge=1)
-    max_bytes: int = Field(default=256 * 1024, ge=64)
-    ttl_seconds: float = Field(default=86400.0, gt=0)
+    max_turns: int = Field(default=DEFAULT_HISTORY_BOUNDS.max_turns, ge=1)
+    max_bytes: int = Field(default=DEFAULT_HISTORY_BOUNDS.max_bytes, ge=64)
+    ttl_seconds: float = Field(default=DEFAULT_HISTORY_BOUNDS.ttl_seconds, gt=0)
 
 
 class FailoverSettings(_Section):
     """Retries, breakers and health probes."""
 
-    retry_rounds: int = Field(default=1, ge=0)
-    backoff_base_seconds: float = Field(default=0.05, ge=0)
-    backoff_max_seconds: float = Field(default=2.0, ge=0)
-    failure_threshold: int = Field(default=5, ge=1)
-    failure_window_seconds: float = Field(default=30.0, gt=0)
-    cooldown_seconds: float = Field(default=15.0, ge=0)
-    half_open_max_calls: int = Field(default=1, ge=1)
+    retry_rounds: int = Field(default=DEFAULT_RETRY_POLICY.retry_rounds, ge=0)
+    backoff_base_seconds: float = Field(default=DEFAULT_RETRY_POLICY.backoff_base_seconds, ge=0)
+    backoff_max_seconds: float = Field(default=DEFAULT_RETRY_POLICY.backoff_max_seconds, ge=0)
+    #: Longest a provider is left alone after answering with Retry-After.
+    max_hold_seconds: float = Field(default=DEFAULT_RETRY_POLICY.max_hold_seconds, ge=0)
+    failure_threshold: int = Field(default=DEFAULT_BREAKER_POLICY.failure_threshold, ge=1)
+    failure_window_seconds: float = Field(default=DEFAULT_BREAKER_POLICY.window_seconds, gt=0)
+    cooldown_seconds: float = Field(default=DEFAULT_BREAKER_POLICY.cooldown_seconds, ge=0)
+    half_open_max_calls: int = Field(default=DEFAULT_BREAKER_POLICY.half_open_max_calls, ge=1)
     #: 0 disables background probing.
     health_interval_seconds: float = Field(default=10.0, ge=0)
     probe_timeout_seconds: float = Field(default=2.0, gt=0)
@@ -128,14 +142,14 @@ class FailoverSettings(_Section):
 class LimitSettings(_Section):
     """Per-user admission limits; 0 disables a limit."""
 
-    max_concurrent_per_user: int = Field(default=64, ge=0)
-    tokens_per_minute_per_user: int = Field(default=0, ge=0)
+    max_concurrent_per_user: int = Field(default=DEFAULT_USER_LIMITS.max_concurrent, ge=0)
+    tokens_per_minute_per_user: int = Field(default=DEFAULT_USER_LIMITS.tokens_per_minute, ge=0)
 
 
 class ResourceSettings(_Section):
     """Resource monitoring thresholds."""
 
-    sample_interval_seconds: float = Field(default=5.0, ge=0)
+    sample_interval_seconds: float = Field(default=DEFAULT_SAMPLE_INTERVAL_SECONDS, ge=0)
     rss_warning_bytes: int = Field(default=1536 * 1024 * 1024, ge=0)
     rss_critical_bytes: int = Field(default=2048 * 1024 * 1024, ge=0)
     #: Warning/critical at these shares of cache.global_max_bytes.
@@ -144,8 +158,8 @@ class ResourceSettings(_Section):
     managers_warning_ratio: float = Field(default=0.85, gt=0)
     managers_critical_ratio: float = Field(default=0.98, gt=0)
     #: Share of each cache kept when degraded mode trims.
-    degraded_keep_fraction: float = Field(default=0.5, ge=0, le=1)
-    degraded_keep_turns: int = Field(default=10, ge=1)
+    degraded_keep_fraction: float = Field(default=DEFAULT_THRESHOLDS.keep_fraction, ge=0, le=1)
+    degraded_keep_turns: int = Field(default=DEFAULT_THRESHOLDS.keep_turns, ge=1)
 
 
 class TelemetrySettings(_Section):

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from llm_sidecar.core.admission.resources import ResourceMonitor, ResourceSnapshot
 from llm_sidecar.core.context import SESSION_ID_KEY, UserExecutionContext, validate_id
 from llm_sidecar.core.errors import InvalidRequestError, RequestTooLargeError
-from llm_sidecar.core.manager import LLMManager
 from llm_sidecar.core.models import AskInput, AskResult, ChatMessage, StreamEvent
 from llm_sidecar.core.registry import LLMManagerFactory, ManagerRegistry
 from llm_sidecar.core.routing.router import Router
@@ -52,7 +51,7 @@ class LLMService:
         factory: LLMManagerFactory,
         router: Router,
         monitor: ResourceMonitor | None = None,
-        max_prompt_chars: int = 256 * 1024,
+        max_prompt_chars: int,
         store: StoreHealth | None = None,
     ) -> None:
         self.store = store
@@ -86,10 +85,6 @@ class LLMService:
                 "params.stop",
                 f"allows {MAX_STOP_SEQUENCES} sequences of {MAX_STOP_LENGTH} characters",
             )
-
-    def manager(self, ctx: UserExecutionContext) -> LLMManager:
-        """The caller's manager, created on first use."""
-        return self.registry.get_or_create(ctx)
 
     # -- asking ---------------------------------------------------------------------
 
@@ -131,15 +126,13 @@ class LLMService:
         if manager is not None:
             return manager.conversations
         # No manager here: ask the store directly, still scoped to the caller.
-        return self.factory.conversations.for_user(ctx.user_id)
+        return self.factory.state.for_user(ctx.user_id).conversations
 
     def _usage(self, ctx: UserExecutionContext) -> UserUsage:
         manager = self.registry.get(ctx.user_id)
-        return (
-            manager.usage_ledger
-            if manager is not None
-            else self.factory.usage.for_user(ctx.user_id)
-        )
+        if manager is not None:
+            return manager.usage_ledger
+        return self.factory.state.for_user(ctx.user_id).usage
 
     @staticmethod
     def _session(ctx: UserExecutionContext, requested: str, *, required: bool = True) -> str:
@@ -204,8 +197,8 @@ class LLMService:
         ]
 
     def resources(self) -> ResourceSnapshot | None:
-        """A fresh resource sample (None when monitoring is off)."""
-        return self.monitor.sample() if self.monitor is not None else None
+        """Current resource figures and mode; reading changes nothing."""
+        return self.monitor.read() if self.monitor is not None else None
 
     def store_status(self) -> StoreStatus:
         """The shared state store's figures (``memory`` when there is none)."""

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from dataclasses import dataclass
 
 from llm_sidecar.core.errors import InvalidContextError
 
@@ -83,44 +82,37 @@ def parse_permissions(value: str | None) -> frozenset[str]:
 class UserExecutionContext:
     """Immutable, validated identity of one call.
 
-    Construct it with :meth:`from_metadata` (validates) or directly in trusted
-    code; direct construction validates too.
+    Construct it with :meth:`from_metadata` (validates every context key) or
+    directly in trusted code; direct construction validates too.
+    ``x-execution-id`` and ``x-permissions`` are validated at the edge and
+    reserved: the sidecar does not act on them yet, so they are not kept.
     """
 
     user_id: str
     session_id: str | None = None
     thread_id: str | None = None
-    execution_id: str | None = None
     request_id: str | None = None
-    permissions: frozenset[str] = frozenset()
-    metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         validate_id(USER_ID_KEY, self.user_id, required=True)
         validate_id(SESSION_ID_KEY, self.session_id, required=False)
         validate_id(THREAD_ID_KEY, self.thread_id, required=False)
-        validate_id(EXECUTION_ID_KEY, self.execution_id, required=False)
         validate_id(REQUEST_ID_KEY, self.request_id, required=False)
-        if not isinstance(self.metadata, MappingProxyType):
-            object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
 
     @classmethod
     def from_metadata(cls, values: Mapping[str, str]) -> UserExecutionContext:
         """Build a context from metadata already reduced to one value per key."""
-        return cls(
+        context = cls(
             user_id=values.get(USER_ID_KEY),  # type: ignore[arg-type]  # validated in __post_init__
             session_id=values.get(SESSION_ID_KEY),
             thread_id=values.get(THREAD_ID_KEY),
-            execution_id=values.get(EXECUTION_ID_KEY),
             request_id=values.get(REQUEST_ID_KEY),
-            permissions=parse_permissions(values.get(PERMISSIONS_KEY)),
         )
+        validate_id(EXECUTION_ID_KEY, values.get(EXECUTION_ID_KEY), required=False)
+        parse_permissions(values.get(PERMISSIONS_KEY))
+        return context
 
     @property
     def conversation_thread(self) -> str:
         """The thread a conversation call uses: the given one or the default."""
         return self.thread_id or DEFAULT_THREAD_ID
-
-    def has_permission(self, permission: str) -> bool:
-        """Whether the caller was granted ``permission``."""
-        return permission in self.permissions

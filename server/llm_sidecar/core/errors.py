@@ -69,12 +69,6 @@ class SchemaError(InvalidRequestError):
     reason = "INVALID_JSON_SCHEMA"
 
 
-class PermissionDeniedError(SidecarError):
-    """The caller lacks a permission the call needs."""
-
-    reason = "PERMISSION_DENIED"
-
-
 class ErrorKind(enum.Enum):
     """Why one provider attempt failed. Decides failover and breaker effects."""
 

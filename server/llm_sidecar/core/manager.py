@@ -9,6 +9,7 @@ health, no user data) with other managers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -36,9 +37,9 @@ from llm_sidecar.core.observability import NOOP, Observability
 from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.cache import UserCache
 from llm_sidecar.core.state.cache_keys import cache_key
-from llm_sidecar.core.state.conversation import UserConversations
-from llm_sidecar.core.state.turns import SeparateWrites, Turn, TurnWriter
-from llm_sidecar.core.state.usage import UsageRow, UserUsage
+from llm_sidecar.core.state.store import UserState
+from llm_sidecar.core.state.turns import Turn
+from llm_sidecar.core.state.usage import UsageRow
 from llm_sidecar.core.structured import canonical_json, compile_schema, validate_output
 
 
@@ -47,6 +48,9 @@ def estimate_usage(messages: tuple[ChatMessage, ...], text: str) -> Usage:
     prompt = sum(len(m.content) for m in messages) // 4 + 4 * len(messages)
     completion = max(1, len(text) // 4)
     return Usage(prompt, completion, prompt + completion, estimated=True)
+
+
+_NO_LOCK: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 @dataclass(slots=True)
@@ -68,24 +72,23 @@ class LLMManager:
         *,
         router: Router,
         cache: UserCache,
-        conversations: UserConversations,
-        usage: UserUsage,
+        state: UserState,
         limiter: UserLimiter,
         cache_enabled: bool = True,
         observability: Observability = NOOP,
-        turns: TurnWriter | None = None,
     ) -> None:
-        self.turns = turns if turns is not None else SeparateWrites(conversations, usage)
         self.context = context
         self.user_id = context.user_id
         self.cache = cache
-        self.conversations = conversations
-        self.usage_ledger = usage
+        self.conversations = state.conversations
+        self.usage_ledger = state.usage
+        self.turns = state.turns
         self.limiter = limiter
         self._router = router
         self._cache_enabled = cache_enabled
         self._obs = observability
-        self._thread_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        #: One lock per active thread, with the number of calls holding or awaiting it.
+        self._thread_locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
         self.last_used = time.monotonic()
         self.closed = False
 
@@ -101,21 +104,30 @@ class LLMManager:
         """Requests of this user being answered now."""
         return self.limiter.in_flight
 
-    def _lock(self, session_id: str, thread_id: str) -> asyncio.Lock:
-        # Turns of one thread run one at a time, so no answer is appended to a
-        # history it was not computed from.
-        key = (session_id, thread_id)
-        lock = self._thread_locks.get(key)
-        if lock is None:
-            lock = self._thread_locks[key] = asyncio.Lock()
-        return lock
+    def _turn_of(
+        self, ctx: UserExecutionContext, inp: AskInput
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """The thread's turn lock when the call reads and extends a history."""
+        if ctx.session_id is None or inp.skip_history:
+            return _NO_LOCK
+        return self._thread_turn(ctx.session_id, ctx.conversation_thread)
 
-    def _unlock(self, session_id: str, thread_id: str, lock: asyncio.Lock) -> None:
-        lock.release()
-        if not lock.locked() and self._thread_locks.get((session_id, thread_id)) is lock:
-            waiters = getattr(lock, "_waiters", None)
-            if not waiters:
-                del self._thread_locks[(session_id, thread_id)]
+    @contextlib.asynccontextmanager
+    async def _thread_turn(self, session_id: str, thread_id: str) -> AsyncIterator[None]:
+        """Turns of one thread run one at a time, so no answer is appended to a history
+        it was not computed from. The lock lives while someone holds or awaits it."""
+        key = (session_id, thread_id)
+        lock, users = self._thread_locks.get(key) or (asyncio.Lock(), 0)
+        self._thread_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._thread_locks[key]
+            if users == 1:
+                del self._thread_locks[key]
+            else:
+                self._thread_locks[key] = (lock, users - 1)
 
     # -- request preparation ------------------------------------------------------
 
@@ -154,18 +166,10 @@ class LLMManager:
         """Answer one prompt for this user, inside its conversation unless opted out."""
         self._check(ctx)
         self.limiter.acquire()
-        lock: asyncio.Lock | None = None
-        uses_history = ctx.session_id is not None and not inp.skip_history
         try:
-            if uses_history:
-                assert ctx.session_id is not None
-                lock = self._lock(ctx.session_id, ctx.conversation_thread)
-                await lock.acquire()
-            return await self._ask(ctx, inp, deadline)
+            async with self._turn_of(ctx, inp):
+                return await self._ask(ctx, inp, deadline)
         finally:
-            if lock is not None:
-                assert ctx.session_id is not None
-                self._unlock(ctx.session_id, ctx.conversation_thread, lock)
             self.limiter.release()
 
     async def _ask(
@@ -285,32 +289,25 @@ class LLMManager:
         """Stream one answer; the last event carries the full result."""
         self._check(ctx)
         self.limiter.acquire()
-        lock: asyncio.Lock | None = None
         try:
-            if ctx.session_id is not None and not inp.skip_history:
-                lock = self._lock(ctx.session_id, ctx.conversation_thread)
-                await lock.acquire()
-            start = time.perf_counter()
-            prep = await self._prepare(ctx, inp)
-            if prep.key is not None:
-                hit = self.cache.get(prep.key)
-                self._record_lookup(hit is not None)
-                if hit is not None:
-                    result = await self._answer_from_cache(ctx, inp, prep, hit, start)
-                    yield StreamEvent(delta=result.text)
-                    yield StreamEvent(result=result)
-                    return
-            request = ChatRequest(prep.messages, inp.params, None)
-            async for item in self._router.stream(prep.route, request, deadline):
-                if isinstance(item, RoutedCompletion):
-                    result = await self._settle(ctx, inp, prep, item, start)
-                    yield StreamEvent(result=result)
-                else:
-                    yield StreamEvent(delta=item)
+            async with self._turn_of(ctx, inp):
+                start = time.perf_counter()
+                prep = await self._prepare(ctx, inp)
+                if prep.key is not None:
+                    hit = self.cache.get(prep.key)
+                    self._record_lookup(hit is not None)
+                    if hit is not None:
+                        result = await self._answer_from_cache(ctx, inp, prep, hit, start)
+                        yield StreamEvent(delta=result.text)
+                        yield StreamEvent(result=result)
+                        return
+                request = ChatRequest(prep.messages, inp.params, None)
+                async for item in self._router.stream(prep.route, request, deadline):
+                    if isinstance(item, RoutedCompletion):
+                        yield StreamEvent(result=await self._settle(ctx, inp, prep, item, start))
+                    else:
+                        yield StreamEvent(delta=item)
         finally:
-            if lock is not None:
-                assert ctx.session_id is not None
-                self._unlock(ctx.session_id, ctx.conversation_thread, lock)
             self.limiter.release()
 
     async def is_cached(self, ctx: UserExecutionContext, inp: AskInput) -> bool:

@@ -6,37 +6,19 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from llm_sidecar.core.admission.limits import UserLimiter
+from llm_sidecar.core.admission.limits import DEFAULT_USER_LIMITS, UserLimiter, UserLimits
 from llm_sidecar.core.context import UserExecutionContext
 from llm_sidecar.core.errors import IsolationViolationError, ResourceExhaustedError
 from llm_sidecar.core.manager import LLMManager
 from llm_sidecar.core.observability import NOOP, Observability
 from llm_sidecar.core.routing.router import Router
-from llm_sidecar.core.state.cache import CacheBudget, UserCache
-from llm_sidecar.core.state.conversation import ConversationStore
-from llm_sidecar.core.state.turns import TurnWriterFactory
-from llm_sidecar.core.state.usage import UsageLedger
+from llm_sidecar.core.state.cache import DEFAULT_CACHE_LIMITS, CacheBudget, CacheLimits, UserCache
+from llm_sidecar.core.state.store import StateStore
 
-
-@dataclass(frozen=True, slots=True)
-class CacheLimits:
-    """Per-user cache bounds."""
-
-    enabled: bool = True
-    max_entries: int = 256
-    max_bytes: int = 4 * 1024 * 1024
-    ttl_seconds: float = 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class UserLimits:
-    """Per-user admission limits; 0 disables."""
-
-    max_concurrent: int = 0
-    tokens_per_minute: int = 0
+DEFAULT_MAX_MANAGERS = 10_000
+DEFAULT_IDLE_TTL_SECONDS = 1800.0
 
 
 class LLMManagerFactory:
@@ -47,27 +29,21 @@ class LLMManagerFactory:
         *,
         router: Router,
         budget: CacheBudget,
-        conversations: ConversationStore,
-        usage: UsageLedger,
-        cache_limits: CacheLimits = CacheLimits(),
-        user_limits: UserLimits = UserLimits(),
+        state: StateStore,
+        cache_limits: CacheLimits = DEFAULT_CACHE_LIMITS,
+        user_limits: UserLimits = DEFAULT_USER_LIMITS,
         observability: Observability = NOOP,
-        turn_writers: TurnWriterFactory | None = None,
     ) -> None:
-        self.turn_writers = turn_writers
         self.router = router
         self.budget = budget
-        self.conversations = conversations
-        self.usage = usage
+        self.state = state
         self.cache_limits = cache_limits
         self.user_limits = user_limits
         self.observability = observability
 
     def create_llm_manager(self, context: UserExecutionContext) -> LLMManager:
-        """A new manager owning a new cache, limiter and conversation view."""
+        """A new manager owning a new cache, limiter and view of the user's state."""
         limits = self.cache_limits
-        conversations = self.conversations.for_user(context.user_id)
-        usage = self.usage.for_user(context.user_id)
         return LLMManager(
             context,
             router=self.router,
@@ -77,13 +53,8 @@ class LLMManagerFactory:
                 ttl_seconds=limits.ttl_seconds,
                 budget=self.budget,
             ),
-            conversations=conversations,
-            usage=usage,
-            turns=self.turn_writers(conversations, usage) if self.turn_writers else None,
-            limiter=UserLimiter(
-                max_concurrent=self.user_limits.max_concurrent,
-                tokens_per_minute=self.user_limits.tokens_per_minute,
-            ),
+            state=self.state.for_user(context.user_id),
+            limiter=UserLimiter(self.user_limits),
             cache_enabled=limits.enabled,
             observability=self.observability,
         )
@@ -98,8 +69,8 @@ class ManagerRegistry:
         self,
         factory: Callable[[UserExecutionContext], LLMManager],
         *,
-        max_managers: int = 10_000,
-        idle_ttl_seconds: float = 1800.0,
+        max_managers: int = DEFAULT_MAX_MANAGERS,
+        idle_ttl_seconds: float = DEFAULT_IDLE_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._factory = factory

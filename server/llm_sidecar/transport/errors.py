@@ -12,7 +12,6 @@ from llm_sidecar.core.errors import (
     InvalidContextError,
     InvalidRequestError,
     IsolationViolationError,
-    PermissionDeniedError,
     ProviderRejectedError,
     ProviderUnavailableError,
     ResourceExhaustedError,
@@ -51,8 +50,6 @@ def code_for(exc: SidecarError) -> grpc.StatusCode:
         return grpc.StatusCode.UNAVAILABLE
     if isinstance(exc, StructuredOutputError):
         return grpc.StatusCode.ABORTED
-    if isinstance(exc, PermissionDeniedError):
-        return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(exc, IsolationViolationError):
         return grpc.StatusCode.INTERNAL
     return grpc.StatusCode.INTERNAL

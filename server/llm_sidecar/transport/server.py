@@ -21,10 +21,10 @@ from llm_sidecar.transport.servicer import (
 
 def build_server(
     settings: ServerSettings, service: LLMService, obs: Observability
-) -> tuple[grpc.aio.Server, health.aio.HealthServicer, list[str]]:
-    """A started-to-be server with every service added and listeners bound.
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """A server with every service added, not yet listening (see :func:`bind`).
 
-    Returns the server, its health servicer and the bound addresses.
+    Returns the server and its health servicer.
     """
     # gRPC's own limit sits well above ours, so an oversized request reaches
     # the servicer and gets INVALID_ARGUMENT naming the limit.
@@ -53,6 +53,11 @@ def build_server(
             reflection.SERVICE_NAME,
         )
         reflection.enable_server_reflection(names, server)
+    return server, health_servicer
+
+
+def bind(server: grpc.aio.Server, settings: ServerSettings) -> list[str]:
+    """Add the configured listeners; return their addresses (with the real TCP port)."""
     addresses: list[str] = []
     if settings.port >= 0:
         port = server.add_insecure_port(f"{settings.host}:{settings.port}")
@@ -61,7 +66,7 @@ def build_server(
     if settings.unix_socket:
         server.add_insecure_port(f"unix:{settings.unix_socket}")
         addresses.append(f"unix:{settings.unix_socket}")
-    return server, health_servicer, addresses
+    return addresses
 
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

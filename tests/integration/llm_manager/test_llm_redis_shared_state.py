@@ -27,7 +27,8 @@ from llm_sidecar import Sidecar
 from llm_sidecar.config import RedisSettings
 from llm_sidecar.core.state.conversation import HistoryBounds
 from llm_sidecar.core.models import ChatMessage, Usage
-from llm_sidecar.stores.redis import RedisBackend, RedisConversationStore, RedisUsageLedger
+from llm_sidecar.core.state.store import MemoryStateStore
+from llm_sidecar.stores.redis import RedisBackend, RedisStateStore
 from tests.support.redis_server import RedisServer, redis_server_binary
 from tests.support.sidecar import SidecarProcess, free_port, make_settings, provider
 from tests.support.upstream import FakeUpstream
@@ -177,21 +178,22 @@ async def test_hostile_ids_never_reach_another_users_keys(
 ) -> None:
     backend = RedisBackend(RedisSettings(url=redis_url, key_prefix=redis_prefix))
     bounds = HistoryBounds(max_turns=10, max_bytes=100_000, ttl_seconds=60)
-    store = RedisConversationStore(backend, bounds)
-    ledger = RedisUsageLedger(backend)
+    store = RedisStateStore(backend, bounds, MemoryStateStore(bounds))
     try:
         for i, user in enumerate(HOSTILE_IDS):
             for session in HOSTILE_IDS[:4]:
-                convo = store.for_user(user)
+                convo = store.for_user(user).conversations
                 await convo.append(
                     session, "t", [ChatMessage("user", f"q{i}"), ChatMessage("assistant", f"a{i}")]
                 )
-            await ledger.for_user(user).record("s", "m", "p", Usage(i + 1, 0, i + 1), cached=False)
+            await store.for_user(user).usage.record(
+                "s", "m", "p", Usage(i + 1, 0, i + 1), cached=False
+            )
         for i, user in enumerate(HOSTILE_IDS):
             for session in HOSTILE_IDS[:4]:
-                history = await store.for_user(user).load(session, "t")
+                history = await store.for_user(user).conversations.load(session, "t")
                 assert [m.content for m in history] == [f"q{i}", f"a{i}"], (user[:20], session)
-            (row,) = await ledger.for_user(user).rows()
+            (row,) = await store.for_user(user).usage.rows()
             assert row.prompt_tokens == i + 1 and row.requests == 1
         # Every key is prefix:{32 hex}:..., with no trace of any raw id in it.
         keys = [k.decode() async for k in backend.client.scan_iter(match=f"{redis_prefix}:*")]
@@ -204,10 +206,10 @@ async def test_hostile_ids_never_reach_another_users_keys(
         users = {k.split(":")[1] for k in keys}
         assert len(users) == len(HOSTILE_IDS)
         # Ending a hostile session touches that one session only.
-        await store.for_user("alice:*").end_session("*")
-        assert await store.for_user("alice:*").load("*", "t") == []
-        assert await store.for_user("alice").load("*", "t") != []
-        assert await store.for_user("alice:*").load("alice", "t") != []
+        await store.for_user("alice:*").conversations.end_session("*")
+        assert await store.for_user("alice:*").conversations.load("*", "t") == []
+        assert await store.for_user("alice").conversations.load("*", "t") != []
+        assert await store.for_user("alice:*").conversations.load("alice", "t") != []
     finally:
         await backend.client.delete(
             *[k async for k in backend.client.scan_iter(f"{redis_prefix}:*")]
@@ -384,7 +386,8 @@ async def test_store_on_each_redis_version(binary: str) -> None:
     backend = RedisBackend(RedisSettings(url=server.url, key_prefix="v"))
     try:
         bounds = HistoryBounds(max_turns=3, max_bytes=10_000, ttl_seconds=30)
-        convo = RedisConversationStore(backend, bounds).for_user("alice")
+        alice = RedisStateStore(backend, bounds, MemoryStateStore(bounds)).for_user("alice")
+        convo = alice.conversations
         for i in range(5):
             await convo.append(
                 "s", "t", [ChatMessage("user", f"q{i}"), ChatMessage("assistant", "a")]
@@ -401,7 +404,7 @@ async def test_store_on_each_redis_version(binary: str) -> None:
             "s", "t", [ChatMessage("user", "x" * 9_995), ChatMessage("assistant", "a")]
         )
         assert [m.content[:1] for m in await convo.load("s", "t")][::2] == ["x"]
-        ledger = RedisUsageLedger(backend).for_user("alice")
+        ledger = alice.usage
         await ledger.record("s", "m", "p", Usage(3, 4, 7), cached=False)
         await ledger.record("s", "m", "p", Usage(0, 0, 0), cached=True)
         (row,) = await ledger.rows()

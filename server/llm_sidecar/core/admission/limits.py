@@ -5,10 +5,22 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from llm_sidecar.core.errors import ResourceExhaustedError
 
 _WINDOW = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class UserLimits:
+    """Per-user admission limits; 0 disables."""
+
+    max_concurrent: int = 64
+    tokens_per_minute: int = 0
+
+
+DEFAULT_USER_LIMITS = UserLimits()
 
 
 class UserLimiter:
@@ -25,13 +37,12 @@ class UserLimiter:
 
     def __init__(
         self,
+        limits: UserLimits = DEFAULT_USER_LIMITS,
         *,
-        max_concurrent: int = 0,
-        tokens_per_minute: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.max_concurrent = max_concurrent
-        self.tokens_per_minute = tokens_per_minute
+        self.max_concurrent = limits.max_concurrent
+        self.tokens_per_minute = limits.tokens_per_minute
         self._clock = clock
         self.in_flight = 0
         self._tokens: deque[tuple[float, int]] = deque()

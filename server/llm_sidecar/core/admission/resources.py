@@ -18,6 +18,7 @@ import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from llm_sidecar.core.background import BackgroundTask
 from llm_sidecar.core.registry import ManagerRegistry
 from llm_sidecar.core.state.cache import CacheBudget
 
@@ -55,6 +56,10 @@ class Thresholds:
     keep_turns: int = 10
 
 
+DEFAULT_THRESHOLDS = Thresholds()
+DEFAULT_SAMPLE_INTERVAL_SECONDS = 5.0
+
+
 @dataclass(frozen=True, slots=True)
 class ResourceSnapshot:
     """One sample of the figures and the mode they put the sidecar in."""
@@ -78,7 +83,7 @@ class ResourceMonitor:
         budget: CacheBudget,
         thresholds: Thresholds,
         in_flight: Callable[[], int],
-        interval_seconds: float = 5.0,
+        interval_seconds: float = DEFAULT_SAMPLE_INTERVAL_SECONDS,
         rss_reader: Callable[[], int] = read_rss,
         on_alert: Callable[[str, str], None] | None = None,
     ) -> None:
@@ -90,8 +95,7 @@ class ResourceMonitor:
         self._rss = rss_reader
         self._on_alert = on_alert
         self.mode = Mode.NORMAL
-        self.alerts_raised = 0
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("resource-monitor")
         self.last: ResourceSnapshot | None = None
 
     @staticmethod
@@ -102,12 +106,21 @@ class ResourceMonitor:
             return 1
         return 0
 
+    def _snapshot(self, rss: int, alerts: tuple[str, ...]) -> ResourceSnapshot:
+        return ResourceSnapshot(
+            mode=self.mode,
+            rss_bytes=rss,
+            managers=len(self.registry),
+            cache_entries=self.budget.entries,
+            cache_bytes=self.budget.bytes,
+            in_flight=self._in_flight(),
+            alerts=alerts,
+        )
+
     def sample(self) -> ResourceSnapshot:
-        """Take a sample, act on it, and return it."""
+        """Take a sample, act on it (alerts, mode switches), and return it."""
         t = self.thresholds
-        rss = self._rss()
-        managers = len(self.registry)
-        cache_bytes = self.budget.bytes
+        rss, managers, cache_bytes = self._rss(), len(self.registry), self.budget.bytes
         checks = (
             ("rss_bytes", rss, t.rss_warning, t.rss_critical),
             ("cache_bytes", cache_bytes, t.cache_warning, t.cache_critical),
@@ -125,24 +138,19 @@ class ResourceMonitor:
         if self.mode is Mode.DEGRADED and new_mode is Mode.WARNING:
             new_mode = Mode.DEGRADED  # hysteresis: leave only once under every warning line
         self._switch(new_mode, alerts)
-        snapshot = ResourceSnapshot(
-            mode=self.mode,
-            rss_bytes=rss,
-            managers=len(self.registry),
-            cache_entries=self.budget.entries,
-            cache_bytes=self.budget.bytes,
-            in_flight=self._in_flight(),
-            alerts=tuple(alerts),
-        )
-        self.last = snapshot
-        return snapshot
+        self.last = self._snapshot(rss, tuple(alerts))
+        return self.last
+
+    def read(self) -> ResourceSnapshot:
+        """Current figures with the mode and alerts of the last sample. Changes nothing:
+        only the sampling task (or :meth:`sample`) raises alerts and switches modes."""
+        return self._snapshot(self._rss(), self.last.alerts if self.last is not None else ())
 
     def _switch(self, new: Mode, alerts: list[str]) -> None:
         old = self.mode
         if new is not Mode.NORMAL and (new is not old or alerts):
             for alert in alerts:
                 if new is not old:
-                    self.alerts_raised += 1
                     level = "critical" if new is Mode.DEGRADED else "warning"
                     log.warning("resource alert", extra={"alert": alert, "level": level})
                     if self._on_alert is not None:
@@ -174,16 +182,16 @@ class ResourceMonitor:
             except Exception:
                 log.exception("resource sample failed")
 
+    @property
+    def running(self) -> bool:
+        """Whether the background loop runs."""
+        return self._loop.running
+
     def start(self) -> None:
         """Sample in the background."""
-        if self._task is None and self.interval > 0:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="resource-monitor"
-            )
+        if self.interval > 0:
+            self._loop.start(self._run)
 
     async def stop(self) -> None:
         """Stop sampling."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._loop.stop()

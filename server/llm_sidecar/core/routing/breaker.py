@@ -12,6 +12,7 @@ import enum
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 
 
@@ -21,40 +22,49 @@ class CircuitState(enum.Enum):
     HALF_OPEN = "half_open"
 
 
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """When a circuit opens and how it recovers."""
+
+    #: Failures within ``window_seconds`` that open the circuit.
+    failure_threshold: int = 5
+    window_seconds: float = 30.0
+    #: Open -> half-open after this long.
+    cooldown_seconds: float = 15.0
+    #: Trial calls let through while half-open.
+    half_open_max_calls: int = 1
+
+
+DEFAULT_BREAKER_POLICY = BreakerPolicy()
+
+
 class CircuitBreaker:
     """Thread-unsafe by design: it lives on the event loop."""
 
     def __init__(
         self,
+        policy: BreakerPolicy = DEFAULT_BREAKER_POLICY,
         *,
-        failure_threshold: int = 5,
-        window_seconds: float = 30.0,
-        cooldown_seconds: float = 15.0,
-        half_open_max_calls: int = 1,
         clock: Callable[[], float] = time.monotonic,
-        on_change: Callable[[CircuitState, CircuitState], None] | None = None,
     ) -> None:
-        self.failure_threshold = failure_threshold
-        self.window_seconds = window_seconds
-        self.cooldown_seconds = cooldown_seconds
-        self.half_open_max_calls = half_open_max_calls
+        self.failure_threshold = policy.failure_threshold
+        self.window_seconds = policy.window_seconds
+        self.cooldown_seconds = policy.cooldown_seconds
+        self.half_open_max_calls = policy.half_open_max_calls
         self._clock = clock
-        self._on_change = on_change
         self._state = CircuitState.CLOSED
         self._failures: deque[float] = deque()
         self._opened_at = 0.0
         self._trials = 0
 
     def _transition(self, new: CircuitState) -> None:
-        old, self._state = self._state, new
+        self._state = new
         if new is CircuitState.OPEN:
             self._opened_at = self._clock()
         if new is not CircuitState.CLOSED:
             self._trials = 0
         if new is CircuitState.CLOSED:
             self._failures.clear()
-        if old is not new and self._on_change is not None:
-            self._on_change(old, new)
 
     @property
     def state(self) -> CircuitState:

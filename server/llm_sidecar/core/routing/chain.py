@@ -10,6 +10,9 @@ from llm_sidecar.core.providers import Provider
 from llm_sidecar.core.routing.breaker import CircuitBreaker, CircuitState
 from llm_sidecar.core.routing.stats import ProviderStats
 
+#: Per-attempt timeout (idle time between chunks for a stream).
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -27,13 +30,16 @@ class RetryPolicy:
         return random.uniform(0, ceiling)
 
 
+DEFAULT_RETRY_POLICY = RetryPolicy()
+
+
 @dataclass(slots=True)
 class ProviderSlot:
     """A provider in a chain, with its own breaker, timeout and figures."""
 
     provider: Provider
     route: str
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     weight: float = 1.0
     priority: int = 0
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)

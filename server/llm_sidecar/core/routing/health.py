@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from llm_sidecar.core.background import BackgroundTask
 from llm_sidecar.core.errors import ProviderError
 from llm_sidecar.core.routing.breaker import CircuitState
 from llm_sidecar.core.routing.chain import ProviderSlot
@@ -36,7 +37,7 @@ class HealthMonitor:
         self.probe_timeout = probe_timeout_seconds
         self._on_serving_change = on_serving_change
         self._serving: bool | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("health-monitor")
 
     async def probe_once(self) -> None:
         """Probe every provider once, concurrently."""
@@ -77,14 +78,16 @@ class HealthMonitor:
                 log.exception("health probe round failed")
             await asyncio.sleep(self.interval)
 
+    @property
+    def running(self) -> bool:
+        """Whether the background loop runs."""
+        return self._loop.running
+
     def start(self) -> None:
         """Start probing in the background."""
-        if self._task is None and self.interval > 0:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="health-monitor")
+        if self.interval > 0:
+            self._loop.start(self._run)
 
     async def stop(self) -> None:
         """Stop probing."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._loop.stop()

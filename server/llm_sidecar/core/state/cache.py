@@ -42,15 +42,16 @@ class _Entry:
 
 
 @dataclass(frozen=True, slots=True)
-class CacheStats:
-    """Counters of one cache or of the whole budget."""
+class CacheLimits:
+    """Per-user cache bounds."""
 
-    entries: int
-    bytes: int
-    hits: int = 0
-    misses: int = 0
-    evictions: int = 0
-    expirations: int = 0
+    enabled: bool = True
+    max_entries: int = 256
+    max_bytes: int = 4 * 1024 * 1024
+    ttl_seconds: float = 3600.0
+
+
+DEFAULT_CACHE_LIMITS = CacheLimits()
 
 
 class CacheBudget:
@@ -87,10 +88,6 @@ class CacheBudget:
     def _released(self, size: int) -> None:
         # The budget's own index entry is already gone (popped by _added).
         self.bytes -= size
-
-    def stats(self) -> CacheStats:
-        """Totals across all users."""
-        return CacheStats(entries=len(self._order), bytes=self.bytes, evictions=self.evictions)
 
 
 class UserCache:
@@ -210,14 +207,3 @@ class UserCache:
         """Clear and refuse further entries (the owning manager was released)."""
         self._closed = True
         return self.clear()
-
-    def stats(self) -> CacheStats:
-        """This cache's counters."""
-        return CacheStats(
-            entries=len(self._entries),
-            bytes=self.bytes,
-            hits=self.hits,
-            misses=self.misses,
-            evictions=self.evictions,
-            expirations=self.expirations,
-        )

@@ -1,6 +1,6 @@
 """Conversation history: interfaces plus the in-process implementation.
 
-A store hands out views scoped to one user (:meth:`ConversationStore.for_user`).
+A store hands out views scoped to one user (see :mod:`llm_sidecar.core.state.store`).
 A view's methods take no user id at all, so code holding one user's view has
 no way to name another user's history.
 """
@@ -21,6 +21,9 @@ class HistoryBounds:
     max_turns: int = 50
     max_bytes: int = 256 * 1024
     ttl_seconds: float = 24 * 3600.0
+
+
+DEFAULT_HISTORY_BOUNDS = HistoryBounds()
 
 
 def message_bytes(message: ChatMessage) -> int:
@@ -65,19 +68,6 @@ class UserConversations(Protocol):
 
     def forget_local(self) -> None:
         """Forget this user's process-local state (durable stores keep theirs)."""
-
-    def local_bytes(self) -> int:
-        """Bytes of history held in this process for this user."""
-
-
-class ConversationStore(Protocol):
-    """Source of per-user conversation views."""
-
-    def for_user(self, user_id: str) -> UserConversations:
-        """The view of ``user_id``'s conversations."""
-
-    async def aclose(self) -> None:
-        """Release connections."""
 
 
 class MemoryUserConversations:
@@ -139,20 +129,3 @@ class MemoryUserConversations:
     def forget_local(self) -> None:
         self._threads.clear()
         self._bytes.clear()
-
-    def local_bytes(self) -> int:
-        return sum(self._bytes.values())
-
-
-class MemoryConversationStore:
-    """Default store: history lives in each user's manager and dies with it."""
-
-    def __init__(self, bounds: HistoryBounds) -> None:
-        self.bounds = bounds
-
-    def for_user(self, user_id: str) -> MemoryUserConversations:
-        # A fresh object per manager: nothing is shared between users.
-        return MemoryUserConversations(self.bounds)
-
-    async def aclose(self) -> None:
-        return None

@@ -7,7 +7,7 @@ adapter does: one script per answer instead of two).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,6 +52,3 @@ class SeparateWrites:
         )
         if turn.thread is not None:
             await self._conversations.append(*turn.thread, turn.messages)
-
-
-TurnWriterFactory = Callable[[UserConversations, UserUsage], TurnWriter]

@@ -73,16 +73,6 @@ class UserUsage(Protocol):
         """Rows of this user, optionally of one session."""
 
 
-class UsageLedger(Protocol):
-    """Source of per-user ledgers."""
-
-    def for_user(self, user_id: str) -> UserUsage:
-        """The ledger of ``user_id``."""
-
-    async def aclose(self) -> None:
-        """Release connections."""
-
-
 class MemoryUserUsage:
     """In-process ledger of one user."""
 
@@ -109,13 +99,12 @@ class MemoryUserUsage:
 
 
 class MemoryUsageLedger:
-    """Default ledger. Outlives managers (usage is billing data), bounded by user count."""
+    """Per-user in-process ledgers. Outlive managers (usage is billing data), bounded by
+    user count: the least recently used user's figures go first."""
 
     def __init__(self, max_users: int = 100_000) -> None:
         self.max_users = max_users
         self._users: OrderedDict[str, MemoryUserUsage] = OrderedDict()
-        #: Users whose figures were dropped to stay under max_users.
-        self.dropped_users = 0
 
     def for_user(self, user_id: str) -> MemoryUserUsage:
         ledger = self._users.get(user_id)
@@ -123,10 +112,6 @@ class MemoryUsageLedger:
             ledger = self._users[user_id] = MemoryUserUsage()
             while len(self._users) > self.max_users:
                 self._users.popitem(last=False)
-                self.dropped_users += 1
         else:
             self._users.move_to_end(user_id)
         return ledger
-
-    async def aclose(self) -> None:
-        return None

@@ -1,0 +1,34 @@
+"""A named background coroutine that is started once and stopped by cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+
+class BackgroundTask:
+    """Owns at most one task at a time."""
+
+    __slots__ = ("_name", "_task")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the task is running now."""
+        return self._task is not None and not self._task.done()
+
+    def start(self, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Start ``run()`` unless it runs already."""
+        if not self.running:
+            self._task = asyncio.get_running_loop().create_task(run(), name=self._name)
+
+    async def stop(self) -> None:
+        """Cancel the task and wait for it to end."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

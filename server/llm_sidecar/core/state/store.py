@@ -1,0 +1,59 @@
+"""Where a user's conversations and usage live: one interface, chosen at start-up.
+
+A :class:`StateStore` hands out a :class:`UserState` per user: the user's
+conversation view, usage ledger and the writer that records each answer's
+turn. Every view is scoped to that one user and takes no user id, so code
+holding one user's state has no way to name another user's data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from llm_sidecar.core.state.conversation import (
+    HistoryBounds,
+    MemoryUserConversations,
+    UserConversations,
+)
+from llm_sidecar.core.state.turns import SeparateWrites, TurnWriter
+from llm_sidecar.core.state.usage import MemoryUsageLedger, UserUsage
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """One user's stores."""
+
+    conversations: UserConversations
+    usage: UserUsage
+    turns: TurnWriter
+
+
+class StateStore(Protocol):
+    """Source of per-user state."""
+
+    def for_user(self, user_id: str) -> UserState:
+        """The state of ``user_id``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+class MemoryStateStore:
+    """The default: history lives in each user's manager and dies with it; usage
+    outlives managers (it is billing data) in a ledger bounded by user count."""
+
+    def __init__(self, bounds: HistoryBounds, usage: MemoryUsageLedger | None = None) -> None:
+        self.bounds = bounds
+        self.usage = usage if usage is not None else MemoryUsageLedger()
+
+    def for_user(self, user_id: str) -> UserState:
+        # A fresh history object per manager: nothing is shared between users.
+        conversations = MemoryUserConversations(self.bounds)
+        usage = self.usage.for_user(user_id)
+        return UserState(conversations, usage, SeparateWrites(conversations, usage))
+
+    async def aclose(self) -> None:
+        return None

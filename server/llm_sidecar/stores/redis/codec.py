@@ -1,0 +1,72 @@
+"""How messages and usage counters are written into Redis values and fields."""
+
+from __future__ import annotations
+
+import json
+
+from llm_sidecar.core.models import ChatMessage, Role, Usage
+from llm_sidecar.core.state.usage import UsageRow, usage_delta
+
+# A stored message is one role letter followed by the content: decoding the
+# history is on every turn's path, and this measured far cheaper than JSON.
+# Any other role is stored as a JSON array, which starts with "[" (and is read
+# back as written, for stores shared with newer versions).
+_CODE_ROLES: dict[str, Role] = {"u": "user", "a": "assistant", "s": "system"}
+_ROLE_CODES = {role: code for code, role in _CODE_ROLES.items()}
+
+# Usage hash fields are "<json [session, model, provider]><US><counter>".
+_FIELD_SEP = "\x1f"
+COUNTERS = (
+    "requests",
+    "cache_hits",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "estimated_requests",
+)
+
+
+def encode_message(message: ChatMessage) -> str:
+    """The stored form of a message."""
+    code = _ROLE_CODES.get(message.role)
+    if code is None:
+        return json.dumps([message.role, message.content], ensure_ascii=False)
+    return code + message.content
+
+
+def decode_message(raw: bytes | str) -> ChatMessage:
+    """A message from its stored form."""
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    role = _CODE_ROLES.get(text[:1])
+    if role is None:
+        role, content = json.loads(text)
+        return ChatMessage(role, content)
+    return ChatMessage(role, text[1:])
+
+
+def usage_increments(
+    session_id: str, model: str, provider: str, usage: Usage, cached: bool
+) -> list[str | int]:
+    """Field/amount pairs of one answer's counters."""
+    delta = usage_delta(usage, cached=cached)
+    label = json.dumps([session_id, model, provider])
+    pairs: list[str | int] = []
+    for name in COUNTERS:
+        amount = getattr(delta, name)
+        if amount:
+            pairs += [f"{label}{_FIELD_SEP}{name}", amount]
+    return pairs
+
+
+def usage_rows(raw: dict[bytes | str, bytes | str]) -> list[UsageRow]:
+    """Rows from the usage hash as HGETALL returns it."""
+    rows: dict[str, UsageRow] = {}
+    for field, value in raw.items():
+        name = field.decode("utf-8") if isinstance(field, bytes) else field
+        label, _, counter = name.rpartition(_FIELD_SEP)
+        row = rows.get(label)
+        if row is None:
+            session, model, provider = json.loads(label)
+            row = rows[label] = UsageRow(session, model, provider)
+        setattr(row, counter, int(value))
+    return list(rows.values())

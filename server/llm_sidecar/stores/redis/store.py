@@ -1,0 +1,60 @@
+"""Per-user state in Redis, shared by every sidecar using the same server."""
+
+from __future__ import annotations
+
+from llm_sidecar.core.state.conversation import (
+    HistoryBounds,
+    MemoryUserConversations,
+    UserConversations,
+)
+from llm_sidecar.core.state.store import MemoryStateStore, UserState
+from llm_sidecar.core.state.turns import SeparateWrites, TurnWriter
+from llm_sidecar.core.state.usage import UserUsage
+from llm_sidecar.stores.redis.backend import RedisBackend
+from llm_sidecar.stores.redis.conversations import RedisUserConversations
+from llm_sidecar.stores.redis.keys import UserKeys
+from llm_sidecar.stores.redis.turns import RedisTurnWriter
+from llm_sidecar.stores.redis.usage import RedisUserUsage
+
+
+class RedisStateStore:
+    """Conversations and/or usage in Redis (``redis.conversations`` / ``redis.usage``);
+    whatever is not in Redis comes from ``memory``."""
+
+    def __init__(
+        self,
+        backend: RedisBackend,
+        bounds: HistoryBounds,
+        memory: MemoryStateStore,
+        *,
+        conversations: bool = True,
+        usage: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.bounds = bounds
+        self._memory = memory
+        self._conversations = conversations
+        self._usage = usage
+
+    def for_user(self, user_id: str) -> UserState:
+        backend = self.backend
+        keys = UserKeys(backend.prefix, user_id)
+        local = None if backend.required else MemoryUserConversations(self.bounds)
+        writer = RedisTurnWriter(backend, keys, self.bounds, local)
+        conversations: UserConversations = (
+            RedisUserConversations(backend, keys, writer, local)
+            if self._conversations
+            else MemoryUserConversations(self.bounds)
+        )
+        usage: UserUsage = (
+            RedisUserUsage(backend, keys, writer)
+            if self._usage
+            else self._memory.usage.for_user(user_id)
+        )
+        # Both in Redis: one script call per answer. Otherwise each kind writes its own.
+        both = self._conversations and self._usage
+        turns: TurnWriter = writer if both else SeparateWrites(conversations, usage)
+        return UserState(conversations, usage, turns)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()

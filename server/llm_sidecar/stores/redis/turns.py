@@ -1,0 +1,82 @@
+"""The one writer of a user's Redis state: usage and exchange of an answer in one script call."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from llm_sidecar.core.models import ChatMessage, Usage
+from llm_sidecar.core.state.conversation import HistoryBounds, MemoryUserConversations
+from llm_sidecar.core.state.turns import Turn
+from llm_sidecar.stores.redis.backend import RedisBackend
+from llm_sidecar.stores.redis.codec import encode_message, usage_increments
+from llm_sidecar.stores.redis.keys import UserKeys
+
+# How long an applied-write marker lives: longer than any outage whose queued
+# writes are still replayed (the queue lives in this process).
+_RECORD_MARKER_TTL_MS = 6 * 3600 * 1000
+
+
+class RedisTurnWriter:
+    """Writes one user's turns, exchanges and usage, each exactly once.
+
+    It owns the script's keys and the history bounds. With ``local`` set (best
+    effort), every exchange is also kept in that bounded copy, which the
+    conversation view serves while Redis is unreachable.
+    """
+
+    __slots__ = ("_backend", "_bounds", "_keys", "_local")
+
+    def __init__(
+        self,
+        backend: RedisBackend,
+        keys: UserKeys,
+        bounds: HistoryBounds,
+        local: MemoryUserConversations | None,
+    ) -> None:
+        self._backend = backend
+        self._keys = keys
+        self._bounds = [2 * bounds.max_turns, bounds.max_bytes, int(bounds.ttl_seconds * 1000)]
+        self._local = local
+
+    async def commit(self, turn: Turn) -> None:
+        """Record the usage and append the exchange (when ``turn.thread`` is set)."""
+        increments = usage_increments(
+            turn.session_id, turn.model, turn.provider, turn.usage, turn.cached
+        )
+        await self._write(increments, turn.thread, turn.messages)
+
+    async def append(
+        self, session_id: str, thread_id: str, messages: Sequence[ChatMessage]
+    ) -> None:
+        """Append an exchange alone."""
+        await self._write([], (session_id, thread_id), messages)
+
+    async def record(
+        self, session_id: str, model: str, provider: str, usage: Usage, *, cached: bool
+    ) -> None:
+        """Record usage alone."""
+        await self._write(usage_increments(session_id, model, provider, usage, cached))
+
+    async def _write(
+        self,
+        increments: list[str | int],
+        thread: tuple[str, str] | None = None,
+        messages: Sequence[ChatMessage] = (),
+    ) -> None:
+        keys = self._keys
+        script_keys = [keys.record(uuid.uuid4().hex), keys.usage]
+        args: list[str | int] = [_RECORD_MARKER_TTL_MS, len(increments) // 2, 0, 0, 0]
+        args += increments
+        if thread is not None:
+            if self._local is not None:
+                await self._local.append(*thread, messages)
+            script_keys += [keys.thread(*thread), keys.session(thread[0])]
+            args[2:5] = self._bounds
+            args += [encode_message(m) for m in messages]
+        script = self._backend.commit_script
+
+        async def op() -> None:
+            await script(keys=script_keys, args=args)
+
+        await self._backend.write(op)
