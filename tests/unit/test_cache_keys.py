@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from llm_sidecar.core.state.cache_keys import cache_key
 from llm_sidecar.core.models import ChatMessage, GenerationParams
+from llm_sidecar.core.state.cache_keys import cache_key
 
 BASE = {
     "user_id": "alice",

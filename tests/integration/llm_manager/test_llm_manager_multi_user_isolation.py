@@ -13,9 +13,9 @@ import pytest
 
 from llm_manager_client import AsyncLLMManagerClient, UserContext
 from llm_sidecar import Sidecar, UserExecutionContext, get_llm_manager
-from llm_sidecar.core.state.cache_keys import cache_key
 from llm_sidecar.core.errors import IsolationViolationError
 from llm_sidecar.core.models import ChatMessage, GenerationParams
+from llm_sidecar.core.state.cache_keys import cache_key
 from tests.support.upstream import FakeUpstream
 
 

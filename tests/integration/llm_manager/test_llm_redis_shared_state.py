@@ -25,8 +25,8 @@ from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
 from llm_manager_client import AsyncLLMManagerClient, UnavailableError, UserContext
 from llm_sidecar import Sidecar
 from llm_sidecar.config import RedisSettings
-from llm_sidecar.core.state.conversation import HistoryBounds
 from llm_sidecar.core.models import ChatMessage, Usage
+from llm_sidecar.core.state.conversation import HistoryBounds
 from llm_sidecar.core.state.store import MemoryStateStore
 from llm_sidecar.stores.redis import RedisBackend, RedisStateStore
 from tests.support.redis_server import RedisServer, redis_server_binary

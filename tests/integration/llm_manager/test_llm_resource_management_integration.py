@@ -9,6 +9,7 @@ import time
 import tracemalloc
 import uuid
 import warnings
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,8 +20,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from llm_manager_client import AsyncLLMManagerClient, ResourceExhaustedError, UserContext
 from llm_sidecar import Sidecar
-from llm_sidecar.core.state.cache import ENTRY_OVERHEAD_BYTES
 from llm_sidecar.core.admission.resources import read_rss
+from llm_sidecar.core.state.cache import ENTRY_OVERHEAD_BYTES
 from llm_sidecar.telemetry.setup import setup_telemetry
 from tests.support.sidecar import make_settings, provider
 from tests.support.upstream import FakeUpstream
@@ -304,8 +305,8 @@ async def test_resource_monitoring_and_alerting(
         for p in m.data.data_points
     ]
     assert managers_gauge == [1]
-    with open("/proc/self/status") as f:
-        vm_rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    status_lines = Path("/proc/self/status").read_text().splitlines()
+    vm_rss = next(int(line.split()[1]) * 1024 for line in status_lines if line[:6] == "VmRSS:")
     assert abs(read_rss() - vm_rss) < 8 * 1024 * 1024
 
 
