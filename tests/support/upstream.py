@@ -15,7 +15,22 @@ from typing import Any
 
 from aiohttp import web
 
-MODES = ("healthy", "error", "hang", "reset", "bad_json", "rate_limited", "bad_request", "refuse")
+MODES = (
+    "healthy",
+    "error",
+    "hang",
+    "reset",
+    "bad_json",
+    "rate_limited",
+    "bad_request",
+    "refuse",
+    "stream_break",  # a stream whose connection drops after two chunks
+    "bad_event",  # a stream whose first event is JSON but not an object
+)
+
+
+#: The fault mode chosen for one request (after fault budgets and filters).
+MODE = web.RequestKey("mode", str)
 
 
 @dataclass
@@ -63,6 +78,9 @@ class FakeUpstream:
     #: Streams whose client went away before the end.
     streams_aborted: int = 0
     streams_completed: int = 0
+    #: Hung requests whose caller went away (the sidecar cancelled the call).
+    hangs_abandoned: int = 0
+    _stopping: bool = False
     _runner: web.AppRunner | None = None
     port: int = 0
     _hangs: list[asyncio.Future[None]] = field(default_factory=list)
@@ -84,7 +102,10 @@ class FakeUpstream:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/messages", self._anthropic)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # handler_cancellation: a handler learns when its caller hangs up, as real servers do.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True)
         await site.start()
@@ -92,6 +113,7 @@ class FakeUpstream:
         return self
 
     async def stop(self) -> None:
+        self._stopping = True
         for hang in self._hangs:
             if not hang.done():
                 hang.cancel()
@@ -157,7 +179,8 @@ class FakeUpstream:
         if self.latency:
             await asyncio.sleep(self.latency)
         mode = self._mode_for(body) if body is not None else self.mode
-        if mode == "stream_break":
+        request[MODE] = mode
+        if mode in ("stream_break", "bad_event"):
             return None
         if mode in ("error",):
             headers = {"Retry-After": self.retry_after} if self.retry_after else {}
@@ -175,7 +198,12 @@ class FakeUpstream:
         if mode == "hang":
             hang: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._hangs.append(hang)
-            await hang
+            try:
+                await hang
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    self.hangs_abandoned += 1
+                raise
         if mode in ("reset", "refuse"):
             transport = request.transport
             if transport is not None:
@@ -232,9 +260,12 @@ class FakeUpstream:
         pieces = re.findall(r"\S+\s*", text)
         try:
             for n, piece in enumerate(pieces):
-                if n == 2 and self.mode == "stream_break":
+                if n == 2 and request.get(MODE) == "stream_break":
+                    # Let the two chunks be read before the connection drops: a client
+                    # discards what it buffered when it sees a truncated body.
+                    await asyncio.sleep(0.05)
                     if request.transport is not None:
-                        request.transport.abort()
+                        request.transport.close()
                     return response
                 chunk = {
                     "id": rid,
@@ -272,6 +303,8 @@ class FakeUpstream:
             return fault
         text = self.answer_text(body)
         usage = self.usage(body, text)
+        if body.get("stream"):
+            return await self._stream_anthropic(request, body, text, usage)
         reply = {
             "id": f"msg_{self.name}_{len(self.requests)}",
             "type": "message",
@@ -285,3 +318,65 @@ class FakeUpstream:
             },
         }
         return web.json_response(reply)
+
+    async def _stream_anthropic(
+        self, request: web.Request, body: dict[str, Any], text: str, usage: dict[str, int]
+    ) -> web.StreamResponse:
+        """The Messages API event stream, as the API documents it."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def send(event: str, data: Any) -> None:
+            await response.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+
+        if request.get(MODE) == "bad_event":
+            await send("message_start", [1, 2])
+            return response
+        message_id = f"msg_{self.name}_{len(self.requests)}"
+        await send(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": message_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": body.get("model"),
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": usage["prompt_tokens"], "output_tokens": 1},
+                },
+            },
+        )
+        await send(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
+        for piece in re.findall(r"\S+\s*", text):
+            await send(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": piece},
+                },
+            )
+            if self.stream_chunk_delay:
+                await asyncio.sleep(self.stream_chunk_delay)
+        await send("content_block_stop", {"type": "content_block_stop", "index": 0})
+        await send(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": usage["completion_tokens"]},
+            },
+        )
+        await send("message_stop", {"type": "message_stop"})
+        self.streams_completed += 1
+        return response

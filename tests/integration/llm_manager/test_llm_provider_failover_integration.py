@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import grpc
@@ -106,9 +105,10 @@ async def test_provider_timeout_handling(pair, sidecar_factory) -> None:
         with pytest.raises(DeadlineExceededError):
             await client.ask("again", timeout=0.45)
         assert time.perf_counter() - start < 1.0
-    # A deadline cut short by the caller does not count against the provider.
+    # A deadline cut short by the caller does not count against the provider: the
+    # primary's two timeouts are failures, the fallback's cut attempt is none.
     state = await _providers(sidecar)
-    assert state["fallback"].failures == 0 or state["fallback"].circuit_state == "closed"
+    assert (state["primary"].failures, state["fallback"].failures) == (2, 0)
 
 
 async def test_concurrent_user_failover_isolation(pair, sidecar_factory) -> None:
@@ -409,6 +409,84 @@ async def test_stream_failure_after_first_chunk_ends_with_status(pair, sidecar_f
             async for chunk in client.ask_stream("a long answer " * 5):
                 received.append(chunk)
         assert info.value.reason == "STREAM_INTERRUPTED"
-        assert received and fallback.chat_requests == []
+        assert fallback.chat_requests == []
         assert (await client.get_conversation()).messages == ()
-    assert json.dumps([c.delta for c in received])
+    # The two chunks the primary sent before its connection dropped, and nothing else.
+    assert [c.delta for c in received] == ["primary ", "says: "]
+
+
+async def test_retry_after_holds_a_provider_for_every_user(pair, sidecar_factory) -> None:
+    primary, fallback = pair
+    settings = chain_settings(primary, fallback, failover={"failure_threshold": 1})
+    sidecar = await sidecar_factory(settings)
+    primary.mode, primary.retry_after = "rate_limited", "0.5"
+    async with await _client(sidecar, "alice") as alice, await _client(sidecar, "bob") as bob:
+        assert (await alice.ask_full("first")).metadata.provider == "fallback"
+        primary.mode = "healthy"  # it would answer now, but it asked for half a second
+        theirs = await bob.ask_full("second")
+        assert theirs.metadata.provider == "fallback"
+        assert [(a.provider, a.outcome) for a in theirs.metadata.attempts] == [
+            ("primary", "skipped_retry_after"),
+            ("fallback", "ok"),
+        ]
+        assert len(primary.chat_requests) == 1
+        assert (await _providers(sidecar))["primary"].circuit_state == "closed"
+        await asyncio.sleep(0.5)
+        assert (await bob.ask_full("third")).metadata.provider == "primary"
+
+
+async def test_stream_deadline_cut_spares_the_breaker(pair, sidecar_factory) -> None:
+    primary, fallback = pair
+    settings = chain_settings(primary, fallback, timeout=5.0, failover={"failure_threshold": 1})
+    sidecar = await sidecar_factory(settings)
+    primary.mode = "hang"
+    async with await _client(sidecar) as client:
+        with pytest.raises(DeadlineExceededError):
+            async for _ in client.ask_stream("never", timeout=0.3):
+                pass
+    state = (await _providers(sidecar))["primary"]
+    assert state.circuit_state == "closed" and state.failures == 0
+    await _eventually(lambda: primary.hangs_abandoned == 1)
+
+
+async def test_anthropic_non_object_stream_event_fails_over_and_frees_the_trial(
+    upstream_factory, sidecar_factory
+) -> None:
+    claude = await upstream_factory("claude")
+    fallback = await upstream_factory("fallback")
+    settings = make_settings(
+        [
+            provider("claude", claude.anthropic_url, kind="anthropic"),
+            provider("fallback", fallback.url),
+        ],
+        failover={"failure_threshold": 1, "cooldown_seconds": 0.2},
+    )
+    sidecar = await sidecar_factory(settings)
+    async with await _client(sidecar) as client:
+        chunks = [c async for c in client.ask_stream("healthy first")]
+        assert chunks[-1].metadata.provider == "claude"
+        assert "".join(c.delta for c in chunks) == "claude says: healthy first (turn 1)"
+        claude.mode = "error"
+        await client.ask("open it")  # the claude circuit opens
+        await asyncio.sleep(0.25)
+        claude.mode, claude.fault_budget = "bad_event", 1
+        chunks = [c async for c in client.ask_stream("half-open trial")]
+        meta = chunks[-1].metadata
+        assert meta.provider == "fallback"
+        assert (meta.attempts[0].provider, meta.attempts[0].error_type) == (
+            "claude",
+            "bad_response",
+        )
+        assert (await _providers(sidecar))["claude"].circuit_state == "open"
+        await asyncio.sleep(0.25)
+        # The failed trial gave its slot back: a new trial goes through and closes it.
+        chunks = [c async for c in client.ask_stream("recovered")]
+        assert chunks[-1].metadata.provider == "claude"
+        assert (await _providers(sidecar))["claude"].circuit_state == "closed"
+
+
+async def _eventually(predicate, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
@@ -198,6 +200,11 @@ async def test_client_deadline_is_honoured_and_upstream_call_cancelled(
     with pytest.raises(DeadlineExceededError):
         await client.ask("hi", timeout=0.5)
     assert time.perf_counter() - start < 2.0
+    # The sidecar hung up on the upstream: the hung request was cancelled there.
+    while upstream.hangs_abandoned == 0:
+        assert time.perf_counter() - start < 3.0, "the upstream call was never cancelled"
+        await asyncio.sleep(0.02)
+    assert upstream.hangs_abandoned == 1 and len(upstream.chat_requests) == 1
 
 
 async def test_unauthenticated_via_client(sidecar: Sidecar) -> None:
