@@ -490,3 +490,21 @@ async def _eventually(predicate, timeout: float = 3.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
         await asyncio.sleep(0.02)
+
+
+async def test_stream_has_retry_rounds_and_records_timeouts(pair, sidecar_factory) -> None:
+    primary, fallback = pair
+    settings = chain_settings(primary, fallback, timeout=0.3, failover={"retry_rounds": 1})
+    sidecar = await sidecar_factory(settings)
+    primary.mode, fallback.mode = "hang", "error"
+    fallback.fault_budget = 1  # the fallback heals after one failure: round two finds it well
+    async with await _client(sidecar) as client:
+        chunks = [c async for c in client.ask_stream("rounds")]
+    meta = chunks[-1].metadata
+    assert meta.provider == "fallback"
+    assert [(a.provider, a.outcome) for a in meta.attempts] == [
+        ("primary", "timeout"),
+        ("fallback", "error"),
+        ("primary", "timeout"),
+        ("fallback", "ok"),
+    ]
