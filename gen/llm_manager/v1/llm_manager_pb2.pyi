@@ -239,7 +239,10 @@ class Attempt(_message.Message):
     ERROR_TYPE_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     outcome: _builtins.str
-    """"ok", "error", "timeout", "skipped_circuit_open", "cancelled"."""
+    """"ok", "error", "timeout", "deadline" (cut by the caller's deadline; spares the
+    provider's circuit), "skipped_circuit_open", "skipped_retry_after" (the provider
+    asked, with Retry-After, not to be called yet), "cancelled".
+    """
     latency_ms: _builtins.float
     error_type: _builtins.str
     """Error class on failure ("timeout", "connection", "rate_limited", ...)."""
