@@ -26,6 +26,7 @@ from llm_sidecar.core.state.cache import CacheBudget
 from llm_sidecar.providers._http import new_session
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.gauges import register_gauges
+from llm_sidecar.telemetry.logs import redact_grpc_logs
 from llm_sidecar.telemetry.setup import TelemetryHandles, setup_telemetry
 from llm_sidecar.transport.server import (
     HEALTH_SERVICES,
@@ -33,7 +34,7 @@ from llm_sidecar.transport.server import (
     SERVING,
     SHARED_STATE_HEALTH_SERVICE,
     bind,
-    build_server,
+    build_servers,
 )
 
 log = logging.getLogger("llm_sidecar")
@@ -45,6 +46,7 @@ class Sidecar:
     def __init__(self, settings: Settings, *, telemetry: TelemetryHandles | None = None) -> None:
         s = settings
         self.settings = settings
+        redact_grpc_logs()
         self.telemetry = telemetry or setup_telemetry(s.telemetry)
         self.obs = self.telemetry.observability
         #: Bound listener addresses, known once started.
@@ -92,7 +94,8 @@ class Sidecar:
             router=self.router,
             store_status=self.service.store_status,
         )
-        self._server, self.health = build_server(s.server, self.service, self.obs)
+        self.servers = build_servers(s.server, self.service, self.obs)
+        self.health = self.servers.health
         self.health_monitor = HealthMonitor(
             self.router,
             interval_seconds=s.failover.health_interval_seconds,
@@ -110,8 +113,9 @@ class Sidecar:
                     extra={"durability": self.settings.redis.durability},
                 )
             store_serving = self.store.status().serving
-        self.addresses = bind(self._server, self.settings.server)
-        await self._server.start()
+        self.addresses = bind(self.servers, self.settings.server)
+        for server in self.servers.all():
+            await server.start()
         for name in HEALTH_SERVICES:
             await self.health.set(name, SERVING)
         await self.health.set(
@@ -196,7 +200,7 @@ class Sidecar:
         grace = self.settings.server.grace_period_seconds if grace is None else grace
         with contextlib.suppress(Exception):
             await self.health.enter_graceful_shutdown()
-        await self._server.stop(grace)
+        await asyncio.gather(*(server.stop(grace) for server in self.servers.all()))
         await self.health_monitor.stop()
         await self.monitor.stop()
         for task in list(self._tasks):

@@ -21,6 +21,7 @@ from llm_sidecar.core.state.store_status import MEMORY_ONLY, StoreHealth, StoreS
 from llm_sidecar.core.state.usage import UsageRow, UserUsage, total_of
 
 MAX_MODEL_NAME = 128
+MAX_PROMPT_SETTING = "server.max_prompt_chars"
 MAX_STOP_SEQUENCES = 8
 MAX_STOP_LENGTH = 256
 
@@ -70,7 +71,13 @@ class LLMService:
             raise InvalidRequestError("prompt", "is empty")
         size = len(inp.prompt) + len(inp.system_prompt)
         if size > self.max_prompt_chars:
-            raise RequestTooLargeError("prompt", size, self.max_prompt_chars, unit="characters")
+            raise RequestTooLargeError(
+                "prompt",
+                size,
+                self.max_prompt_chars,
+                "characters",
+                setting="server.max_prompt_chars",
+            )
         if len(inp.model) > MAX_MODEL_NAME:
             raise InvalidRequestError("model", f"is longer than {MAX_MODEL_NAME} characters")
         p = inp.params

@@ -51,10 +51,15 @@ class RequestTooLargeError(InvalidRequestError):
 
     reason = "REQUEST_TOO_LARGE"
 
-    def __init__(self, field: str, size: int, limit: int, unit: str = "bytes") -> None:
-        super().__init__(field, f"is {size} {unit}, over the limit of {limit} {unit}")
+    def __init__(
+        self, field: str, size: int, limit: int, unit: str = "bytes", *, setting: str = ""
+    ) -> None:
+        where = f" ({setting})" if setting else ""
+        super().__init__(field, f"is {size} {unit}, over the limit of {limit} {unit}{where}")
         self.size = size
         self.limit = limit
+        #: The configuration setting that holds the limit.
+        self.setting = setting
 
 
 class UnknownModelError(InvalidRequestError):

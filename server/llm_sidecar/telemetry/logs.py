@@ -1,7 +1,9 @@
 """Structured JSON logs carrying trace and span ids.
 
 Log calls in this project pass ids, counts and error classes as ``extra``
-fields, never prompt or response text; this formatter writes them out.
+fields, never prompt or response text; this formatter writes them out. The
+gRPC libraries' own records are stripped of their arguments and tracebacks,
+which can quote metadata values a caller sent.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import logging
 import sys
 import time
+import traceback
 
 from opentelemetry import trace
 
@@ -47,6 +50,79 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    # A backstop for loggers of the gRPC libraries not known by name.
+    handler.addFilter(_FILTER)
+    redact_grpc_logs()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+#: Loggers of the gRPC libraries. Their records may quote metadata values (grpcio
+#: logs "Invalid encoding on <raw bytes>" for a non-UTF-8 value) or carry
+#: tracebacks whose messages hold request data.
+GRPC_LOGGERS = (
+    "grpc",
+    "grpc._cython.cygrpc",
+    "grpc._server",
+    "grpc._channel",
+    "grpc._common",
+    "grpc._plugin_wrapping",
+    "grpc.aio",
+    "grpc.aio._server",
+    "grpc.aio._call",
+    "grpc.aio._channel",
+    "grpc_health.v1.health",
+    "grpc_reflection.v1alpha.reflection",
+)
+_WITHHELD = "<withheld>"
+
+
+class WithholdArguments(logging.Filter):
+    """Keeps a record's level and message template; withholds its arguments and
+    traceback, naming only the exception's type."""
+
+    def __init__(self, prefixes: tuple[str, ...] = ("grpc",)) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefixes) or getattr(record, "_withheld", False):
+            return True
+        record._withheld = True
+        if record.args:
+            count = len(record.args) if isinstance(record.args, tuple) else 1
+            try:
+                record.msg = str(record.msg) % ((_WITHHELD,) * count)
+            except (TypeError, ValueError, KeyError):
+                record.msg = f"{record.msg} (arguments withheld)"
+            record.args = ()
+        if record.exc_info and record.exc_info[0] is not None:
+            record.msg = f"{record.msg} [{record.exc_info[0].__name__}; traceback withheld]"
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        return True
+
+
+_FILTER = WithholdArguments()
+
+
+def redact_grpc_logs() -> None:
+    """Install the filter on the gRPC libraries' loggers (idempotent).
+
+    A logger's filters see its records before any handler does, caplog's included.
+    """
+    for name in GRPC_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+def frames_only(exc: BaseException) -> str:
+    """A traceback without the exception's message: type and frames only."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = " <- ".join(
+        f"{f.name} ({f.filename.rsplit('/', 1)[-1]}:{f.lineno})" for f in frames[::-1]
+    )
+    return f"{type(exc).__name__} at {where}"

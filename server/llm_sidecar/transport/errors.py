@@ -14,6 +14,7 @@ from llm_sidecar.core.errors import (
     IsolationViolationError,
     ProviderRejectedError,
     ProviderUnavailableError,
+    RequestTooLargeError,
     ResourceExhaustedError,
     SidecarError,
     StoreUnavailableError,
@@ -75,6 +76,8 @@ def to_status(exc: SidecarError) -> grpc.Status:
         )
     elif isinstance(exc, InvalidRequestError):
         info.metadata["field"] = exc.field
+        if isinstance(exc, RequestTooLargeError) and exc.setting:
+            info.metadata["limit"] = exc.setting
         details.append(
             _pack(
                 error_details_pb2.BadRequest(

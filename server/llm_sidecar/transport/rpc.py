@@ -18,10 +18,12 @@ from opentelemetry import propagate
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llm_sidecar.core.context import UserExecutionContext
-from llm_sidecar.core.errors import InvalidContextError, RequestTooLargeError, SidecarError
+from llm_sidecar.core.errors import InvalidContextError, SidecarError
 from llm_sidecar.core.observability import Observability
+from llm_sidecar.telemetry.logs import frames_only
 from llm_sidecar.transport.errors import internal_status, to_status
-from llm_sidecar.transport.metadata import context_from, split_metadata
+from llm_sidecar.transport.handlers import Undecodable
+from llm_sidecar.transport.metadata import Incoming, check_token, context_from, split_metadata
 
 log = logging.getLogger("llm_sidecar.rpc")
 
@@ -36,12 +38,13 @@ class RpcRunner:
     """Runs handlers of one gRPC service under the common policy."""
 
     def __init__(
-        self, service: str, obs: Observability, *, max_request_bytes: int, needs_user: bool = True
+        self, service: str, obs: Observability, *, needs_user: bool = True, token: str = ""
     ) -> None:
         self.service = service
         self.obs = obs
-        self.max_request_bytes = max_request_bytes
         self.needs_user = needs_user
+        #: Shared bearer token that calls over TCP must present ("" = none needed).
+        self.token = token
         self._clock = time.monotonic
 
     def _span(self, method: str, carrier: dict[str, str]) -> AbstractContextManager[Span]:
@@ -53,19 +56,20 @@ class RpcRunner:
         )
 
     def _enter(
-        self, request: Any, context: grpc.aio.ServicerContext, span: Span, values: dict[str, str]
+        self, request: Any, context: grpc.aio.ServicerContext, span: Span, incoming: Incoming
     ) -> tuple[UserExecutionContext | None, float | None]:
+        if self.token and not context.peer().startswith("unix:"):
+            check_token(incoming.authorization, self.token)
         ctx = None
         if self.needs_user:
-            ctx = context_from(values)
+            ctx = context_from(incoming.values)
             if span.is_recording():
                 ref = self.obs.user_ref(ctx.user_id)
                 if ref:
                     raw = self.obs.user_id_mode == "raw"
                     span.set_attribute("enduser.id" if raw else "enduser.pseudo.id", ref)
-        size = request.ByteSize()
-        if size > self.max_request_bytes:
-            raise RequestTooLargeError("request", size, self.max_request_bytes)
+        if isinstance(request, Undecodable):
+            raise request.error
         remaining = context.time_remaining()
         deadline = None if remaining is None else self._clock() + remaining
         return ctx, deadline
@@ -79,11 +83,8 @@ class RpcRunner:
             )
             reason = exc.reason
         else:
-            log.error(
-                "rpc crashed",
-                exc_info=(type(exc), exc, exc.__traceback__),
-                extra={"rpc_method": method},
-            )
+            # Frames only: an exception's message may quote request data.
+            log.error("rpc crashed", extra={"rpc_method": method, "error": frames_only(exc)})
             status = internal_status()
             reason = "INTERNAL"
         if span.is_recording():
@@ -104,14 +105,11 @@ class RpcRunner:
         )
 
     @staticmethod
-    def _split(
-        context: grpc.aio.ServicerContext,
-    ) -> tuple[dict[str, str], dict[str, str], InvalidContextError | None]:
+    def _split(context: grpc.aio.ServicerContext) -> tuple[Incoming, InvalidContextError | None]:
         try:
-            values, carrier = split_metadata(context.invocation_metadata())
+            return split_metadata(context.invocation_metadata()), None
         except InvalidContextError as exc:
-            return {}, {}, exc
-        return values, carrier, None
+            return Incoming(), exc
 
     async def unary(
         self,
@@ -122,13 +120,13 @@ class RpcRunner:
     ) -> Resp:
         """Run a unary handler."""
         start = time.perf_counter()
-        values, carrier, bad = self._split(context)
+        incoming, bad = self._split(context)
         code = grpc.StatusCode.OK
-        with self._span(method, carrier) as span:
+        with self._span(method, incoming.carrier) as span:
             try:
                 if bad is not None:
                     raise bad
-                ctx, deadline = self._enter(request, context, span, values)
+                ctx, deadline = self._enter(request, context, span, incoming)
                 return await handler(ctx, request, deadline)  # type: ignore[arg-type]
             except Exception as exc:
                 status = self._failed(method, span, exc)
@@ -147,14 +145,14 @@ class RpcRunner:
     ) -> AsyncIterator[Resp]:
         """Run a server-streaming handler."""
         start = time.perf_counter()
-        values, carrier, bad = self._split(context)
+        incoming, bad = self._split(context)
         code = grpc.StatusCode.OK
         status: grpc.Status | None = None
-        with self._span(method, carrier) as span:
+        with self._span(method, incoming.carrier) as span:
             try:
                 if bad is not None:
                     raise bad
-                ctx, deadline = self._enter(request, context, span, values)
+                ctx, deadline = self._enter(request, context, span, incoming)
                 async for item in handler(ctx, request, deadline):  # type: ignore[arg-type]
                     yield item
             except Exception as exc:

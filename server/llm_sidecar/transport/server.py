@@ -2,70 +2,142 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from llm_manager.v1 import llm_manager_pb2 as pb
-from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
 
 from llm_sidecar.config import ServerSettings
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.service import LLMService
+from llm_sidecar.transport.handlers import add_service
 from llm_sidecar.transport.servicer import (
+    ADMIN_MAX_REQUEST_BYTES,
     ADMIN_SERVICE_NAME,
     SERVICE_NAME,
     LLMAdminServicer,
     LLMManagerServicer,
 )
 
+#: gRPC core's limit on a call's metadata, all keys together. The soft and the hard
+#: limit are one, so there is no band where core rejects at random: every value up
+#: to 64 KiB reaches the sidecar's own validation, which names the key.
+METADATA_LIMIT_BYTES = 1024 * 1024
+#: gRPC core's limit on a request message: anything up to it reaches the sidecar's
+#: own size check (``server.max_request_bytes``); past it core answers
+#: RESOURCE_EXHAUSTED, every time.
+MESSAGE_CEILING_BYTES = 64 * 1024 * 1024
 
-def build_server(
-    settings: ServerSettings, service: LLMService, obs: Observability
-) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-    """A server with every service added, not yet listening (see :func:`bind`).
 
-    Returns the server and its health servicer.
-    """
-    # gRPC's own limit sits well above ours, so an oversized request reaches
-    # the servicer and gets INVALID_ARGUMENT naming the limit.
-    options = [
-        ("grpc.max_receive_message_length", settings.max_request_bytes * 4 + 65536),
+def core_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    """Channel arguments of the sidecar's servers."""
+    ceiling = max(MESSAGE_CEILING_BYTES, settings.max_request_bytes) + 64 * 1024
+    return [
+        ("grpc.max_receive_message_length", ceiling),
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ("grpc.max_metadata_size", METADATA_LIMIT_BYTES),
+        ("grpc.absolute_max_metadata_size", METADATA_LIMIT_BYTES),
         ("grpc.so_reuseport", 0),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 5000),
     ]
-    server = grpc.aio.server(
-        options=options,
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
-    )
-    pb_grpc.add_LLMManagerServiceServicer_to_server(
-        LLMManagerServicer(service, obs, max_request_bytes=settings.max_request_bytes), server
-    )
-    pb_grpc.add_LLMAdminServiceServicer_to_server(LLMAdminServicer(service, obs), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if settings.reflection:
-        names = (
-            pb.DESCRIPTOR.services_by_name["LLMManagerService"].full_name,
-            pb.DESCRIPTOR.services_by_name["LLMAdminService"].full_name,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
+
+
+@dataclass(slots=True)
+class Servers:
+    """The main server, the admin server when it listens apart, and the health servicer."""
+
+    main: grpc.aio.Server
+    admin: grpc.aio.Server | None
+    health: health.aio.HealthServicer
+
+    def all(self) -> list[grpc.aio.Server]:
+        return [self.main] if self.admin is None else [self.main, self.admin]
+
+
+def _reflect(server: grpc.aio.Server, *services: str) -> None:
+    reflection.enable_server_reflection((*services, reflection.SERVICE_NAME), server)
+
+
+def build_servers(settings: ServerSettings, service: LLMService, obs: Observability) -> Servers:
+    """Servers with every service added, not yet listening (see :func:`bind`)."""
+    token = settings.auth_token()
+    if settings.auth_token_env and not token:
+        raise ValueError(
+            f"server.auth_token_env names {settings.auth_token_env!r}, which is unset or empty"
         )
-        reflection.enable_server_reflection(names, server)
-    return server, health_servicer
+    options = core_options(settings)
+    limit = settings.max_concurrent_rpcs or None
+    main = grpc.aio.server(options=options, maximum_concurrent_rpcs=limit)
+    add_service(
+        main,
+        pb.DESCRIPTOR.services_by_name["LLMManagerService"],
+        LLMManagerServicer(service, obs, token=token),
+        pb,
+        max_request_bytes=settings.max_request_bytes,
+    )
+    admin = main if not settings.admin_address else grpc.aio.server(options=options)
+    add_service(
+        admin,
+        pb.DESCRIPTOR.services_by_name["LLMAdminService"],
+        LLMAdminServicer(service, obs, token=token),
+        pb,
+        max_request_bytes=ADMIN_MAX_REQUEST_BYTES,
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, main)
+    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    if settings.reflection:
+        if admin is main:
+            _reflect(main, SERVICE_NAME, ADMIN_SERVICE_NAME, health_name)
+        else:
+            _reflect(main, SERVICE_NAME, health_name)
+            _reflect(admin, ADMIN_SERVICE_NAME)
+    return Servers(main, None if admin is main else admin, health_servicer)
 
 
-def bind(server: grpc.aio.Server, settings: ServerSettings) -> list[str]:
-    """Add the configured listeners; return their addresses (with the real TCP port)."""
+def _credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
+    if not settings.tls:
+        return None
+    ca = Path(settings.tls_client_ca_file).read_bytes() if settings.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
+
+
+def _listen(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials | None) -> str:
+    """Bind one address; return it with the real port."""
+    if address.startswith("unix:"):
+        server.add_insecure_port(address)  # file permissions guard a socket, not TLS
+        return address
+    port = (
+        server.add_insecure_port(address)
+        if creds is None
+        else server.add_secure_port(address, creds)
+    )
+    host = address.rpartition(":")[0]
+    return f"{host}:{port}"
+
+
+def bind(servers: Servers, settings: ServerSettings) -> list[str]:
+    """Add the configured listeners; return their addresses (with the real TCP port).
+
+    The admin listener, when it has its own, comes last.
+    """
+    creds = _credentials(settings)
     addresses: list[str] = []
     if settings.port >= 0:
-        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
-        addresses.append(f"{host}:{port}")
+        addresses.append(_listen(servers.main, f"{host}:{settings.port}", creds))
     if settings.unix_socket:
-        server.add_insecure_port(f"unix:{settings.unix_socket}")
-        addresses.append(f"unix:{settings.unix_socket}")
+        addresses.append(_listen(servers.main, f"unix:{settings.unix_socket}", None))
+    if servers.admin is not None:
+        addresses.append(_listen(servers.admin, settings.admin_address, creds))
     return addresses
 
 

@@ -23,6 +23,8 @@ from llm_sidecar.transport.rpc import RpcRunner
 
 SERVICE_NAME = "llm_manager.v1.LLMManagerService"
 ADMIN_SERVICE_NAME = "llm_manager.v1.LLMAdminService"
+#: Admin requests carry no fields worth more than this.
+ADMIN_MAX_REQUEST_BYTES = 4096
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
@@ -30,9 +32,9 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 class LLMManagerServicer(pb_grpc.LLMManagerServiceServicer):
     """Maps each RPC onto :class:`LLMService`."""
 
-    def __init__(self, service: LLMService, obs: Observability, *, max_request_bytes: int) -> None:
+    def __init__(self, service: LLMService, obs: Observability, *, token: str = "") -> None:
         self._service = service
-        self._rpc = RpcRunner(SERVICE_NAME, obs, max_request_bytes=max_request_bytes)
+        self._rpc = RpcRunner(SERVICE_NAME, obs, token=token)
 
     # -- handlers (context already validated) --------------------------------------
 
@@ -146,9 +148,9 @@ class LLMManagerServicer(pb_grpc.LLMManagerServiceServicer):
 class LLMAdminServicer(pb_grpc.LLMAdminServiceServicer):
     """Operator views: aggregates only, no user identity or content."""
 
-    def __init__(self, service: LLMService, obs: Observability) -> None:
+    def __init__(self, service: LLMService, obs: Observability, *, token: str = "") -> None:
         self._service = service
-        self._rpc = RpcRunner(ADMIN_SERVICE_NAME, obs, max_request_bytes=4096, needs_user=False)
+        self._rpc = RpcRunner(ADMIN_SERVICE_NAME, obs, needs_user=False, token=token)
 
     async def _providers(
         self, _: object, req: pb.ListProvidersRequest, d: float | None
