@@ -23,6 +23,9 @@ _MEMORY_LIMIT_MB = 75.0
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--memory-profile", action="store_true", help="report RSS growth per test")
+    parser.addoption(
+        "--fuzz-long", action="store_true", help="run the wire fuzz suite's long profile"
+    )
 
 
 def _rss_mb() -> float:

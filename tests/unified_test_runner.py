@@ -34,6 +34,7 @@ CATEGORIES: dict[str, list[str]] = {
     ],
     "telemetry": [str(TESTS / "integration/llm_manager/test_telemetry.py")],
     "redis": ["-m", "redis", str(TESTS)],
+    "fuzz": [str(TESTS / "fuzz")],
 }
 
 
@@ -67,6 +68,8 @@ def build_args(ns: argparse.Namespace) -> list[str]:
         args += ["--junit-xml", ns.junit_xml]
     if ns.memory_profile:
         args.append("--memory-profile")
+    if ns.fuzz_long:
+        args.append("--fuzz-long")
     if ns.verbose:
         args.append("-" + "v" * ns.verbose)
     else:
@@ -94,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=0, help="per-test timeout in seconds")
     parser.add_argument("--junit-xml")
     parser.add_argument("--memory-profile", action="store_true")
+    parser.add_argument("--fuzz-long", action="store_true", help="the long wire fuzz profile")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest as they are (after --)")
     ns = parser.parse_args(argv)

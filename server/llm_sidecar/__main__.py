@@ -10,7 +10,7 @@ import sys
 from pydantic import ValidationError
 
 from llm_sidecar.app import Sidecar
-from llm_sidecar.config import Settings, load_settings
+from llm_sidecar.config import ServerSettings, Settings, load_settings
 from llm_sidecar.telemetry.logs import configure_logging
 
 
@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         if server_overrides:
-            merged = settings.server.model_copy(update=server_overrides)
-            settings = settings.model_copy(update={"server": merged})
+            # Validated like the file: an override can make a listener non-loopback.
+            server = ServerSettings(**{**settings.server.model_dump(), **server_overrides})
+            settings = settings.model_copy(update={"server": server})
     except (ValidationError, ValueError, OSError) as exc:
         print(f"llm-sidecar: bad configuration: {exc}", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ from llm_sidecar.core.state.cache import CacheBudget
 from llm_sidecar.providers._http import new_session
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.gauges import register_gauges
-from llm_sidecar.telemetry.logs import redact_grpc_logs
+from llm_sidecar.telemetry.logs import withhold_library_log_arguments
 from llm_sidecar.telemetry.setup import TelemetryHandles, setup_telemetry
 from llm_sidecar.transport.server import (
     HEALTH_SERVICES,
@@ -46,7 +46,7 @@ class Sidecar:
     def __init__(self, settings: Settings, *, telemetry: TelemetryHandles | None = None) -> None:
         s = settings
         self.settings = settings
-        redact_grpc_logs()
+        withhold_library_log_arguments()
         self.telemetry = telemetry or setup_telemetry(s.telemetry)
         self.obs = self.telemetry.observability
         #: Bound listener addresses, known once started.

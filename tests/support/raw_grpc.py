@@ -55,6 +55,7 @@ def call(
     reply = RawReply()
     deadline = time.monotonic() + timeout
     with socket.create_connection(address, timeout=timeout) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.initiate_connection()
         conn.increment_flow_control_window(2**30)
         sock.sendall(conn.data_to_send())
@@ -78,7 +79,9 @@ def call(
             sent_some = False
             while payload and not done:
                 try:
-                    window = min(conn.local_flow_control_window(stream), conn.max_outbound_frame_size)
+                    window = min(
+                        conn.local_flow_control_window(stream), conn.max_outbound_frame_size
+                    )
                 except (h2.exceptions.StreamClosedError, KeyError):
                     payload = memoryview(b"")
                     break

@@ -72,9 +72,21 @@ def free_port() -> int:
 class SidecarProcess:
     """The sidecar as a real child process (``python -m llm_sidecar``)."""
 
-    def __init__(self, config_path: Path, port: int, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        port: int,
+        env: dict[str, str] | None = None,
+        *,
+        output: Path | None = None,
+    ) -> None:
+        """``output``: a file for stdout and stderr (a pipe fills up under heavy logging)."""
         self.port = port
+        self._output = output
         full_env = {**os.environ, **(env or {})}
+        sink: Any = subprocess.PIPE
+        if output is not None:
+            sink = output.open("wb")
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -87,16 +99,25 @@ class SidecarProcess:
             ],
             cwd=ROOT,
             env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=sink,
+            stderr=subprocess.STDOUT if output is not None else subprocess.PIPE,
         )
+        if output is not None:
+            sink.close()
+
+    def output(self) -> bytes:
+        """Everything the process wrote (after it stopped)."""
+        if self._output is not None:
+            return self._output.read_bytes()
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        return self.proc.stderr.read() + self.proc.stdout.read()
 
     async def wait_ready(self, timeout: float = 15.0) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"sidecar exited: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                raise RuntimeError(f"sidecar exited: {self.output().decode()[-2000:]}")
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
                 writer.close()

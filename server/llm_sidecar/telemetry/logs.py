@@ -1,9 +1,9 @@
 """Structured JSON logs carrying trace and span ids.
 
 Log calls in this project pass ids, counts and error classes as ``extra``
-fields, never prompt or response text; this formatter writes them out. The
-gRPC libraries' own records are stripped of their arguments and tracebacks,
-which can quote metadata values a caller sent.
+fields, never prompt or response text; this formatter writes them out. Other
+libraries' records are stripped of their arguments and tracebacks, which can
+quote metadata values or content a caller sent.
 """
 
 from __future__ import annotations
@@ -50,18 +50,18 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    # A backstop for loggers of the gRPC libraries not known by name.
+    # Every library's records, not only the known ones, lose arguments and tracebacks.
     handler.addFilter(_FILTER)
-    redact_grpc_logs()
+    withhold_library_log_arguments()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
 
 
-#: Loggers of the gRPC libraries. Their records may quote metadata values (grpcio
-#: logs "Invalid encoding on <raw bytes>" for a non-UTF-8 value) or carry
-#: tracebacks whose messages hold request data.
-GRPC_LOGGERS = (
+#: Library loggers known to quote what a caller sent: grpcio logs "Invalid
+#: encoding on <raw bytes>" for a non-UTF-8 metadata value, OpenTelemetry's
+#: propagators log a malformed ``baggage`` or ``traceparent`` value whole.
+QUOTING_LOGGERS = (
     "grpc",
     "grpc._cython.cygrpc",
     "grpc._server",
@@ -74,20 +74,25 @@ GRPC_LOGGERS = (
     "grpc.aio._channel",
     "grpc_health.v1.health",
     "grpc_reflection.v1alpha.reflection",
+    "opentelemetry.baggage.propagation",
+    "opentelemetry.trace.propagation.tracecontext",
+    "opentelemetry.propagate",
+    "opentelemetry.propagators.textmap",
 )
 _WITHHELD = "<withheld>"
+_OWN = "llm_sidecar"
 
 
 class WithholdArguments(logging.Filter):
-    """Keeps a record's level and message template; withholds its arguments and
-    traceback, naming only the exception's type."""
+    """Keeps a library record's level and message template; withholds its arguments
+    and traceback, naming only the exception's type.
 
-    def __init__(self, prefixes: tuple[str, ...] = ("grpc",)) -> None:
-        super().__init__()
-        self._prefixes = prefixes
+    The sidecar's own records (``llm_sidecar.*``) pass untouched: they carry ids,
+    counts and error classes in ``extra`` fields by construction.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith(self._prefixes) or getattr(record, "_withheld", False):
+        if record.name.startswith(_OWN) or getattr(record, "_withheld", False):
             return True
         record._withheld = True
         if record.args:
@@ -108,12 +113,14 @@ class WithholdArguments(logging.Filter):
 _FILTER = WithholdArguments()
 
 
-def redact_grpc_logs() -> None:
-    """Install the filter on the gRPC libraries' loggers (idempotent).
+def withhold_library_log_arguments() -> None:
+    """Install the filter on the libraries' loggers that quote input (idempotent).
 
-    A logger's filters see its records before any handler does, caplog's included.
+    A logger's filters see its records before any handler does, caplog's
+    included; :func:`configure_logging` adds it to the process's handler too,
+    for every other library.
     """
-    for name in GRPC_LOGGERS:
+    for name in QUOTING_LOGGERS:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)

@@ -59,8 +59,11 @@ def context_from(values: dict[str, str]) -> UserExecutionContext:
 
 def check_token(authorization: str | None, token: str) -> None:
     """Raise UNAUTHENTICATED unless ``authorization`` is ``Bearer <token>`` (constant time)."""
-    presented = (authorization or "").removeprefix("Bearer ").encode("utf-8", "replace")
-    if authorization is None or not hmac.compare_digest(presented, token.encode("utf-8")):
+    scheme, _, presented = (authorization or "").partition(" ")
+    expected = token.encode("utf-8")
+    if scheme != "Bearer" or not hmac.compare_digest(
+        presented.encode("utf-8", "replace"), expected
+    ):
         raise InvalidContextError(
             AUTHORIZATION_KEY, "must be 'Bearer <token>' with the sidecar's token", missing=True
         )

@@ -104,7 +104,9 @@ class Router:
         if not model:
             return self.default_model
         if model not in self.routes:
-            raise UnknownModelError("model", f"'{model[:64]}' is not a configured model")
+            # Name the choices, not the value: a message never echoes what a caller sent.
+            known = ", ".join(sorted(self.routes)[:20])
+            raise UnknownModelError("model", f"is not a configured model (configured: {known})")
         return model
 
     def chain(self, route: str) -> list[ProviderSlot]:
