@@ -2,7 +2,7 @@
 VENV   ?= .venv
 PY     ?= $(VENV)/bin/python
 PROTO_SRC := protos
-PROTO_OUT := gen
+PROTO_OUT := client
 PROTOS := $(shell find $(PROTO_SRC) -name '*.proto')
 
 .PHONY: setup proto proto-check run test lint bench clean
@@ -10,9 +10,9 @@ PROTOS := $(shell find $(PROTO_SRC) -name '*.proto')
 setup:
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -e ./client -e '.[dev]'
 
-# Generated code lives in gen/ only; never edit it by hand.
+# Generated code lives in client/llm_manager/ only; never edit it by hand.
 proto:
 	rm -rf $(PROTO_OUT)/llm_manager
 	$(PY) -m grpc_tools.protoc -I$(PROTO_SRC) \
@@ -23,11 +23,11 @@ proto:
 	touch $(PROTO_OUT)/llm_manager/__init__.py $(PROTO_OUT)/llm_manager/v1/__init__.py \
 	  $(PROTO_OUT)/llm_manager/py.typed
 
-# Fails when gen/ does not match protos/ (CI runs it).
+# Fails when client/llm_manager/ does not match protos/ (CI runs it).
 proto-check: proto
-	git diff --exit-code --stat -- $(PROTO_OUT) && \
-	  test -z "$$(git status --porcelain -- $(PROTO_OUT))" || \
-	  (echo "gen/ is stale: run 'make proto' and commit" >&2; exit 1)
+	git diff --exit-code --stat -- $(PROTO_OUT)/llm_manager && \
+	  test -z "$$(git status --porcelain -- $(PROTO_OUT)/llm_manager)" || \
+	  (echo "client/llm_manager/ is stale: run 'make proto' and commit" >&2; exit 1)
 
 run:
 	$(PY) -m llm_sidecar
