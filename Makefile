@@ -5,12 +5,17 @@ PROTO_SRC := protos
 PROTO_OUT := client
 PROTOS := $(shell find $(PROTO_SRC) -name '*.proto')
 
-.PHONY: setup proto proto-check run test lint bench clean
+BUF    := clients/ts/node_modules/.bin/buf
+#: The last released wire contract; `buf breaking` compares against it.
+CONTRACT := contract/llm_manager-v1.0.0.binpb
+
+.PHONY: setup proto proto-check stubs contract-check deploy-check run test lint bench clean
 
 setup:
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e ./client -e '.[dev]'
+	npm ci --prefix clients/ts --no-audit --no-fund
 
 # Generated code lives in client/llm_manager/ only; never edit it by hand.
 proto:
@@ -28,6 +33,30 @@ proto-check: proto
 	git diff --exit-code --stat -- $(PROTO_OUT)/llm_manager && \
 	  test -z "$$(git status --porcelain -- $(PROTO_OUT)/llm_manager)" || \
 	  (echo "client/llm_manager/ is stale: run 'make proto' and commit" >&2; exit 1)
+
+# Stubs for other languages (buf.gen.yaml): TypeScript in clients/ts/gen.
+stubs:
+	rm -rf clients/ts/gen
+	$(BUF) generate --template buf.gen.yaml
+
+# buf lint, buf breaking against the released contract (and proof that it would
+# catch a break), and generated stubs up to date.
+contract-check: stubs
+	$(BUF) lint
+	$(BUF) breaking --against $(CONTRACT)
+	@echo "buf lint: clean; buf breaking against $(CONTRACT): no breaking change"
+	bash .ci/buf-catches-breaks.sh
+	git diff --exit-code --stat -- clients/ts/gen && \
+	  test -z "$$(git status --porcelain -- clients/ts/gen)" || \
+	  (echo "clients/ts/gen is stale: run 'make stubs' and commit" >&2; exit 1)
+
+# Kubernetes overlays validated, Dockerfile linted, the image's steps run, and
+# the lean client installed alone and used against a running sidecar.
+deploy-check:
+	bash .ci/k8s-validate.sh
+	$(VENV)/bin/hadolint k8s/Dockerfile && echo "hadolint k8s/Dockerfile: clean"
+	bash .ci/image-steps.sh
+	bash .ci/client-only.sh
 
 run:
 	$(PY) -m llm_sidecar
