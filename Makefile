@@ -9,7 +9,7 @@ BUF    := clients/ts/node_modules/.bin/buf
 #: The last released wire contract; `buf breaking` compares against it.
 CONTRACT := contract/llm_manager-v1.0.0.binpb
 
-.PHONY: setup proto proto-check stubs contract-check deploy-check run test lint bench clean
+.PHONY: setup proto proto-check stubs go-stubs contract-check deploy-check run test lint bench clean
 
 setup:
 	python3 -m venv $(VENV)
@@ -38,6 +38,10 @@ proto-check: proto
 stubs:
 	rm -rf clients/ts/gen
 	$(BUF) generate --template buf.gen.yaml
+
+# Go stubs in clients/go/gen (not committed), compiled and vetted (.ci/go-stubs.sh).
+go-stubs:
+	bash .ci/go-stubs.sh
 
 # buf lint, buf breaking against the released contract (and proof that it would
 # catch a break), and generated stubs up to date.
