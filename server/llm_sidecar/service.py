@@ -80,6 +80,8 @@ class LLMService:
             )
         if len(inp.model) > MAX_MODEL_NAME:
             raise InvalidRequestError("model", f"is longer than {MAX_MODEL_NAME} characters")
+        # Before any manager exists: a refused call must leave nothing behind.
+        self.router.resolve(inp.model)
         p = inp.params
         if p.temperature is not None and not 0.0 <= p.temperature <= 2.0:
             raise InvalidRequestError("params.temperature", "must be between 0 and 2")

@@ -141,6 +141,26 @@ async def test_undecodable_requests_are_invalid_argument(sidecar: Sidecar, body:
     assert len(sidecar.registry) == 0  # nothing was created for a rejected call
 
 
+async def test_refused_requests_leave_no_manager_behind(
+    channel: grpc.aio.Channel, sidecar: Sidecar
+) -> None:
+    stub = pb_grpc.LLMManagerServiceStub(channel)
+    refused = [
+        pb.AskRequest(prompt="hi", model="no-such-model"),
+        pb.AskRequest(prompt="   "),
+        pb.AskRequest(prompt="hi", params=pb.GenerationParams(temperature=9.0)),
+    ]
+    for request in refused:
+        for call in (stub.Ask, stub.AskFull, stub.IsCached):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call(request, metadata=[("x-user-id", "refused-user")], timeout=5)
+            assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.aio.AioRpcError):
+            async for _ in stub.AskStream(request, metadata=[("x-user-id", "refused-user")]):
+                pass
+    assert sidecar.registry.get("refused-user") is None and len(sidecar.registry) == 0
+
+
 # -- 4. nothing a caller sent reaches a log line -------------------------------------------
 
 
