@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES = ["gateway", "conversation", "failover", "resources", "tracing", "redis"]
+BENCHES = ["gateway", "conversation", "failover", "resources", "tracing", "redis", "stream"]
 
 
 def main() -> None:

@@ -85,24 +85,55 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
-    """(event, data) pairs of a text/event-stream body."""
-    event = ""
-    data: list[str] = []
-    async for raw_line in response.content:
-        line = raw_line.decode("utf-8", errors="replace").rstrip("\r\n")
-        if not line:
-            if data:
-                yield event, "\n".join(data)
-            event, data = "", []
+def _events(block: bytes) -> list[tuple[str, str]]:
+    """(event, data) pairs of complete SSE events (``block`` ends at an event boundary)."""
+    events: list[tuple[str, str]] = []
+    for raw in block.split(b"\n\n"):
+        if not raw:
             continue
-        if line.startswith(":"):
+        event = ""
+        data: list[str] = []
+        for line in raw.decode("utf-8", errors="replace").split("\n"):
+            if not line or line[0] == ":":
+                continue
+            name, _, value = line.partition(":")
+            if value[:1] == " ":
+                value = value[1:]
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+        if data:
+            events.append((event, "\n".join(data)))
+    return events
+
+
+async def sse_batches(response: aiohttp.ClientResponse) -> AsyncIterator[list[tuple[str, str]]]:
+    """The (event, data) pairs of a text/event-stream body, in batches: each batch is
+    every complete event received by then.
+
+    A reader that keeps up gets one event per batch, as soon as it arrives; one
+    that fell behind gets all waiting events at once, so it catches up in one
+    step instead of one per event (adaptive coalescing, with no added delay).
+    """
+    pending = b""
+    async for data in response.content.iter_any():
+        if b"\r" in data or pending.endswith(b"\r"):
+            # CRLF and CR line ends, normalised; a CR at the very end may be half a CRLF.
+            pending += data
+            keep_cr = pending.endswith(b"\r")
+            pending = pending.replace(b"\r\n", b"\n").rstrip(b"\r").replace(b"\r", b"\n")
+            if keep_cr:
+                pending += b"\r"
+        else:
+            pending += data
+        end = pending.rfind(b"\n\n")
+        if end < 0:
             continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event = value
-    if data:
-        yield event, "\n".join(data)
+        block, pending = pending[: end + 2], pending[end + 2 :]
+        events = _events(block)
+        if events:
+            yield events
+    tail = _events(pending.rstrip(b"\r") + b"\n\n")
+    if tail:
+        yield tail

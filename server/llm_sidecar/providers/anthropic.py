@@ -15,7 +15,7 @@ from llm_sidecar.providers._http import (
     error_for_status,
     obj,
     parse_json_body,
-    sse_events,
+    sse_batches,
 )
 
 API_VERSION = "2023-06-01"
@@ -112,10 +112,7 @@ class AnthropicProvider:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str | Completion]:
         payload = json.dumps(_body(self.model, request, stream=True)).encode()
-        parts: list[str] = []
-        response_id, model, finish = "", self.model, ""
-        prompt_tokens = completion_tokens = 0
-        saw_usage = done = False
+        state = _StreamState(self.model)
         try:
             async with self._session.post(
                 self._base + "/v1/messages", data=payload, headers=self._headers
@@ -123,52 +120,17 @@ class AnthropicProvider:
                 if response.status != 200:
                     await response.read()
                     raise error_for_status(response.status, response.headers)
-                async for event, data in sse_events(response):
-                    try:
-                        item = json.loads(data)
-                    except ValueError:
-                        raise ProviderError(
-                            ErrorKind.BAD_RESPONSE, "a stream event is not JSON"
-                        ) from None
-                    if not isinstance(item, dict):
-                        raise ProviderError(
-                            ErrorKind.BAD_RESPONSE, "a stream event is not an object"
-                        )
-                    kind = item.get("type", event)
-                    if kind == "message_start":
-                        message = obj(item.get("message"), "message")
-                        response_id = str(message.get("id", ""))
-                        model = str(message.get("model", model))
-                        usage = obj(message.get("usage"), "usage")
-                        if "input_tokens" in usage:
-                            prompt_tokens = int(usage["input_tokens"])
-                            saw_usage = True
-                    elif kind == "content_block_delta":
-                        text = obj(item.get("delta"), "delta").get("text")
-                        if text:
-                            parts.append(text)
-                            yield text
-                    elif kind == "message_delta":
-                        finish = str(obj(item.get("delta"), "delta").get("stop_reason") or finish)
-                        usage = obj(item.get("usage"), "usage")
-                        if "output_tokens" in usage:
-                            completion_tokens = int(usage["output_tokens"])
-                            saw_usage = True
-                    elif kind == "message_stop":
-                        done = True
+                async for batch in sse_batches(response):
+                    text = state.feed(batch)
+                    if text:
+                        yield text
+                    if state.done:
                         break
-                    elif kind == "error":
-                        raise ProviderError(ErrorKind.SERVER_ERROR, "the stream reported an error")
         except aiohttp.ClientError as exc:
             raise connection_error(exc) from None
-        if not done:
+        if not state.done:
             raise ProviderError(ErrorKind.BAD_RESPONSE, "the stream ended early")
-        usage_out = (
-            Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
-            if saw_usage
-            else None
-        )
-        yield Completion("".join(parts), response_id, model, finish, usage_out)
+        yield state.completion()
 
     async def probe(self) -> None:
         if self._probe_mode == "none":
@@ -182,3 +144,72 @@ class AnthropicProvider:
                     raise error_for_status(response.status, response.headers)
         except aiohttp.ClientError as exc:
             raise connection_error(exc) from None
+
+
+class _StreamState:
+    """What a Messages API event stream said so far."""
+
+    __slots__ = (
+        "completion_tokens",
+        "done",
+        "finish",
+        "model",
+        "parts",
+        "prompt_tokens",
+        "response_id",
+        "saw_usage",
+    )
+
+    def __init__(self, model: str) -> None:
+        self.parts: list[str] = []
+        self.response_id = ""
+        self.model = model
+        self.finish = ""
+        self.prompt_tokens = self.completion_tokens = 0
+        self.saw_usage = self.done = False
+
+    def feed(self, batch: list[tuple[str, str]]) -> str:
+        """Take a batch of events; return the text they add (all deltas, joined)."""
+        texts: list[str] = []
+        for event, data in batch:
+            try:
+                item = json.loads(data)
+            except ValueError:
+                raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not JSON") from None
+            if not isinstance(item, dict):
+                raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not an object")
+            kind = item.get("type", event)
+            if kind == "content_block_delta":
+                text = obj(item.get("delta"), "delta").get("text")
+                if text:
+                    texts.append(text)
+            elif kind == "message_start":
+                message = obj(item.get("message"), "message")
+                self.response_id = str(message.get("id", ""))
+                self.model = str(message.get("model", self.model))
+                usage = obj(message.get("usage"), "usage")
+                if "input_tokens" in usage:
+                    self.prompt_tokens = int(usage["input_tokens"])
+                    self.saw_usage = True
+            elif kind == "message_delta":
+                delta = obj(item.get("delta"), "delta")
+                self.finish = str(delta.get("stop_reason") or self.finish)
+                usage = obj(item.get("usage"), "usage")
+                if "output_tokens" in usage:
+                    self.completion_tokens = int(usage["output_tokens"])
+                    self.saw_usage = True
+            elif kind == "message_stop":
+                self.done = True
+                break
+            elif kind == "error":
+                raise ProviderError(ErrorKind.SERVER_ERROR, "the stream reported an error")
+        if not texts:
+            return ""
+        text = texts[0] if len(texts) == 1 else "".join(texts)
+        self.parts.append(text)
+        return text
+
+    def completion(self) -> Completion:
+        prompt, completion = self.prompt_tokens, self.completion_tokens
+        usage = Usage(prompt, completion, prompt + completion) if self.saw_usage else None
+        return Completion("".join(self.parts), self.response_id, self.model, self.finish, usage)

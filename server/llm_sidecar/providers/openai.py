@@ -15,7 +15,7 @@ from llm_sidecar.providers._http import (
     error_for_status,
     obj,
     parse_json_body,
-    sse_events,
+    sse_batches,
 )
 
 
@@ -115,8 +115,7 @@ class OpenAIProvider:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str | Completion]:
         payload = json.dumps(_body(self.model, request, stream=True)).encode()
-        parts: list[str] = []
-        response_id, model, finish, usage = "", self.model, "", None
+        state = _StreamState(self.model)
         try:
             async with self._session.post(
                 self._base + "/chat/completions", data=payload, headers=self._headers
@@ -124,36 +123,17 @@ class OpenAIProvider:
                 if response.status != 200:
                     await response.read()
                     raise error_for_status(response.status, response.headers)
-                async for _, data in sse_events(response):
-                    if data.strip() == "[DONE]":
+                async for batch in sse_batches(response):
+                    text = state.feed(batch)
+                    if text:
+                        yield text
+                    if state.done:
                         break
-                    try:
-                        chunk = json.loads(data)
-                    except ValueError:
-                        raise ProviderError(
-                            ErrorKind.BAD_RESPONSE, "a stream event is not JSON"
-                        ) from None
-                    if not isinstance(chunk, dict):
-                        raise ProviderError(
-                            ErrorKind.BAD_RESPONSE, "a stream event is not an object"
-                        )
-                    response_id = str(chunk.get("id", response_id))
-                    model = str(chunk.get("model", model))
-                    usage = _usage(chunk.get("usage")) or usage
-                    for raw_choice in chunk.get("choices") or ():
-                        choice = obj(raw_choice, "a choice")
-                        delta = obj(choice.get("delta"), "delta").get("content")
-                        if choice.get("finish_reason"):
-                            finish = str(choice["finish_reason"])
-                        if delta:
-                            parts.append(delta)
-                            yield delta
-                else:
-                    if not finish:
-                        raise ProviderError(ErrorKind.BAD_RESPONSE, "the stream ended early")
         except aiohttp.ClientError as exc:
             raise connection_error(exc) from None
-        yield Completion("".join(parts), response_id, model, finish, usage)
+        if not state.done and not state.finish:
+            raise ProviderError(ErrorKind.BAD_RESPONSE, "the stream ended early")
+        yield state.completion()
 
     async def probe(self) -> None:
         if self._probe_mode == "none":
@@ -170,3 +150,55 @@ class OpenAIProvider:
                     raise error_for_status(response.status, response.headers)
         except aiohttp.ClientError as exc:
             raise connection_error(exc) from None
+
+
+class _StreamState:
+    """What a chat-completions stream said so far."""
+
+    __slots__ = ("done", "finish", "model", "parts", "response_id", "usage")
+
+    def __init__(self, model: str) -> None:
+        self.parts: list[str] = []
+        self.response_id = ""
+        self.model = model
+        self.finish = ""
+        self.usage: Usage | None = None
+        self.done = False
+
+    def feed(self, batch: list[tuple[str, str]]) -> str:
+        """Take a batch of events; return the text they add (all deltas, joined)."""
+        texts: list[str] = []
+        for _, data in batch:
+            if data == "[DONE]" or data.strip() == "[DONE]":
+                self.done = True
+                break
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not JSON") from None
+            if not isinstance(chunk, dict):
+                raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not an object")
+            if "id" in chunk:
+                self.response_id = str(chunk["id"])
+            if "model" in chunk:
+                self.model = str(chunk["model"])
+            usage = chunk.get("usage")
+            if usage is not None:
+                self.usage = _usage(usage) or self.usage
+            for raw_choice in chunk.get("choices") or ():
+                choice = obj(raw_choice, "a choice")
+                delta = obj(choice.get("delta"), "delta").get("content")
+                if choice.get("finish_reason"):
+                    self.finish = str(choice["finish_reason"])
+                if delta:
+                    texts.append(delta)
+        if not texts:
+            return ""
+        text = texts[0] if len(texts) == 1 else "".join(texts)
+        self.parts.append(text)
+        return text
+
+    def completion(self) -> Completion:
+        return Completion(
+            "".join(self.parts), self.response_id, self.model, self.finish, self.usage
+        )

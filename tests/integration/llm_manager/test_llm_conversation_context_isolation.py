@@ -288,11 +288,15 @@ async def test_failed_answer_is_not_appended(client_factory, upstream: FakeUpstr
 async def test_stream_appends_history_and_reports_usage(
     client_factory, upstream: FakeUpstream
 ) -> None:
+    upstream.stream_chunk_delay = 0.03  # a paced upstream: the sidecar keeps up
     client = client_factory("alice", session_id="s")
     chunks = [c async for c in client.ask_stream("stream me please")]
     text = "".join(c.delta for c in chunks)
     assert text == "primary says: stream me please (turn 1)"
-    assert len(chunks) > 3 and chunks[-1].metadata is not None
+    # Keeping up, every delta went out alone, as it arrived; then the metadata.
+    pieces = ["primary ", "says: ", "stream ", "me ", "please ", "(turn ", "1)"]
+    assert [c.delta for c in chunks[:-1]] == pieces
+    assert chunks[-1].delta == "" and chunks[-1].metadata is not None
     assert (
         chunks[-1].metadata.usage.total_tokens
         == upstream.usage(upstream.chat_requests[0].body, text)["total_tokens"]
