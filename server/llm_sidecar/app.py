@@ -23,7 +23,7 @@ from llm_sidecar.core.admission.resources import ResourceMonitor
 from llm_sidecar.core.registry import LLMManagerFactory, ManagerRegistry
 from llm_sidecar.core.routing.health import HealthMonitor
 from llm_sidecar.core.state.cache import CacheBudget
-from llm_sidecar.providers._http import new_session
+from llm_sidecar.providers import HttpPools
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.gauges import register_gauges
 from llm_sidecar.telemetry.logs import withhold_library_log_arguments
@@ -54,7 +54,8 @@ class Sidecar:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._stopping = False
-        self.http = new_session()
+        #: Every provider's connection pool.
+        self.http = HttpPools()
         self.router = wiring.router(s, self.http, self.obs)
         self.state, self.store = wiring.state_store(s)
         self.budget = CacheBudget(s.cache.global_max_bytes)
@@ -210,7 +211,7 @@ class Sidecar:
         self.registry.close_all()
         with contextlib.suppress(Exception):
             await self.state.aclose()
-        await self.http.close()
+        await self.http.aclose()
         self.telemetry.shutdown()
         log.info("sidecar stopped", extra={"seconds": round(time.perf_counter() - start, 3)})
         self._stopped.set()

@@ -131,6 +131,11 @@ class ProviderSettings(_Section):
     #: the same priority share load in proportion to their weights.
     priority: int | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    #: Connections to this provider at once; calls beyond wait in a counted queue.
+    #: The default fits a pod with a thousand concurrent calls.
+    max_connections: int = Field(default=1024, ge=1)
+    #: Longest a call waits for a free connection before failing over (pool_exhausted).
+    max_connection_wait_seconds: float = Field(default=1.0, gt=0)
     #: Health probe: "models" (GET /models), "chat" (a 1-token completion) or "none".
     probe: Literal["models", "chat", "none"] = "models"
     #: Simulated provider only: artificial latency.

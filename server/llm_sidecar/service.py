@@ -14,6 +14,7 @@ from llm_sidecar.core.admission.resources import ResourceMonitor, ResourceSnapsh
 from llm_sidecar.core.context import SESSION_ID_KEY, UserExecutionContext, validate_id
 from llm_sidecar.core.errors import InvalidRequestError, RequestTooLargeError
 from llm_sidecar.core.models import AskInput, AskResult, ChatMessage, StreamEvent
+from llm_sidecar.core.providers import Connections
 from llm_sidecar.core.registry import LLMManagerFactory, ManagerRegistry
 from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.conversation import UserConversations
@@ -40,6 +41,7 @@ class ProviderView:
     requests: int
     failures: int
     last_error_type: str
+    connections: Connections
 
 
 class LLMService:
@@ -201,6 +203,7 @@ class LLMService:
                 requests=slot.stats.requests,
                 failures=slot.stats.failures,
                 last_error_type=slot.stats.last_error_type,
+                connections=slot.provider.connections(),
             )
             for slot in self.router.slots()
         ]

@@ -6,8 +6,6 @@ its defaults from them, and this module copies settings into them.
 
 from __future__ import annotations
 
-import aiohttp
-
 from llm_sidecar.config import Settings
 from llm_sidecar.core.admission.limits import UserLimits
 from llm_sidecar.core.admission.resources import Thresholds
@@ -18,11 +16,11 @@ from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.cache import CacheLimits
 from llm_sidecar.core.state.conversation import HistoryBounds
 from llm_sidecar.core.state.store import MemoryStateStore, StateStore
-from llm_sidecar.providers import build_provider
+from llm_sidecar.providers import HttpPools, build_provider
 from llm_sidecar.stores.redis import RedisBackend, RedisStateStore
 
 
-def router(settings: Settings, session: aiohttp.ClientSession, obs: Observability) -> Router:
+def router(settings: Settings, pools: HttpPools, obs: Observability) -> Router:
     """Every model's provider chain, each provider with its own breaker."""
     f = settings.failover
     breaker = BreakerPolicy(
@@ -35,7 +33,7 @@ def router(settings: Settings, session: aiohttp.ClientSession, obs: Observabilit
     for route_name, route in settings.models.items():
         slots = [
             ProviderSlot(
-                provider=build_provider(p, session),
+                provider=build_provider(p, pools),
                 route=route_name,
                 timeout_seconds=p.timeout_seconds,
                 weight=p.weight,

@@ -646,6 +646,9 @@ class ProviderStatus(_message.Message):
     REQUESTS_FIELD_NUMBER: _builtins.int
     FAILURES_FIELD_NUMBER: _builtins.int
     LAST_ERROR_TYPE_FIELD_NUMBER: _builtins.int
+    CONNECTIONS_IN_USE_FIELD_NUMBER: _builtins.int
+    CONNECTIONS_WAITING_FIELD_NUMBER: _builtins.int
+    MAX_CONNECTIONS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     model_route: _builtins.str
     circuit_state: _builtins.str
@@ -657,6 +660,13 @@ class ProviderStatus(_message.Message):
     requests: _builtins.int
     failures: _builtins.int
     last_error_type: _builtins.str
+    connections_in_use: _builtins.int
+    """The provider's connection pool: calls holding a connection, calls queued
+    for one, and the pool's size (server config models.*.providers[].max_connections;
+    0 for a provider without one).
+    """
+    connections_waiting: _builtins.int
+    max_connections: _builtins.int
     def __init__(
         self,
         *,
@@ -670,10 +680,13 @@ class ProviderStatus(_message.Message):
         requests: _builtins.int = ...,
         failures: _builtins.int = ...,
         last_error_type: _builtins.str = ...,
+        connections_in_use: _builtins.int = ...,
+        connections_waiting: _builtins.int = ...,
+        max_connections: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["circuit_state", b"circuit_state", "error_rate", b"error_rate", "failures", b"failures", "healthy", b"healthy", "last_error_type", b"last_error_type", "latency_p50_ms", b"latency_p50_ms", "latency_p99_ms", b"latency_p99_ms", "model_route", b"model_route", "name", b"name", "requests", b"requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["circuit_state", b"circuit_state", "connections_in_use", b"connections_in_use", "connections_waiting", b"connections_waiting", "error_rate", b"error_rate", "failures", b"failures", "healthy", b"healthy", "last_error_type", b"last_error_type", "latency_p50_ms", b"latency_p50_ms", "latency_p99_ms", b"latency_p99_ms", "max_connections", b"max_connections", "model_route", b"model_route", "name", b"name", "requests", b"requests"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -85,6 +85,8 @@ class ErrorKind(enum.Enum):
     AUTH = "auth"
     REQUEST_REJECTED = "request_rejected"
     INVALID_OUTPUT = "invalid_output"
+    #: Every connection to the provider was busy for too long (our saturation).
+    POOL_EXHAUSTED = "pool_exhausted"
 
     @property
     def fails_over(self) -> bool:
@@ -98,7 +100,11 @@ class ErrorKind(enum.Enum):
     @property
     def counts_against_provider(self) -> bool:
         """Whether the failure says the provider is unhealthy (feeds the breaker)."""
-        return self not in (ErrorKind.REQUEST_REJECTED, ErrorKind.INVALID_OUTPUT)
+        return self not in (
+            ErrorKind.REQUEST_REJECTED,
+            ErrorKind.INVALID_OUTPUT,
+            ErrorKind.POOL_EXHAUSTED,
+        )
 
 
 class ProviderError(SidecarError):

@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from llm_sidecar.core.models import ChatRequest, Completion
+
+
+@dataclass(frozen=True, slots=True)
+class Connections:
+    """A provider's connection pool: calls holding a connection, calls queued for one,
+    and the pool's size (0: no pool, as for the simulated provider)."""
+
+    in_use: int = 0
+    waiting: int = 0
+    limit: int = 0
+
+
+NO_POOL = Connections()
 
 
 class Provider(Protocol):
@@ -32,3 +46,6 @@ class Provider(Protocol):
 
     async def probe(self) -> None:
         """Cheap liveness check; raises ProviderError when the provider cannot serve."""
+
+    def connections(self) -> Connections:
+        """The provider's connection pool figures, read without I/O."""

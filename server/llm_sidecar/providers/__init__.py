@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from llm_sidecar.config import ProviderSettings
 from llm_sidecar.core.providers import Provider
+from llm_sidecar.providers._pool import HttpPools
 from llm_sidecar.providers.anthropic import AnthropicProvider
 from llm_sidecar.providers.openai import OpenAIProvider
 from llm_sidecar.providers.simulated import SimulatedProvider
 
-__all__ = ["AnthropicProvider", "OpenAIProvider", "SimulatedProvider", "build_provider"]
+__all__ = [
+    "AnthropicProvider",
+    "HttpPools",
+    "OpenAIProvider",
+    "SimulatedProvider",
+    "build_provider",
+]
 
 
-def build_provider(settings: ProviderSettings, session: aiohttp.ClientSession) -> Provider:
-    """The adapter a provider entry asks for, sharing the process's HTTP session."""
+def build_provider(settings: ProviderSettings, pools: HttpPools) -> Provider:
+    """The adapter a provider entry asks for, with its own connection pool from ``pools``."""
     if settings.kind == "simulated":
         return SimulatedProvider(
             name=settings.name,
@@ -29,7 +34,10 @@ def build_provider(settings: ProviderSettings, session: aiohttp.ClientSession) -
         base_url=settings.base_url,
         model=settings.model,
         api_key=settings.api_key(),
-        session=session,
+        pool=pools.new(
+            max_connections=settings.max_connections,
+            max_wait_seconds=settings.max_connection_wait_seconds,
+        ),
         headers=dict(settings.headers),
         probe=settings.probe,
     )

@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the HTTP providers: one pooled session, error mapping, SSE."""
+"""HTTP plumbing shared by the HTTP providers: error mapping, JSON bodies, SSE."""
 
 from __future__ import annotations
 
@@ -11,19 +11,6 @@ from typing import Any
 import aiohttp
 
 from llm_sidecar.core.errors import ErrorKind, ProviderError
-
-
-def new_session(limit: int = 256) -> aiohttp.ClientSession:
-    """The process's one pooled client session (keep-alive, no per-request timeout:
-    the router bounds every attempt)."""
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, ttl_dns_cache=300)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=None),
-        json_serialize=json.dumps,
-        raise_for_status=False,
-        auto_decompress=True,
-    )
 
 
 def parse_retry_after(value: str | None) -> float | None:

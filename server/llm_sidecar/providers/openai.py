@@ -10,6 +10,7 @@ import aiohttp
 
 from llm_sidecar.core.errors import ErrorKind, ProviderError
 from llm_sidecar.core.models import ChatMessage, ChatRequest, Completion, GenerationParams, Usage
+from llm_sidecar.core.providers import Connections
 from llm_sidecar.providers._http import (
     connection_error,
     error_for_status,
@@ -17,6 +18,7 @@ from llm_sidecar.providers._http import (
     parse_json_body,
     sse_batches,
 )
+from llm_sidecar.providers._pool import HttpPool
 
 
 def _body(model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
@@ -70,14 +72,15 @@ class OpenAIProvider:
         base_url: str,
         model: str,
         api_key: str,
-        session: aiohttp.ClientSession,
+        pool: HttpPool,
         headers: dict[str, str] | None = None,
         probe: str = "models",
     ) -> None:
         self.name = name
         self.model = model
         self._base = base_url.rstrip("/")
-        self._session = session
+        self._pool = pool
+        self._session = pool.session
         self._probe_mode = probe
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
@@ -86,9 +89,12 @@ class OpenAIProvider:
     async def complete(self, request: ChatRequest) -> Completion:
         payload = json.dumps(_body(self.model, request, stream=False)).encode()
         try:
-            async with self._session.post(
-                self._base + "/chat/completions", data=payload, headers=self._headers
-            ) as response:
+            async with (
+                self._pool.connection(),
+                self._session.post(
+                    self._base + "/chat/completions", data=payload, headers=self._headers
+                ) as response,
+            ):
                 raw = await response.read()
                 if response.status != 200:
                     raise error_for_status(response.status, response.headers)
@@ -117,9 +123,12 @@ class OpenAIProvider:
         payload = json.dumps(_body(self.model, request, stream=True)).encode()
         state = _StreamState(self.model)
         try:
-            async with self._session.post(
-                self._base + "/chat/completions", data=payload, headers=self._headers
-            ) as response:
+            async with (
+                self._pool.connection(),
+                self._session.post(
+                    self._base + "/chat/completions", data=payload, headers=self._headers
+                ) as response,
+            ):
                 if response.status != 200:
                     await response.read()
                     raise error_for_status(response.status, response.headers)
@@ -134,6 +143,10 @@ class OpenAIProvider:
         if not state.done and not state.finish:
             raise ProviderError(ErrorKind.BAD_RESPONSE, "the stream ended early")
         yield state.completion()
+
+    def connections(self) -> Connections:
+        pool = self._pool
+        return Connections(pool.in_use, pool.waiting, pool.max_connections)
 
     async def probe(self) -> None:
         if self._probe_mode == "none":

@@ -13,6 +13,7 @@ from hashlib import blake2b
 from typing import Any
 
 from llm_sidecar.core.models import ChatRequest, Completion, Usage
+from llm_sidecar.core.providers import NO_POOL, Connections
 from llm_sidecar.core.structured import canonical_json
 
 
@@ -101,3 +102,6 @@ class SimulatedProvider:
 
     async def probe(self) -> None:
         return None
+
+    def connections(self) -> Connections:
+        return NO_POOL

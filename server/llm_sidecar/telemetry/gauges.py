@@ -42,6 +42,19 @@ def register_gauges(
             for slot in router.slots()
         ]
 
+    def connections(figure: str) -> Callable[[CallbackOptions], list[Observation]]:
+        def observe(_: CallbackOptions) -> list[Observation]:
+            return [
+                Observation(
+                    getattr(slot.provider.connections(), figure),
+                    {"llm_sidecar.provider": slot.name},
+                )
+                for slot in router.slots()
+                if slot.provider.connections().limit
+            ]
+
+        return observe
+
     def store(_: CallbackOptions) -> list[Observation]:
         status = store_status()
         return [Observation(1 if status.serving else 0, {"llm_sidecar.store.state": status.state})]
@@ -62,4 +75,16 @@ def register_gauges(
     meter.create_observable_gauge("process.memory.usage", [memory], unit="By")
     meter.create_observable_gauge(
         "llm_sidecar.circuit.state", [circuits], description="0 closed, 1 half-open, 2 open"
+    )
+    meter.create_observable_gauge(
+        "llm_sidecar.provider.connections.in_use",
+        [connections("in_use")],
+        unit="{connection}",
+        description="Provider calls holding a pooled connection",
+    )
+    meter.create_observable_gauge(
+        "llm_sidecar.provider.connections.waiting",
+        [connections("waiting")],
+        unit="{call}",
+        description="Provider calls queued for a free connection",
     )

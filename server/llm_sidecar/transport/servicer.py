@@ -168,6 +168,9 @@ class LLMAdminServicer(pb_grpc.LLMAdminServiceServicer):
                     requests=v.requests,
                     failures=v.failures,
                     last_error_type=v.last_error_type,
+                    connections_in_use=v.connections.in_use,
+                    connections_waiting=v.connections.waiting,
+                    max_connections=v.connections.limit,
                 )
                 for v in self._service.providers()
             ]

@@ -509,3 +509,50 @@ async def test_stream_has_retry_rounds_and_records_timeouts(pair, sidecar_factor
         ("primary", "timeout"),
         ("fallback", "ok"),
     ]
+
+
+async def test_full_connection_pool_is_visible_and_fails_fast(pair, sidecar_factory) -> None:
+    primary, fallback = pair
+    primary.latency = 1.0  # healthy, but slow: the one connection stays busy
+    pooled = {"max_connections": 1, "max_connection_wait_seconds": 0.2}
+    settings = make_settings(
+        [provider("primary", primary.url, **pooled)],
+        models={
+            "m": {"providers": [provider("primary", primary.url, **pooled)]},
+            "with-fallback": {
+                "providers": [
+                    provider("primary2", primary.url, **pooled),
+                    provider("fallback", fallback.url),
+                ]
+            },
+        },
+    )
+    sidecar = await sidecar_factory(settings)
+    async with await _client(sidecar) as client:
+        first = asyncio.ensure_future(client.ask("occupy the connection"))
+        while not primary.chat_requests:
+            await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(client.ask("queued"))
+        await asyncio.sleep(0.1)
+        status = (await _providers(sidecar))["primary"]
+        assert (status.connections_in_use, status.connections_waiting) == (1, 1)
+        assert status.max_connections == 1
+        start = time.perf_counter()
+        with pytest.raises(UnavailableError) as info:
+            await second
+        assert time.perf_counter() - start < 0.5  # the wait was bounded, not the upstream's 1 s
+        assert "pool_exhausted" in info.value.message
+        assert await first == "primary says: occupy the connection (turn 1)"
+        state = (await _providers(sidecar))["primary"]
+        assert state.circuit_state == "closed" and state.connections_waiting == 0
+        # With another provider in the chain, a full pool fails over instead.
+        held = asyncio.ensure_future(client.ask("busy again", model="with-fallback"))
+        while len(primary.chat_requests) < 2:
+            await asyncio.sleep(0.01)
+        routed = await client.ask_full("go elsewhere", model="with-fallback")
+        assert routed.metadata.provider == "fallback"
+        assert [(a.provider, a.error_type) for a in routed.metadata.attempts] == [
+            ("primary2", "pool_exhausted"),
+            ("fallback", ""),
+        ]
+        await held

@@ -698,6 +698,25 @@ export declare type ProviderStatus = Message$1<"llm_manager.v1.ProviderStatus"> 
    * @generated from field: string last_error_type = 10;
    */
   lastErrorType: string;
+
+  /**
+   * The provider's connection pool: calls holding a connection, calls queued
+   * for one, and the pool's size (server config models.*.providers[].max_connections;
+   * 0 for a provider without one).
+   *
+   * @generated from field: uint32 connections_in_use = 11;
+   */
+  connectionsInUse: number;
+
+  /**
+   * @generated from field: uint32 connections_waiting = 12;
+   */
+  connectionsWaiting: number;
+
+  /**
+   * @generated from field: uint32 max_connections = 13;
+   */
+  maxConnections: number;
 };
 
 /**
