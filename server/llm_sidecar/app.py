@@ -76,7 +76,7 @@ class Sidecar:
             registry=self.registry,
             budget=self.budget,
             thresholds=wiring.thresholds(s),
-            in_flight=lambda: self.service.in_flight,
+            in_flight=lambda: self.registry.in_flight,
             interval_seconds=s.resources.sample_interval_seconds,
             on_alert=lambda level, what: self.obs.alerts.add(1, {"level": level, "resource": what}),
         )

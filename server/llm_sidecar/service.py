@@ -63,7 +63,6 @@ class LLMService:
         self.router = router
         self.monitor = monitor
         self.max_prompt_chars = max_prompt_chars
-        self.in_flight = 0
 
     # -- validation -----------------------------------------------------------------
 
@@ -104,25 +103,18 @@ class LLMService:
     ) -> AskResult:
         """Answer a prompt for the caller."""
         self.validate(inp)
-        manager = self.registry.get_or_create(ctx)
-        self.in_flight += 1
-        try:
-            return await manager.ask(ctx, inp, deadline)
-        finally:
-            self.in_flight -= 1
+        return await self.registry.get_or_create(ctx).ask(ctx, inp, deadline)
 
-    async def ask_stream(
+    def ask_stream(
         self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None
-    ) -> AsyncIterator[StreamEvent]:
-        """Stream an answer for the caller."""
+    ) -> AsyncIterator[str | StreamEvent]:
+        """Stream an answer for the caller: text deltas, then the result.
+
+        Validates and finds the manager now; the manager's own stream is handed
+        back as it is, so no layer here touches each delta.
+        """
         self.validate(inp)
-        manager = self.registry.get_or_create(ctx)
-        self.in_flight += 1
-        try:
-            async for event in manager.ask_stream(ctx, inp, deadline):
-                yield event
-        finally:
-            self.in_flight -= 1
+        return self.registry.get_or_create(ctx).ask_stream(ctx, inp, deadline)
 
     async def is_cached(self, ctx: UserExecutionContext, inp: AskInput) -> bool:
         """Whether the caller's cache would answer this request."""

@@ -285,8 +285,8 @@ class LLMManager:
 
     async def ask_stream(
         self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None = None
-    ) -> AsyncIterator[StreamEvent]:
-        """Stream one answer; the last event carries the full result."""
+    ) -> AsyncIterator[str | StreamEvent]:
+        """Stream one answer: text deltas, then a :class:`StreamEvent` with the result."""
         self._check(ctx)
         self.limiter.acquire()
         try:
@@ -298,15 +298,15 @@ class LLMManager:
                     self._record_lookup(hit is not None)
                     if hit is not None:
                         result = await self._answer_from_cache(ctx, inp, prep, hit, start)
-                        yield StreamEvent(delta=result.text)
-                        yield StreamEvent(result=result)
+                        yield result.text
+                        yield StreamEvent(result)
                         return
                 request = ChatRequest(prep.messages, inp.params, None)
                 async for item in self._router.stream(prep.route, request, deadline):
                     if isinstance(item, RoutedCompletion):
-                        yield StreamEvent(result=await self._settle(ctx, inp, prep, item, start))
+                        yield StreamEvent(await self._settle(ctx, inp, prep, item, start))
                     else:
-                        yield StreamEvent(delta=item)
+                        yield item
         finally:
             self.limiter.release()
 

@@ -115,10 +115,10 @@ class AskResult:
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """What ``ask_stream`` yields: deltas, then one final event with the result."""
+    """The last item of a stream: the whole result. Deltas before it are plain ``str``
+    (a stream item per delta is the hot path: no object is built for one)."""
 
-    delta: str = ""
-    result: AskResult | None = None
+    result: AskResult
 
 
 @dataclass(slots=True)

@@ -90,6 +90,12 @@ class ManagerRegistry:
     def __iter__(self) -> Iterator[LLMManager]:
         return iter(list(self._managers.values()))
 
+    @property
+    def in_flight(self) -> int:
+        """Requests being answered now, over all users (summed when read, so the request
+        path keeps no process-wide counter)."""
+        return sum(manager.in_flight for manager in self._managers.values())
+
     def get(self, user_id: str) -> LLMManager | None:
         """The live manager of ``user_id``, if any."""
         return self._managers.get(user_id)

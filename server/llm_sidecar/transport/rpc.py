@@ -30,8 +30,8 @@ log = logging.getLogger("llm_sidecar.rpc")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
+Item = TypeVar("Item")
 UnaryHandler = Callable[[UserExecutionContext, Any, float | None], Awaitable[Resp]]
-StreamHandler = Callable[[UserExecutionContext, Any, float | None], AsyncIterator[Resp]]
 
 
 class RpcRunner:
@@ -136,29 +136,40 @@ class RpcRunner:
         await context.abort_with_status(status)
         raise AssertionError("unreachable")  # abort_with_status always raises
 
-    async def stream(
+    def streaming(
         self,
         method: str,
-        request: Any,
-        context: grpc.aio.ServicerContext,
-        handler: StreamHandler[Resp],
-    ) -> AsyncIterator[Resp]:
-        """Run a server-streaming handler."""
-        start = time.perf_counter()
-        incoming, bad = self._split(context)
-        code = grpc.StatusCode.OK
-        status: grpc.Status | None = None
-        with self._span(method, incoming.carrier) as span:
-            try:
-                if bad is not None:
-                    raise bad
-                ctx, deadline = self._enter(request, context, span, incoming)
-                async for item in handler(ctx, request, deadline):  # type: ignore[arg-type]
-                    yield item
-            except Exception as exc:
-                status = self._failed(method, span, exc)
-                code = status.code
-            finally:
-                self._done(method, start, code)
-        if status is not None:
-            await context.abort_with_status(status)
+        handler: Callable[[UserExecutionContext, Any, float | None], AsyncIterator[Item]],
+        convert: Callable[[Item, int], Resp],
+    ) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Resp]]:
+        """A server-streaming behaviour: ``handler``'s items, each turned into a message
+        by ``convert(item, index)``.
+
+        The behaviour itself is the one generator between the core's stream and
+        gRPC: no layer in between re-yields each chunk.
+        """
+        runner = self
+
+        async def behaviour(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Resp]:
+            start = time.perf_counter()
+            incoming, bad = runner._split(context)
+            code = grpc.StatusCode.OK
+            status: grpc.Status | None = None
+            with runner._span(method, incoming.carrier) as span:
+                try:
+                    if bad is not None:
+                        raise bad
+                    ctx, deadline = runner._enter(request, context, span, incoming)
+                    index = 0
+                    async for item in handler(ctx, request, deadline):  # type: ignore[arg-type]
+                        yield convert(item, index)
+                        index += 1
+                except Exception as exc:
+                    status = runner._failed(method, span, exc)
+                    code = status.code
+                finally:
+                    runner._done(method, start, code)
+            if status is not None:
+                await context.abort_with_status(status)
+
+        return behaviour

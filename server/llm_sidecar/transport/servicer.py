@@ -7,9 +7,9 @@ from typing import TypeAlias
 
 import grpc
 from llm_manager.v1 import llm_manager_pb2 as pb
-from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
 
 from llm_sidecar.core.context import UserExecutionContext
+from llm_sidecar.core.models import StreamEvent
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.structured import parse_schema
 from llm_sidecar.service import LLMService
@@ -29,12 +29,22 @@ ADMIN_MAX_REQUEST_BYTES = 4096
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
-class LLMManagerServicer(pb_grpc.LLMManagerServiceServicer):
-    """Maps each RPC onto :class:`LLMService`."""
+def stream_chunk(item: str | StreamEvent, index: int) -> pb.AskStreamChunk:
+    """One AskStream message: a delta, or the last one with the metadata."""
+    if isinstance(item, str):
+        return pb.AskStreamChunk(delta=item, index=index)
+    return pb.AskStreamChunk(index=index, metadata=metadata_msg(item.result))
+
+
+class LLMManagerServicer:
+    """Maps each RPC onto :class:`LLMService` (registered by ``handlers.add_service``)."""
 
     def __init__(self, service: LLMService, obs: Observability, *, token: str = "") -> None:
         self._service = service
         self._rpc = RpcRunner(SERVICE_NAME, obs, token=token)
+        # grpc.aio serves a stream from an async generator function: this one is the
+        # whole path from the core's stream to the wire.
+        self.AskStream = self._rpc.streaming("AskStream", self._ask_stream, stream_chunk)
 
     # -- handlers (context already validated) --------------------------------------
 
@@ -57,16 +67,10 @@ class LLMManagerServicer(pb_grpc.LLMManagerServiceServicer):
         result = await self._service.ask(ctx, ask_input(req, schema), deadline)
         return pb.AskStructuredResponse(json=result.text, metadata=metadata_msg(result))
 
-    async def _ask_stream(
+    def _ask_stream(
         self, ctx: UserExecutionContext, req: pb.AskRequest, deadline: float | None
-    ) -> AsyncIterator[pb.AskStreamChunk]:
-        index = 0
-        async for event in self._service.ask_stream(ctx, ask_input(req), deadline):
-            if event.result is not None:
-                yield pb.AskStreamChunk(index=index, metadata=metadata_msg(event.result))
-            else:
-                yield pb.AskStreamChunk(delta=event.delta, index=index)
-            index += 1
+    ) -> AsyncIterator[str | StreamEvent]:
+        return self._service.ask_stream(ctx, ask_input(req), deadline)
 
     async def _is_cached(
         self, ctx: UserExecutionContext, req: pb.AskRequest, deadline: float | None
@@ -116,13 +120,6 @@ class LLMManagerServicer(pb_grpc.LLMManagerServiceServicer):
     ) -> pb.AskStructuredResponse:
         return await self._rpc.unary("AskStructured", request, context, self._ask_structured)
 
-    async def AskStream(
-        self, request: pb.AskRequest, context: Ctx
-    ) -> AsyncIterator[pb.AskStreamChunk]:
-        # grpc.aio picks the streaming mode by isasyncgenfunction, so this must be one.
-        async for chunk in self._rpc.stream("AskStream", request, context, self._ask_stream):
-            yield chunk
-
     async def IsCached(self, request: pb.AskRequest, context: Ctx) -> pb.IsCachedResponse:
         return await self._rpc.unary("IsCached", request, context, self._is_cached)
 
@@ -145,7 +142,7 @@ class LLMManagerServicer(pb_grpc.LLMManagerServiceServicer):
         return await self._rpc.unary("GetUsage", request, context, self._get_usage)
 
 
-class LLMAdminServicer(pb_grpc.LLMAdminServiceServicer):
+class LLMAdminServicer:
     """Operator views: aggregates only, no user identity or content."""
 
     def __init__(self, service: LLMService, obs: Observability, *, token: str = "") -> None:

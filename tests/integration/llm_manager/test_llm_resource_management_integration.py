@@ -148,7 +148,7 @@ async def test_concurrent_resource_usage_safety(upstream: FakeUpstream, sidecar_
     refused = [r for r in greedy_results if isinstance(r, ResourceExhaustedError)]
     assert len(refused) == 8 and all(r.retry_after is not None for r in refused)
     assert all(isinstance(r, str) for r in calm_results)  # other users were unaffected
-    assert sidecar.service.in_flight == 0
+    assert sidecar.registry.in_flight == 0
     assert all(m.limiter.in_flight == 0 for m in sidecar.registry)
     for client in [greedy, *others]:
         await client.close()

@@ -48,6 +48,7 @@ from llm_sidecar.core.observability import NOOP, Observability
 from llm_sidecar.core.providers import Provider
 from llm_sidecar.core.routing.breaker import Permit
 from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy, order
+from llm_sidecar.core.routing.watch import AttemptWatch
 
 log = logging.getLogger(__name__)
 
@@ -192,26 +193,30 @@ class Router:
                 with permit, genai.attempt_span(self.obs, slot.provider, route, request) as span:
                     start = time.perf_counter()
                     iterator = open_attempt(slot.provider, request)
+                    watch = AttemptWatch(slot.timeout_seconds, self._loop_deadline(deadline))
+                    watch.start()
                     try:
                         while True:
-                            remaining = None if deadline is None else deadline - self._clock()
-                            # Cut by the caller's deadline rather than the provider's
-                            # timeout: running out of time says nothing about the provider.
-                            cut = remaining is not None and remaining < slot.timeout_seconds
-                            timeout = remaining if cut else slot.timeout_seconds
+                            watch.waiting()
                             try:
-                                async with asyncio.timeout(timeout):
-                                    item = await anext(iterator)
-                            except TimeoutError:
-                                if cut:
+                                item = await anext(iterator)
+                            except asyncio.CancelledError:
+                                if not watch.ended_wait():
+                                    raise
+                                # Cut by the caller's deadline rather than the provider's
+                                # timeout: running out of time says nothing of the provider.
+                                if watch.cut:
                                     self._deadline_cut(slot, span, start, attempts)
                                 raise ProviderError(
-                                    ErrorKind.TIMEOUT, f"no data within {timeout:.3f}s"
+                                    ErrorKind.TIMEOUT,
+                                    f"no data within {slot.timeout_seconds:.3f}s",
                                 ) from None
                             except StopAsyncIteration:
                                 raise ProviderError(
                                     ErrorKind.BAD_RESPONSE, "the answer ended without a result"
                                 ) from None
+                            finally:
+                                watch.waited()
                             if isinstance(item, str):
                                 if item:
                                     sent += 1
@@ -240,6 +245,7 @@ class Router:
                             ErrorKind.BAD_RESPONSE, f"the adapter failed ({type(exc).__name__})"
                         )
                     finally:
+                        watch.stop()
                         aclose = getattr(iterator, "aclose", None)
                         if aclose is not None:
                             await aclose()
@@ -270,6 +276,12 @@ class Router:
             )
             await asyncio.sleep(delay)
         raise self._exhausted(route, attempts, errors, deadline)
+
+    def _loop_deadline(self, deadline: float | None) -> float | None:
+        """The caller's deadline on the event loop's clock."""
+        if deadline is None:
+            return None
+        return asyncio.get_running_loop().time() + (deadline - self._clock())
 
     # -- outcomes of one attempt --------------------------------------------------
 
