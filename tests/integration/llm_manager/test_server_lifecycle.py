@@ -15,6 +15,8 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from llm_manager.v1 import llm_manager_pb2 as pb
+from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
 
 from llm_manager_client import AsyncLLMManagerClient, LLMManagerClient, UserContext
 from llm_sidecar import Sidecar
@@ -146,3 +148,36 @@ async def test_sigterm_drains_in_flight_calls(upstream: FakeUpstream, tmp_path: 
         assert "slow question" not in stderr  # no prompt text in logs
     finally:
         proc.stop()
+
+
+async def test_a_burst_of_calls_is_served_not_cancelled(sidecar_factory) -> None:
+    """1,500 calls at once: gRPC core's default pending-call limits (1,000 soft, 3,000
+    hard) cancelled part of such a burst with CANCELLED before the sidecar saw it."""
+    settings = make_settings(
+        models={
+            "slow": {
+                "providers": [{"name": "sim", "kind": "simulated", "simulated_latency_ms": 500}]
+            }
+        },
+        limits={"max_concurrent_per_user": 0},
+    )
+    sidecar = await sidecar_factory(settings)
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.port}") for _ in range(15)]
+    stubs = [pb_grpc.LLMManagerServiceStub(c) for c in channels]
+    codes: list[grpc.StatusCode] = []
+
+    async def one(i: int) -> None:
+        try:
+            await stubs[i % 15].Ask(
+                pb.AskRequest(prompt=f"burst {i}"), metadata=[("x-user-id", f"u{i}")], timeout=60
+            )
+            codes.append(grpc.StatusCode.OK)
+        except grpc.aio.AioRpcError as error:
+            codes.append(error.code())
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(1500)))
+    finally:
+        for channel in channels:
+            await channel.close()
+    assert codes.count(grpc.StatusCode.OK) == 1500, {c: codes.count(c) for c in set(codes)}

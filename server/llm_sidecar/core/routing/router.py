@@ -37,10 +37,8 @@ from llm_sidecar.core.errors import (
     ErrorKind,
     ProviderError,
     ProviderRejectedError,
-    ProviderUnavailableError,
     SidecarError,
     StreamInterruptedError,
-    StructuredOutputError,
     UnknownModelError,
 )
 from llm_sidecar.core.models import ChatRequest, Completion, RoutedCompletion
@@ -48,12 +46,11 @@ from llm_sidecar.core.observability import NOOP, Observability
 from llm_sidecar.core.providers import Provider
 from llm_sidecar.core.routing.breaker import Permit
 from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy, order
+from llm_sidecar.core.routing.verdict import MIN_ATTEMPT_SECONDS, exhausted, next_round_delay
 from llm_sidecar.core.routing.watch import AttemptWatch
 
 log = logging.getLogger(__name__)
 
-# Below this much time left an attempt cannot finish; fail fast instead.
-MIN_ATTEMPT_SECONDS = 0.002
 # A hold that ends within this is over: timers may fire a hair early.
 _HOLD_SLACK = 0.002
 
@@ -268,14 +265,16 @@ class Router:
                 errors.append(failure)
                 previous = slot
             round_no += 1
-            delay = self._next_round_delay(route, round_no, errors, deadline)
+            delay = next_round_delay(
+                self.routes[route], self.policy, round_no, errors, deadline, self._clock()
+            )
             if delay is None:
                 break
             genai.event(
                 "llm_sidecar.retry", {"llm_sidecar.round": round_no, "llm_sidecar.delay_s": delay}
             )
             await asyncio.sleep(delay)
-        raise self._exhausted(route, attempts, errors, deadline)
+        raise exhausted(route, self.routes[route], attempts, errors, deadline, self._clock())
 
     def _loop_deadline(self, deadline: float | None) -> float | None:
         """The caller's deadline on the event loop's clock."""
@@ -353,50 +352,4 @@ class Router:
                 "llm_sidecar.to_provider": slot.name,
                 "error.type": error.kind.value,
             },
-        )
-
-    # -- rounds and the final verdict ---------------------------------------------
-
-    def _next_round_delay(
-        self, route: str, round_no: int, errors: list[ProviderError], deadline: float | None
-    ) -> float | None:
-        """Backoff before another round, or None when no round should follow."""
-        if round_no > self.policy.retry_rounds or not errors:
-            return None
-        if all(e.kind is ErrorKind.INVALID_OUTPUT for e in errors):
-            return None
-        now = self._clock()
-        waits = [w for s in self.routes[route] if (w := s.wait_seconds(now)) is not None]
-        if not waits:
-            return None  # every circuit is open
-        delay = max(self.policy.backoff(round_no), min(waits))
-        if deadline is not None and delay + MIN_ATTEMPT_SECONDS >= deadline - now:
-            return None
-        return delay
-
-    def _exhausted(
-        self,
-        route: str,
-        attempts: list[AttemptRecord],
-        errors: list[ProviderError],
-        deadline: float | None,
-    ) -> Exception:
-        if errors and all(e.kind is ErrorKind.INVALID_OUTPUT for e in errors):
-            return StructuredOutputError(
-                f"no provider of '{route}' produced JSON valid against the schema "
-                f"({errors[-1].message})",
-                attempts,
-            )
-        now = self._clock()
-        if deadline is not None and deadline - now < MIN_ATTEMPT_SECONDS:
-            return DeadlineExceededError("the deadline passed before a provider answered", attempts)
-        slots = self.routes[route]
-        waits = [s.breaker.retry_after() for s in slots if s.wait_seconds(now) is None]
-        waits += [s.hold_until - now for s in slots if s.hold_until > now]
-        waits += [e.retry_after for e in errors if e.retry_after is not None]
-        kinds = ", ".join(sorted({a.error_type for a in attempts if a.error_type})) or "no attempt"
-        return ProviderUnavailableError(
-            f"no provider of '{route}' could answer ({kinds})",
-            attempts,
-            retry_after=max(min(waits) if waits else 1.0, 0.05),
         )
