@@ -28,13 +28,21 @@ CATEGORIES: dict[str, list[str]] = {
     "conversation": [
         str(TESTS / "integration/llm_manager/test_llm_conversation_context_isolation.py")
     ],
-    "failover": [str(TESTS / "integration/llm_manager/test_llm_provider_failover_integration.py")],
+    "failover": [
+        str(TESTS / "integration/llm_manager/test_llm_provider_failover_integration.py"),
+        str(TESTS / "integration/llm_manager/test_llm_provider_failover_policy.py"),
+        str(TESTS / "unit/test_routing_policy.py"),
+    ],
     "resources": [
         str(TESTS / "integration/llm_manager/test_llm_resource_management_integration.py")
     ],
-    "telemetry": [str(TESTS / "integration/llm_manager/test_telemetry.py")],
+    "telemetry": [
+        str(TESTS / "integration/llm_manager/test_telemetry.py"),
+        str(TESTS / "integration/llm_manager/test_telemetry_export.py"),
+    ],
     "redis": ["-m", "redis", str(TESTS)],
     "fuzz": [str(TESTS / "fuzz")],
+    "edge": [str(TESTS / "integration/llm_manager/test_wire_edge.py"), str(TESTS / "fuzz")],
 }
 
 

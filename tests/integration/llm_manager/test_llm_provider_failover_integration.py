@@ -8,52 +8,17 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from llm_manager.v1 import llm_manager_pb2 as pb
-from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
 
 from llm_manager_client import (
-    AsyncLLMManagerClient,
     DeadlineExceededError,
     InvalidArgumentError,
     UnavailableError,
-    UserContext,
 )
-from llm_sidecar import Sidecar
+from tests.support.failover import chain_settings, client_for, provider_states
 from tests.support.sidecar import make_settings, provider
 from tests.support.upstream import FakeUpstream
 
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
-
-
-@pytest.fixture
-async def pair(upstream_factory) -> tuple[FakeUpstream, FakeUpstream]:
-    return await upstream_factory("primary"), await upstream_factory("fallback")
-
-
-def chain_settings(
-    primary: FakeUpstream, fallback: FakeUpstream, *, timeout: float = 2.0, **sections
-):
-    failover = {"failure_threshold": 1000, "cooldown_seconds": 30, **sections.pop("failover", {})}
-    return make_settings(
-        [
-            provider("primary", primary.url, timeout=timeout),
-            provider("fallback", fallback.url, timeout=timeout),
-        ],
-        failover=failover,
-        **sections,
-    )
-
-
-async def _client(sidecar: Sidecar, user: str = "alice", **ctx) -> AsyncLLMManagerClient:
-    return AsyncLLMManagerClient(f"127.0.0.1:{sidecar.port}", UserContext(user, **ctx), timeout=10)
-
-
-async def _providers(sidecar: Sidecar) -> dict[str, pb.ProviderStatus]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.port}") as channel:
-        reply = await pb_grpc.LLMAdminServiceStub(channel).ListProviders(
-            pb.ListProvidersRequest(), timeout=5
-        )
-    return {p.name: p for p in reply.providers}
 
 
 @pytest.mark.parametrize("mode", ["error", "reset", "bad_json", "rate_limited"])
@@ -62,7 +27,7 @@ async def test_primary_provider_failure_failover(pair, sidecar_factory, mode: st
     sidecar = await sidecar_factory(chain_settings(primary, fallback))
     primary.mode = mode
     primary.error_status = 502
-    async with await _client(sidecar) as client:
+    async with await client_for(sidecar) as client:
         result = await client.ask_full("are you there")
     assert result.text == "fallback says: are you there (turn 1)"
     assert result.metadata.provider == "fallback"
@@ -82,7 +47,7 @@ async def test_primary_refusing_connections_fails_over(pair, sidecar_factory) ->
     primary, fallback = pair
     sidecar = await sidecar_factory(chain_settings(primary, fallback))
     await primary.stop()  # nothing listens on its port any more
-    async with await _client(sidecar) as client:
+    async with await client_for(sidecar) as client:
         result = await client.ask_full("knock knock")
     assert result.metadata.provider == "fallback"
     assert result.metadata.attempts[0].error_type == "connection"
@@ -92,7 +57,7 @@ async def test_provider_timeout_handling(pair, sidecar_factory) -> None:
     primary, fallback = pair
     sidecar = await sidecar_factory(chain_settings(primary, fallback, timeout=0.3))
     primary.mode = "hang"
-    async with await _client(sidecar) as client:
+    async with await client_for(sidecar) as client:
         start = time.perf_counter()
         result = await client.ask_full("hello")
         elapsed = time.perf_counter() - start
@@ -107,7 +72,7 @@ async def test_provider_timeout_handling(pair, sidecar_factory) -> None:
         assert time.perf_counter() - start < 1.0
     # A deadline cut short by the caller does not count against the provider: the
     # primary's two timeouts are failures, the fallback's cut attempt is none.
-    state = await _providers(sidecar)
+    state = await provider_states(sidecar)
     assert (state["primary"].failures, state["fallback"].failures) == (2, 0)
 
 
@@ -119,7 +84,7 @@ async def test_concurrent_user_failover_isolation(pair, sidecar_factory) -> None
     users = [f"user-{i}" for i in range(60)]
 
     async def one(i: int, user: str) -> None:
-        async with await _client(sidecar, user, session_id="s") as client:
+        async with await client_for(sidecar, user, session_id="s") as client:
             prompt = f"{user} {'FAIL' if i % 2 else 'ok'}"
             result = await client.ask_full(prompt)
             provider_name = "fallback" if i % 2 else "primary"
@@ -140,11 +105,11 @@ async def test_provider_circuit_breaker_functionality(pair, sidecar_factory) -> 
     )
     sidecar = await sidecar_factory(settings)
     primary.mode = "error"
-    async with await _client(sidecar) as client:
+    async with await client_for(sidecar) as client:
         for i in range(3):
             assert (await client.ask_full(f"q{i}")).metadata.provider == "fallback"
         assert len(primary.chat_requests) == 3
-        assert (await _providers(sidecar))["primary"].circuit_state == "open"
+        assert (await provider_states(sidecar))["primary"].circuit_state == "open"
         # Open: the primary is skipped without a single request reaching it.
         for i in range(5):
             result = await client.ask_full(f"open {i}")
@@ -154,29 +119,29 @@ async def test_provider_circuit_breaker_functionality(pair, sidecar_factory) -> 
         # Cool-down over: one trial goes through; success closes the circuit.
         primary.mode = "healthy"
         await asyncio.sleep(0.55)
-        assert (await _providers(sidecar))["primary"].circuit_state == "half_open"
+        assert (await provider_states(sidecar))["primary"].circuit_state == "half_open"
         result = await client.ask_full("trial")
         assert result.metadata.provider == "primary"
-        assert (await _providers(sidecar))["primary"].circuit_state == "closed"
+        assert (await provider_states(sidecar))["primary"].circuit_state == "closed"
         # A failed trial opens it again.
         primary.mode = "error"
         for i in range(3):
             await client.ask(f"break again {i}")
         await asyncio.sleep(0.55)
         await client.ask("failing trial")
-        assert (await _providers(sidecar))["primary"].circuit_state == "open"
+        assert (await provider_states(sidecar))["primary"].circuit_state == "open"
 
 
 async def test_structured_response_failover(pair, sidecar_factory) -> None:
     primary, fallback = pair
     sidecar = await sidecar_factory(chain_settings(primary, fallback))
     primary.json_answer = "this is not json"
-    async with await _client(sidecar) as client:
+    async with await client_for(sidecar) as client:
         result = await client.ask_structured("make one", SCHEMA)
         assert result.data == {"name": "make one"} and result.metadata.provider == "fallback"
         assert result.metadata.attempts[0].error_type == "invalid_output"
         # Invalid output is the model's fault, not the provider's health.
-        assert (await _providers(sidecar))["primary"].circuit_state == "closed"
+        assert (await provider_states(sidecar))["primary"].circuit_state == "closed"
         primary.json_answer = None
         primary.mode = "bad_json"
         result = await client.ask_structured("make two", SCHEMA)
@@ -187,7 +152,7 @@ async def test_structured_response_failover(pair, sidecar_factory) -> None:
 async def test_cache_consistency_during_failover(pair, sidecar_factory) -> None:
     primary, fallback = pair
     sidecar = await sidecar_factory(chain_settings(primary, fallback))
-    async with await _client(sidecar, "alice") as alice, await _client(sidecar, "bob") as bob:
+    async with await client_for(sidecar, "alice") as alice, await client_for(sidecar, "bob") as bob:
         primary.mode = "error"
         first = await alice.ask_full("cache me")
         assert first.metadata.provider == "fallback"
@@ -239,7 +204,7 @@ async def test_multi_provider_health_monitoring(pair, sidecar_factory) -> None:
     primary.mode = "error"
 
     async def primary_open() -> bool:
-        p = (await _providers(sidecar))["primary"]
+        p = (await provider_states(sidecar))["primary"]
         return p.circuit_state == "open" and not p.healthy
 
     await until(primary_open)
@@ -271,27 +236,27 @@ async def test_provider_recovery_after_failure(pair, sidecar_factory) -> None:
         failover={"health_interval_seconds": 0.05, "failure_threshold": 2, "cooldown_seconds": 60},
     )
     sidecar = await sidecar_factory(settings)
-    async with await _client(sidecar) as client:
+    async with await client_for(sidecar) as client:
         primary.mode = "error"
         for i in range(2):
             assert (await client.ask_full(f"down {i}")).metadata.provider == "fallback"
-        assert (await _providers(sidecar))["primary"].circuit_state == "open"
+        assert (await provider_states(sidecar))["primary"].circuit_state == "open"
         primary.mode = "healthy"
         # The cool-down is a minute, but a passing probe notices recovery at once.
         deadline = time.monotonic() + 5
-        while (await _providers(sidecar))["primary"].circuit_state == "open":
+        while (await provider_states(sidecar))["primary"].circuit_state == "open":
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
         result = await client.ask_full("back?")
         assert result.metadata.provider == "primary"
-        status = (await _providers(sidecar))["primary"]
+        status = (await provider_states(sidecar))["primary"]
         assert status.circuit_state == "closed" and status.healthy
 
 
 async def test_failover_preserves_user_session_state(pair, sidecar_factory) -> None:
     primary, fallback = pair
     sidecar = await sidecar_factory(chain_settings(primary, fallback))
-    async with await _client(sidecar, "alice", session_id="s") as client:
+    async with await client_for(sidecar, "alice", session_id="s") as client:
         await client.ask("turn one")
         await client.ask("turn two")
         primary.mode = "reset"
@@ -333,7 +298,7 @@ async def test_anthropic_fallback(upstream_factory, sidecar_factory) -> None:
     )
     sidecar = await sidecar_factory(settings)
     primary.mode = "error"
-    async with await _client(sidecar, session_id="s") as client:
+    async with await client_for(sidecar, session_id="s") as client:
         result = await client.ask_full("hi claude", system_prompt="be brief")
     assert result.metadata.provider == "claude" and result.text == "claude says: hi claude (turn 1)"
     sent = claude.chat_requests[0]
@@ -348,7 +313,7 @@ async def test_request_rejection_does_not_fail_over(pair, sidecar_factory) -> No
     primary, fallback = pair
     sidecar = await sidecar_factory(chain_settings(primary, fallback))
     primary.mode = "bad_request"
-    async with await _client(sidecar) as client:
+    async with await client_for(sidecar) as client:
         with pytest.raises(InvalidArgumentError):
             await client.ask("malformed for every provider")
     assert fallback.chat_requests == []
@@ -361,7 +326,7 @@ async def test_all_providers_down_is_unavailable_quickly(pair, sidecar_factory) 
     )
     sidecar = await sidecar_factory(settings)
     primary.mode = fallback.mode = "error"
-    async with await _client(sidecar) as client:
+    async with await client_for(sidecar) as client:
         with pytest.raises(UnavailableError) as info:
             await client.ask("first")
         assert info.value.retry_after is not None and info.value.retry_after > 0
@@ -381,7 +346,7 @@ async def test_retry_round_honours_retry_after(upstream_factory, sidecar_factory
     )
     sidecar = await sidecar_factory(settings)
     only.mode, only.retry_after, only.fault_budget = "rate_limited", "0.3", 1
-    async with await _client(sidecar) as client:
+    async with await client_for(sidecar) as client:
         start = time.perf_counter()
         result = await client.ask_full("patience")
         assert time.perf_counter() - start >= 0.3
@@ -393,7 +358,7 @@ async def test_stream_fails_over_before_first_chunk(pair, sidecar_factory) -> No
     primary, fallback = pair
     sidecar = await sidecar_factory(chain_settings(primary, fallback))
     primary.mode = "error"
-    async with await _client(sidecar, session_id="s") as client:
+    async with await client_for(sidecar, session_id="s") as client:
         chunks = [c async for c in client.ask_stream("stream please")]
     assert "".join(c.delta for c in chunks) == "fallback says: stream please (turn 1)"
     assert chunks[-1].metadata.provider == "fallback"
@@ -404,7 +369,7 @@ async def test_stream_failure_after_first_chunk_ends_with_status(pair, sidecar_f
     sidecar = await sidecar_factory(chain_settings(primary, fallback))
     primary.mode = "stream_break"
     received = []
-    async with await _client(sidecar, session_id="s") as client:
+    async with await client_for(sidecar, session_id="s") as client:
         with pytest.raises(UnavailableError) as info:
             async for chunk in client.ask_stream("a long answer " * 5):
                 received.append(chunk)
@@ -414,145 +379,3 @@ async def test_stream_failure_after_first_chunk_ends_with_status(pair, sidecar_f
     # The two deltas the primary sent before its connection dropped, and nothing else
     # (sent back to back, they may reach the caller as one coalesced chunk).
     assert "".join(c.delta for c in received) == "primary says: "
-
-
-async def test_retry_after_holds_a_provider_for_every_user(pair, sidecar_factory) -> None:
-    primary, fallback = pair
-    settings = chain_settings(primary, fallback, failover={"failure_threshold": 1})
-    sidecar = await sidecar_factory(settings)
-    primary.mode, primary.retry_after = "rate_limited", "0.5"
-    async with await _client(sidecar, "alice") as alice, await _client(sidecar, "bob") as bob:
-        assert (await alice.ask_full("first")).metadata.provider == "fallback"
-        primary.mode = "healthy"  # it would answer now, but it asked for half a second
-        theirs = await bob.ask_full("second")
-        assert theirs.metadata.provider == "fallback"
-        assert [(a.provider, a.outcome) for a in theirs.metadata.attempts] == [
-            ("primary", "skipped_retry_after"),
-            ("fallback", "ok"),
-        ]
-        assert len(primary.chat_requests) == 1
-        assert (await _providers(sidecar))["primary"].circuit_state == "closed"
-        await asyncio.sleep(0.5)
-        assert (await bob.ask_full("third")).metadata.provider == "primary"
-
-
-async def test_stream_deadline_cut_spares_the_breaker(pair, sidecar_factory) -> None:
-    primary, fallback = pair
-    settings = chain_settings(primary, fallback, timeout=5.0, failover={"failure_threshold": 1})
-    sidecar = await sidecar_factory(settings)
-    primary.mode = "hang"
-    async with await _client(sidecar) as client:
-        with pytest.raises(DeadlineExceededError):
-            async for _ in client.ask_stream("never", timeout=0.3):
-                pass
-    state = (await _providers(sidecar))["primary"]
-    assert state.circuit_state == "closed" and state.failures == 0
-    await _eventually(lambda: primary.hangs_abandoned == 1)
-
-
-async def test_anthropic_non_object_stream_event_fails_over_and_frees_the_trial(
-    upstream_factory, sidecar_factory
-) -> None:
-    claude = await upstream_factory("claude")
-    fallback = await upstream_factory("fallback")
-    settings = make_settings(
-        [
-            provider("claude", claude.anthropic_url, kind="anthropic"),
-            provider("fallback", fallback.url),
-        ],
-        failover={"failure_threshold": 1, "cooldown_seconds": 0.2},
-    )
-    sidecar = await sidecar_factory(settings)
-    async with await _client(sidecar) as client:
-        chunks = [c async for c in client.ask_stream("healthy first")]
-        assert chunks[-1].metadata.provider == "claude"
-        assert "".join(c.delta for c in chunks) == "claude says: healthy first (turn 1)"
-        claude.mode = "error"
-        await client.ask("open it")  # the claude circuit opens
-        await asyncio.sleep(0.25)
-        claude.mode, claude.fault_budget = "bad_event", 1
-        chunks = [c async for c in client.ask_stream("half-open trial")]
-        meta = chunks[-1].metadata
-        assert meta.provider == "fallback"
-        assert (meta.attempts[0].provider, meta.attempts[0].error_type) == (
-            "claude",
-            "bad_response",
-        )
-        assert (await _providers(sidecar))["claude"].circuit_state == "open"
-        await asyncio.sleep(0.25)
-        # The failed trial gave its slot back: a new trial goes through and closes it.
-        chunks = [c async for c in client.ask_stream("recovered")]
-        assert chunks[-1].metadata.provider == "claude"
-        assert (await _providers(sidecar))["claude"].circuit_state == "closed"
-
-
-async def _eventually(predicate, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
-
-
-async def test_stream_has_retry_rounds_and_records_timeouts(pair, sidecar_factory) -> None:
-    primary, fallback = pair
-    settings = chain_settings(primary, fallback, timeout=0.3, failover={"retry_rounds": 1})
-    sidecar = await sidecar_factory(settings)
-    primary.mode, fallback.mode = "hang", "error"
-    fallback.fault_budget = 1  # the fallback heals after one failure: round two finds it well
-    async with await _client(sidecar) as client:
-        chunks = [c async for c in client.ask_stream("rounds")]
-    meta = chunks[-1].metadata
-    assert meta.provider == "fallback"
-    assert [(a.provider, a.outcome) for a in meta.attempts] == [
-        ("primary", "timeout"),
-        ("fallback", "error"),
-        ("primary", "timeout"),
-        ("fallback", "ok"),
-    ]
-
-
-async def test_full_connection_pool_is_visible_and_fails_fast(pair, sidecar_factory) -> None:
-    primary, fallback = pair
-    primary.latency = 1.0  # healthy, but slow: the one connection stays busy
-    pooled = {"max_connections": 1, "max_connection_wait_seconds": 0.2}
-    settings = make_settings(
-        [provider("primary", primary.url, **pooled)],
-        models={
-            "m": {"providers": [provider("primary", primary.url, **pooled)]},
-            "with-fallback": {
-                "providers": [
-                    provider("primary2", primary.url, **pooled),
-                    provider("fallback", fallback.url),
-                ]
-            },
-        },
-    )
-    sidecar = await sidecar_factory(settings)
-    async with await _client(sidecar) as client:
-        first = asyncio.ensure_future(client.ask("occupy the connection"))
-        while not primary.chat_requests:
-            await asyncio.sleep(0.01)
-        second = asyncio.ensure_future(client.ask("queued"))
-        await asyncio.sleep(0.1)
-        status = (await _providers(sidecar))["primary"]
-        assert (status.connections_in_use, status.connections_waiting) == (1, 1)
-        assert status.max_connections == 1
-        start = time.perf_counter()
-        with pytest.raises(UnavailableError) as info:
-            await second
-        assert time.perf_counter() - start < 0.5  # the wait was bounded, not the upstream's 1 s
-        assert "pool_exhausted" in info.value.message
-        assert await first == "primary says: occupy the connection (turn 1)"
-        state = (await _providers(sidecar))["primary"]
-        assert state.circuit_state == "closed" and state.connections_waiting == 0
-        # With another provider in the chain, a full pool fails over instead.
-        held = asyncio.ensure_future(client.ask("busy again", model="with-fallback"))
-        while len(primary.chat_requests) < 2:
-            await asyncio.sleep(0.01)
-        routed = await client.ask_full("go elsewhere", model="with-fallback")
-        assert routed.metadata.provider == "fallback"
-        assert [(a.provider, a.error_type) for a in routed.metadata.attempts] == [
-            ("primary2", "pool_exhausted"),
-            ("fallback", ""),
-        ]
-        await held
