@@ -340,7 +340,13 @@ class AskStreamChunk(_message.Message):
     INDEX_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     delta: _builtins.str
+    """Text that follows the previous chunk's. When the sidecar keeps up, each
+    provider delta is sent alone as soon as it arrives; when deltas are already
+    waiting (the sidecar or the caller is behind), they are sent joined in one
+    chunk. Never delayed to wait for more.
+    """
     index: _builtins.int
+    """Position of this message in the stream (messages, not tokens)."""
     @_builtins.property
     def metadata(self) -> Global___ResponseMetadata:
         """Set on the last chunk only."""

@@ -353,11 +353,18 @@ export declare const AskFullResponseSchema: GenMessage<AskFullResponse>;
  */
 export declare type AskStreamChunk = Message$1<"llm_manager.v1.AskStreamChunk"> & {
   /**
+   * Text that follows the previous chunk's. When the sidecar keeps up, each
+   * provider delta is sent alone as soon as it arrives; when deltas are already
+   * waiting (the sidecar or the caller is behind), they are sent joined in one
+   * chunk. Never delayed to wait for more.
+   *
    * @generated from field: string delta = 1;
    */
   delta: string;
 
   /**
+   * Position of this message in the stream (messages, not tokens).
+   *
    * @generated from field: uint32 index = 2;
    */
   index: number;
