@@ -32,3 +32,28 @@ class BackgroundTask:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+
+
+class Periodic:
+    """Base of a component that runs ``_run`` in the background every ``interval``
+    seconds (0 disables it); ``start``/``stop``/``running`` are written once here."""
+
+    interval: float
+    _loop: BackgroundTask
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        """Whether the background loop runs."""
+        return self._loop.running
+
+    def start(self) -> None:
+        """Start the background loop (unless the interval is 0)."""
+        if self.interval > 0:
+            self._loop.start(self._run)
+
+    async def stop(self) -> None:
+        """Stop the background loop."""
+        await self._loop.stop()

@@ -177,11 +177,9 @@ class LLMManager:
     ) -> AskResult:
         start = time.perf_counter()
         prep = await self._prepare(ctx, inp)
-        if prep.key is not None:
-            hit = self.cache.get(prep.key)
-            self._record_lookup(hit is not None)
-            if hit is not None:
-                return await self._answer_from_cache(ctx, inp, prep, hit, start)
+        hit = self._lookup(prep)
+        if hit is not None:
+            return await self._answer_from_cache(ctx, inp, prep, hit, start)
         validate = None
         if prep.validator is not None:
             validator = prep.validator
@@ -192,6 +190,14 @@ class LLMManager:
         request = ChatRequest(prep.messages, inp.params, inp.json_schema)
         routed = await self._router.complete(prep.route, request, deadline, validate)
         return await self._settle(ctx, inp, prep, routed, start)
+
+    def _lookup(self, prep: _Prepared) -> CachedAnswer | None:
+        """This user's cached answer to the prepared request, if caching applies."""
+        if prep.key is None:
+            return None
+        hit = self.cache.get(prep.key)
+        self._record_lookup(hit is not None)
+        return hit
 
     def _record_lookup(self, hit: bool) -> None:
         self._obs.cache_lookups.add(1, {"llm_sidecar.cache.hit": hit})
@@ -293,14 +299,12 @@ class LLMManager:
             async with self._turn_of(ctx, inp):
                 start = time.perf_counter()
                 prep = await self._prepare(ctx, inp)
-                if prep.key is not None:
-                    hit = self.cache.get(prep.key)
-                    self._record_lookup(hit is not None)
-                    if hit is not None:
-                        result = await self._answer_from_cache(ctx, inp, prep, hit, start)
-                        yield result.text
-                        yield StreamEvent(result)
-                        return
+                hit = self._lookup(prep)
+                if hit is not None:
+                    result = await self._answer_from_cache(ctx, inp, prep, hit, start)
+                    yield result.text
+                    yield StreamEvent(result)
+                    return
                 request = ChatRequest(prep.messages, inp.params, None)
                 async for item in self._router.stream(prep.route, request, deadline):
                     if isinstance(item, RoutedCompletion):

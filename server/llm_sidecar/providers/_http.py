@@ -72,6 +72,15 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def joined(texts: list[str], parts: list[str]) -> str:
+    """The text a batch of events adds (kept in ``parts`` too), or "" for none."""
+    if not texts:
+        return ""
+    text = texts[0] if len(texts) == 1 else "".join(texts)
+    parts.append(text)
+    return text
+
+
 def _events(block: bytes) -> list[tuple[str, str]]:
     """(event, data) pairs of complete SSE events (``block`` ends at an event boundary)."""
     events: list[tuple[str, str]] = []

@@ -14,6 +14,7 @@ from llm_sidecar.core.providers import Connections
 from llm_sidecar.providers._http import (
     connection_error,
     error_for_status,
+    joined,
     obj,
     parse_json_body,
     sse_batches,
@@ -216,11 +217,7 @@ class _StreamState:
                 break
             elif kind == "error":
                 raise ProviderError(ErrorKind.SERVER_ERROR, "the stream reported an error")
-        if not texts:
-            return ""
-        text = texts[0] if len(texts) == 1 else "".join(texts)
-        self.parts.append(text)
-        return text
+        return joined(texts, self.parts)
 
     def completion(self) -> Completion:
         prompt, completion = self.prompt_tokens, self.completion_tokens

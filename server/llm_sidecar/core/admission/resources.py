@@ -18,7 +18,7 @@ import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llm_sidecar.core.background import BackgroundTask
+from llm_sidecar.core.background import BackgroundTask, Periodic
 from llm_sidecar.core.registry import ManagerRegistry
 from llm_sidecar.core.state.cache import CacheBudget
 
@@ -73,7 +73,7 @@ class ResourceSnapshot:
     alerts: tuple[str, ...]
 
 
-class ResourceMonitor:
+class ResourceMonitor(Periodic):
     """Samples figures, raises alerts and switches degraded mode."""
 
     def __init__(
@@ -181,17 +181,3 @@ class ResourceMonitor:
                 self.sample()
             except Exception:
                 log.exception("resource sample failed")
-
-    @property
-    def running(self) -> bool:
-        """Whether the background loop runs."""
-        return self._loop.running
-
-    def start(self) -> None:
-        """Sample in the background."""
-        if self.interval > 0:
-            self._loop.start(self._run)
-
-    async def stop(self) -> None:
-        """Stop sampling."""
-        await self._loop.stop()

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from llm_sidecar.core.background import BackgroundTask
+from llm_sidecar.core.background import BackgroundTask, Periodic
 from llm_sidecar.core.errors import ProviderError
 from llm_sidecar.core.routing.breaker import CircuitState
 from llm_sidecar.core.routing.chain import ProviderSlot
@@ -15,7 +15,7 @@ from llm_sidecar.core.routing.router import Router
 log = logging.getLogger(__name__)
 
 
-class HealthMonitor:
+class HealthMonitor(Periodic):
     """Probes every provider every ``interval`` seconds.
 
     A failed probe counts as a failure on the provider's breaker, so a dead
@@ -77,17 +77,3 @@ class HealthMonitor:
             except Exception:  # a monitor that dies silently is worse than a noisy one
                 log.exception("health probe round failed")
             await asyncio.sleep(self.interval)
-
-    @property
-    def running(self) -> bool:
-        """Whether the background loop runs."""
-        return self._loop.running
-
-    def start(self) -> None:
-        """Start probing in the background."""
-        if self.interval > 0:
-            self._loop.start(self._run)
-
-    async def stop(self) -> None:
-        """Stop probing."""
-        await self._loop.stop()
