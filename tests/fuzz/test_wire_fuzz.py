@@ -190,6 +190,7 @@ def examples(request: pytest.FixtureRequest) -> int:
     return _examples(request.config)
 
 
+@pytest.mark.timeout(3600)  # the long profile (--fuzz-long) runs thousands of cases
 def test_every_hostile_input_gets_a_documented_status(run: Run, examples: int) -> None:
     @settings(
         max_examples=examples,
