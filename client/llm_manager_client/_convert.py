@@ -87,7 +87,15 @@ def metadata(msg: pb.ResponseMetadata) -> ResponseMetadata:
         response_id=msg.response_id,
         provider=msg.provider,
         model=msg.model,
-        usage=Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens, u.estimated),
+        usage=Usage(
+            u.prompt_tokens,
+            u.completion_tokens,
+            u.total_tokens,
+            u.estimated,
+            u.cached_input_tokens,
+            u.cache_write_input_tokens,
+            u.reasoning_tokens,
+        ),
         cached=msg.cached,
         latency_ms=msg.latency_ms,
         finish_reason=msg.finish_reason,
@@ -129,6 +137,9 @@ def usage_row(msg: pb.UsageRow) -> UsageRow:
         msg.completion_tokens,
         msg.total_tokens,
         msg.estimated_requests,
+        msg.cached_input_tokens,
+        msg.cache_write_input_tokens,
+        msg.reasoning_tokens,
     )
 
 

@@ -8,10 +8,15 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens of one answer; the last three are parts of prompt and completion tokens."""
+
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     estimated: bool
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,9 @@ class UsageRow:
     completion_tokens: int
     total_tokens: int
     estimated_requests: int
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

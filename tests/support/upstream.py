@@ -67,6 +67,11 @@ class FakeUpstream:
     stream_chunk_delay: float = 0.0
     #: Report usage in answers (off: the sidecar must estimate).
     report_usage: bool = True
+    #: Parts of the reported usage: input tokens read from / written to the prompt
+    #: cache, and reasoning output tokens (each reported in the provider's own format).
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
     #: Text a structured request is answered with (None: built from the schema).
     json_answer: str | None = None
     #: Apply ``mode`` to this many more chat requests, then heal (None: forever).
@@ -149,14 +154,34 @@ class FakeUpstream:
             }.get(kind)
         return json.dumps(doc)
 
-    def usage(self, body: dict[str, Any], text: str) -> dict[str, int]:
+    def usage(self, body: dict[str, Any], text: str) -> dict[str, Any]:
+        """OpenAI's usage object for this request (every input and output token)."""
         prompt = sum(words(m.get("content", "")) for m in body.get("messages", [])) + 3
-        completion = words(text)
-        return {
+        prompt += self.cached_tokens + self.cache_write_tokens
+        completion = words(text) + self.reasoning_tokens
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
         }
+        if self.cached_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.reasoning_tokens:
+            usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return usage
+
+    def anthropic_usage(self, body: dict[str, Any], text: str) -> dict[str, int]:
+        """The Messages API's usage: input_tokens there excludes cache reads and writes."""
+        usage = self.usage(body, text)
+        reported = {
+            "input_tokens": usage["prompt_tokens"] - self.cached_tokens - self.cache_write_tokens,
+            "output_tokens": usage["completion_tokens"],
+        }
+        if self.cached_tokens:
+            reported["cache_read_input_tokens"] = self.cached_tokens
+        if self.cache_write_tokens:
+            reported["cache_creation_input_tokens"] = self.cache_write_tokens
+        return reported
 
     def _mode_for(self, body: dict[str, Any] | None) -> str:
         if self.mode == "healthy":
@@ -302,7 +327,7 @@ class FakeUpstream:
         if fault is not None:
             return fault
         text = self.answer_text(body)
-        usage = self.usage(body, text)
+        usage = self.anthropic_usage(body, text)
         if body.get("stream"):
             return await self._stream_anthropic(request, body, text, usage)
         reply = {
@@ -312,10 +337,7 @@ class FakeUpstream:
             "model": body.get("model"),
             "content": [{"type": "text", "text": text}],
             "stop_reason": "end_turn",
-            "usage": {
-                "input_tokens": usage["prompt_tokens"],
-                "output_tokens": usage["completion_tokens"],
-            },
+            "usage": usage,
         }
         return web.json_response(reply)
 
@@ -345,7 +367,7 @@ class FakeUpstream:
                     "content": [],
                     "stop_reason": None,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": usage["prompt_tokens"], "output_tokens": 1},
+                    "usage": {**usage, "output_tokens": 1},
                 },
             },
         )
@@ -374,7 +396,7 @@ class FakeUpstream:
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": usage["completion_tokens"]},
+                "usage": {"output_tokens": usage["output_tokens"]},
             },
         )
         await send("message_stop", {"type": "message_stop"})

@@ -206,11 +206,28 @@ class Usage(_message.Message):
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     TOTAL_TOKENS_FIELD_NUMBER: _builtins.int
     ESTIMATED_FIELD_NUMBER: _builtins.int
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    REASONING_TOKENS_FIELD_NUMBER: _builtins.int
     prompt_tokens: _builtins.int
+    """Every input token, cached or not (Anthropic's input_tokens plus its cache
+    reads and cache writes; OpenAI's prompt_tokens).
+    """
     completion_tokens: _builtins.int
+    """Every output token, reasoning included."""
     total_tokens: _builtins.int
     estimated: _builtins.bool
     """True when the provider reported no usage and the sidecar estimated it."""
+    cached_input_tokens: _builtins.int
+    """Of prompt_tokens: read from the provider's prompt cache (OpenAI
+    prompt_tokens_details.cached_tokens; Anthropic cache_read_input_tokens).
+    """
+    cache_write_input_tokens: _builtins.int
+    """Of prompt_tokens: written to the provider's prompt cache (Anthropic
+    cache_creation_input_tokens).
+    """
+    reasoning_tokens: _builtins.int
+    """Of completion_tokens: reasoning (OpenAI completion_tokens_details.reasoning_tokens)."""
     def __init__(
         self,
         *,
@@ -218,10 +235,13 @@ class Usage(_message.Message):
         completion_tokens: _builtins.int = ...,
         total_tokens: _builtins.int = ...,
         estimated: _builtins.bool = ...,
+        cached_input_tokens: _builtins.int = ...,
+        cache_write_input_tokens: _builtins.int = ...,
+        reasoning_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "estimated", b"estimated", "prompt_tokens", b"prompt_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_input_tokens", b"cache_write_input_tokens", "cached_input_tokens", b"cached_input_tokens", "completion_tokens", b"completion_tokens", "estimated", b"estimated", "prompt_tokens", b"prompt_tokens", "reasoning_tokens", b"reasoning_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -569,6 +589,9 @@ class UsageRow(_message.Message):
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     TOTAL_TOKENS_FIELD_NUMBER: _builtins.int
     ESTIMATED_REQUESTS_FIELD_NUMBER: _builtins.int
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    REASONING_TOKENS_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     model: _builtins.str
     provider: _builtins.str
@@ -578,6 +601,10 @@ class UsageRow(_message.Message):
     completion_tokens: _builtins.int
     total_tokens: _builtins.int
     estimated_requests: _builtins.int
+    cached_input_tokens: _builtins.int
+    """Parts of prompt_tokens and completion_tokens, as in Usage."""
+    cache_write_input_tokens: _builtins.int
+    reasoning_tokens: _builtins.int
     def __init__(
         self,
         *,
@@ -590,10 +617,13 @@ class UsageRow(_message.Message):
         completion_tokens: _builtins.int = ...,
         total_tokens: _builtins.int = ...,
         estimated_requests: _builtins.int = ...,
+        cached_input_tokens: _builtins.int = ...,
+        cache_write_input_tokens: _builtins.int = ...,
+        reasoning_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hits", b"cache_hits", "completion_tokens", b"completion_tokens", "estimated_requests", b"estimated_requests", "model", b"model", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "requests", b"requests", "session_id", b"session_id", "total_tokens", b"total_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hits", b"cache_hits", "cache_write_input_tokens", b"cache_write_input_tokens", "cached_input_tokens", b"cached_input_tokens", "completion_tokens", b"completion_tokens", "estimated_requests", b"estimated_requests", "model", b"model", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "requests", b"requests", "session_id", b"session_id", "total_tokens", b"total_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

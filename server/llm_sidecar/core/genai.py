@@ -76,6 +76,14 @@ def record_success(
         if usage is not None:
             response["gen_ai.usage.input_tokens"] = usage.prompt_tokens
             response["gen_ai.usage.output_tokens"] = usage.completion_tokens
+            if usage.cached_input_tokens:
+                response["gen_ai.usage.cache_read.input_tokens"] = usage.cached_input_tokens
+            if usage.cache_write_input_tokens:
+                response["gen_ai.usage.cache_creation.input_tokens"] = (
+                    usage.cache_write_input_tokens
+                )
+            if usage.reasoning_tokens:
+                response["llm_sidecar.usage.reasoning_tokens"] = usage.reasoning_tokens
         if obs.capture_content:
             response["gen_ai.output.text"] = completion.text
         span.set_attributes(response)

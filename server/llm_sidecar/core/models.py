@@ -52,12 +52,20 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one provider answer."""
+    """Token counts of one provider answer.
+
+    ``prompt_tokens`` counts every input token (cache reads and writes
+    included) and ``completion_tokens`` every output token (reasoning
+    included); the other classes are parts of those, as the provider billed them.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     estimated: bool = False
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

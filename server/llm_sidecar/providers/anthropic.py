@@ -101,12 +101,8 @@ class AnthropicProvider:
         try:
             blocks = body["content"]
             text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
-            raw_usage = body.get("usage") or {}
-            usage = None
-            if raw_usage:
-                prompt = int(raw_usage.get("input_tokens", 0))
-                completion = int(raw_usage.get("output_tokens", 0))
-                usage = Usage(prompt, completion, prompt + completion)
+            raw_usage = obj(body.get("usage"), "usage")
+            usage = _Tokens().update(raw_usage).usage() if raw_usage else None
         except (KeyError, TypeError, ValueError, AttributeError):
             raise ProviderError(ErrorKind.BAD_RESPONSE, "no content blocks") from None
         return Completion(
@@ -163,23 +159,14 @@ class AnthropicProvider:
 class _StreamState:
     """What a Messages API event stream said so far."""
 
-    __slots__ = (
-        "completion_tokens",
-        "done",
-        "finish",
-        "model",
-        "parts",
-        "prompt_tokens",
-        "response_id",
-        "saw_usage",
-    )
+    __slots__ = ("done", "finish", "model", "parts", "response_id", "saw_usage", "tokens")
 
     def __init__(self, model: str) -> None:
         self.parts: list[str] = []
         self.response_id = ""
         self.model = model
         self.finish = ""
-        self.prompt_tokens = self.completion_tokens = 0
+        self.tokens = _Tokens()
         self.saw_usage = self.done = False
 
     def feed(self, batch: list[tuple[str, str]]) -> str:
@@ -202,15 +189,16 @@ class _StreamState:
                 self.response_id = str(message.get("id", ""))
                 self.model = str(message.get("model", self.model))
                 usage = obj(message.get("usage"), "usage")
-                if "input_tokens" in usage:
-                    self.prompt_tokens = int(usage["input_tokens"])
+                if usage:
+                    self.tokens.update(usage)
                     self.saw_usage = True
             elif kind == "message_delta":
                 delta = obj(item.get("delta"), "delta")
                 self.finish = str(delta.get("stop_reason") or self.finish)
                 usage = obj(item.get("usage"), "usage")
-                if "output_tokens" in usage:
-                    self.completion_tokens = int(usage["output_tokens"])
+                if usage:
+                    # Counts here are cumulative: they replace what message_start said.
+                    self.tokens.update(usage)
                     self.saw_usage = True
             elif kind == "message_stop":
                 self.done = True
@@ -220,6 +208,38 @@ class _StreamState:
         return joined(texts, self.parts)
 
     def completion(self) -> Completion:
-        prompt, completion = self.prompt_tokens, self.completion_tokens
-        usage = Usage(prompt, completion, prompt + completion) if self.saw_usage else None
+        usage = self.tokens.usage() if self.saw_usage else None
         return Completion("".join(self.parts), self.response_id, self.model, self.finish, usage)
+
+
+class _Tokens:
+    """The Messages API's usage counts. ``input_tokens`` there excludes cache reads and
+    writes; the sidecar's prompt_tokens is every input token, so they are added."""
+
+    __slots__ = ("cache_read", "cache_write", "input", "output")
+
+    def __init__(self) -> None:
+        self.input = self.output = self.cache_read = self.cache_write = 0
+
+    def update(self, usage: dict[str, Any]) -> _Tokens:
+        """Take the counts a usage object reports (absent or null ones stay as they were)."""
+        for field, attribute in (
+            ("input_tokens", "input"),
+            ("output_tokens", "output"),
+            ("cache_read_input_tokens", "cache_read"),
+            ("cache_creation_input_tokens", "cache_write"),
+        ):
+            value = usage.get(field)
+            if value is not None:
+                setattr(self, attribute, int(value))
+        return self
+
+    def usage(self) -> Usage:
+        prompt = self.input + self.cache_read + self.cache_write
+        return Usage(
+            prompt,
+            self.output,
+            prompt + self.output,
+            cached_input_tokens=self.cache_read,
+            cache_write_input_tokens=self.cache_write,
+        )

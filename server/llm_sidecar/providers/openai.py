@@ -50,15 +50,26 @@ def _body(model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
 
 
 def _usage(raw: Any) -> Usage | None:
+    """Usage as reported, with the cached-input and reasoning parts when given."""
     if not isinstance(raw, dict):
         return None
     try:
         prompt = int(raw.get("prompt_tokens", 0))
         completion = int(raw.get("completion_tokens", 0))
         total = int(raw.get("total_tokens", prompt + completion))
+        prompt_details = raw.get("prompt_tokens_details")
+        completion_details = raw.get("completion_tokens_details")
+        cached = (
+            int(prompt_details.get("cached_tokens") or 0) if isinstance(prompt_details, dict) else 0
+        )
+        reasoning = (
+            int(completion_details.get("reasoning_tokens") or 0)
+            if isinstance(completion_details, dict)
+            else 0
+        )
     except (TypeError, ValueError):
         return None
-    return Usage(prompt, completion, total)
+    return Usage(prompt, completion, total, cached_input_tokens=cached, reasoning_tokens=reasoning)
 
 
 class OpenAIProvider:

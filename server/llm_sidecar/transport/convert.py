@@ -52,6 +52,9 @@ def usage_msg(usage: Usage) -> pb.Usage:
         completion_tokens=usage.completion_tokens,
         total_tokens=usage.total_tokens,
         estimated=usage.estimated,
+        cached_input_tokens=usage.cached_input_tokens,
+        cache_write_input_tokens=usage.cache_write_input_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
     )
 
 
@@ -94,4 +97,7 @@ def usage_row_msg(row: UsageRow) -> pb.UsageRow:
         completion_tokens=row.completion_tokens,
         total_tokens=row.total_tokens,
         estimated_requests=row.estimated_requests,
+        cached_input_tokens=row.cached_input_tokens,
+        cache_write_input_tokens=row.cache_write_input_tokens,
+        reasoning_tokens=row.reasoning_tokens,
     )

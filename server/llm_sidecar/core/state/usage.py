@@ -29,15 +29,28 @@ class UsageRow:
     completion_tokens: int = 0
     total_tokens: int = 0
     estimated_requests: int = 0
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
+    reasoning_tokens: int = 0
 
     def add(self, other: UsageRow) -> None:
         """Add another row's counters to this one."""
-        self.requests += other.requests
-        self.cache_hits += other.cache_hits
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.total_tokens += other.total_tokens
-        self.estimated_requests += other.estimated_requests
+        for name in COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+#: Every counter of a row (the labels are not counters).
+COUNTERS = (
+    "requests",
+    "cache_hits",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "estimated_requests",
+    "cached_input_tokens",
+    "cache_write_input_tokens",
+    "reasoning_tokens",
+)
 
 
 def total_of(rows: Iterable[UsageRow]) -> UsageRow:
@@ -58,6 +71,9 @@ def usage_delta(usage: Usage, *, cached: bool) -> UsageRow:
         completion_tokens=usage.completion_tokens,
         total_tokens=usage.total_tokens,
         estimated_requests=1 if usage.estimated else 0,
+        cached_input_tokens=usage.cached_input_tokens,
+        cache_write_input_tokens=usage.cache_write_input_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from llm_sidecar.core.models import ChatMessage, Role, Usage
-from llm_sidecar.core.state.usage import UsageRow, usage_delta
+from llm_sidecar.core.state.usage import COUNTERS, UsageRow, usage_delta
 
 # A stored message is one role letter followed by the content: decoding the
 # history is on every turn's path, and this measured far cheaper than JSON.
@@ -16,14 +16,6 @@ _ROLE_CODES = {role: code for code, role in _CODE_ROLES.items()}
 
 # Usage hash fields are "<json [session, model, provider]><US><counter>".
 _FIELD_SEP = "\x1f"
-COUNTERS = (
-    "requests",
-    "cache_hits",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "estimated_requests",
-)
 
 
 def encode_message(message: ChatMessage) -> str:

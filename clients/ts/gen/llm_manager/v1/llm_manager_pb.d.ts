@@ -200,11 +200,16 @@ export declare const AskStructuredResponseSchema: GenMessage<AskStructuredRespon
  */
 export declare type Usage = Message$1<"llm_manager.v1.Usage"> & {
   /**
+   * Every input token, cached or not (Anthropic's input_tokens plus its cache
+   * reads and cache writes; OpenAI's prompt_tokens).
+   *
    * @generated from field: int64 prompt_tokens = 1;
    */
   promptTokens: bigint;
 
   /**
+   * Every output token, reasoning included.
+   *
    * @generated from field: int64 completion_tokens = 2;
    */
   completionTokens: bigint;
@@ -220,6 +225,29 @@ export declare type Usage = Message$1<"llm_manager.v1.Usage"> & {
    * @generated from field: bool estimated = 4;
    */
   estimated: boolean;
+
+  /**
+   * Of prompt_tokens: read from the provider's prompt cache (OpenAI
+   * prompt_tokens_details.cached_tokens; Anthropic cache_read_input_tokens).
+   *
+   * @generated from field: int64 cached_input_tokens = 5;
+   */
+  cachedInputTokens: bigint;
+
+  /**
+   * Of prompt_tokens: written to the provider's prompt cache (Anthropic
+   * cache_creation_input_tokens).
+   *
+   * @generated from field: int64 cache_write_input_tokens = 6;
+   */
+  cacheWriteInputTokens: bigint;
+
+  /**
+   * Of completion_tokens: reasoning (OpenAI completion_tokens_details.reasoning_tokens).
+   *
+   * @generated from field: int64 reasoning_tokens = 7;
+   */
+  reasoningTokens: bigint;
 };
 
 /**
@@ -609,6 +637,23 @@ export declare type UsageRow = Message$1<"llm_manager.v1.UsageRow"> & {
    * @generated from field: int64 estimated_requests = 9;
    */
   estimatedRequests: bigint;
+
+  /**
+   * Parts of prompt_tokens and completion_tokens, as in Usage.
+   *
+   * @generated from field: int64 cached_input_tokens = 10;
+   */
+  cachedInputTokens: bigint;
+
+  /**
+   * @generated from field: int64 cache_write_input_tokens = 11;
+   */
+  cacheWriteInputTokens: bigint;
+
+  /**
+   * @generated from field: int64 reasoning_tokens = 12;
+   */
+  reasoningTokens: bigint;
 };
 
 /**
