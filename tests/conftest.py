@@ -13,6 +13,7 @@ import pytest
 from llm_manager_client import AsyncLLMManagerClient, UserContext
 from llm_sidecar import Sidecar
 from llm_sidecar.config import Settings
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import shared_redis_url
 from tests.support.sidecar import make_settings, provider, start_sidecar
 from tests.support.upstream import FakeUpstream
@@ -69,19 +70,31 @@ def redis_url() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A real three-master Redis Cluster, started once for the session."""
+    cluster = RedisCluster().start()
+    yield cluster.url
+    cluster.stop()
+
+
 @pytest.fixture
 def redis_prefix() -> str:
     """A key prefix of this test's own, so tests sharing one Redis never meet."""
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def store_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Settings sections selecting the conversation/usage store (parametrized)."""
+    """Settings sections selecting the conversation/usage store (parametrized): memory,
+    one Redis server, or a three-master Redis Cluster."""
     if request.param == "memory":
         return {}
-    url = request.getfixturevalue("redis_url")
     prefix = request.getfixturevalue("redis_prefix")
+    if request.param == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster_url")
+        return {"redis": {"url": url, "key_prefix": prefix, "mode": "cluster"}}
+    url = request.getfixturevalue("redis_url")
     return {"redis": {"url": url, "key_prefix": prefix}}
 
 

@@ -249,6 +249,9 @@ class RedisSettings(_Section):
     """Shared state in Redis. Off unless ``url`` is set."""
 
     url: str = ""
+    #: "standalone" (one server, or a primary behind a proxy) or "cluster" (Redis
+    #: Cluster, discovered from the node in ``url``).
+    mode: Literal["standalone", "cluster"] = "standalone"
     key_prefix: str = "llmsc"
     conversations: bool = True
     usage: bool = True

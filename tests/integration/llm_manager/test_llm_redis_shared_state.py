@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2
+from redis.crc import key_slot
 
 from llm_manager_client import UnavailableError
 from llm_sidecar import Sidecar
@@ -54,14 +55,17 @@ def _write_config(tmp_path: Path, name: str, upstream: FakeUpstream, redis: dict
     return path
 
 
-@pytest.fixture
+@pytest.fixture(params=["standalone", "cluster"])
 async def two_processes(
-    tmp_path: Path, upstream_factory, redis_url: str, redis_prefix: str
+    request: pytest.FixtureRequest, tmp_path: Path, upstream_factory, redis_prefix: str
 ) -> AsyncIterator[tuple[tuple[int, FakeUpstream], tuple[int, FakeUpstream]]]:
+    mode = request.param
+    url = request.getfixturevalue("redis_cluster_url" if mode == "cluster" else "redis_url")
+    redis = {"url": url, "key_prefix": redis_prefix, "mode": mode}
     pods = []
     for name in ("pod-a", "pod-b"):
         up = await upstream_factory(name)
-        path = _write_config(tmp_path, name, up, {"url": redis_url, "key_prefix": redis_prefix})
+        path = _write_config(tmp_path, name, up, redis)
         pods.append((SidecarProcess(path, free_port()), up))
     try:
         await asyncio.gather(*(proc.wait_ready() for proc, _ in pods))
@@ -127,10 +131,12 @@ HOSTILE_IDS = [
 ]
 
 
+@pytest.mark.parametrize("mode", ["standalone", "cluster"])
 async def test_hostile_ids_never_reach_another_users_keys(
-    redis_url: str, redis_prefix: str
+    mode: str, request: pytest.FixtureRequest, redis_prefix: str
 ) -> None:
-    backend = RedisBackend(RedisSettings(url=redis_url, key_prefix=redis_prefix))
+    url = request.getfixturevalue("redis_cluster_url" if mode == "cluster" else "redis_url")
+    backend = RedisBackend(RedisSettings(url=url, key_prefix=redis_prefix, mode=mode))
     bounds = HistoryBounds(max_turns=10, max_bytes=100_000, ttl_seconds=60)
     store = RedisStateStore(backend, bounds, MemoryStateStore(bounds))
     try:
@@ -159,6 +165,13 @@ async def test_hostile_ids_never_reach_another_users_keys(
         assert all(shape.fullmatch(k) for k in keys), [k for k in keys if not shape.fullmatch(k)]
         users = {k.split(":")[1] for k in keys}
         assert len(users) == len(HOSTILE_IDS)
+        # One user's keys share a hash slot: the scripts touch them together, and on a
+        # cluster they ran (a cross-slot script is refused there).
+        slots: dict[str, set[int]] = {}
+        for key in keys:
+            slots.setdefault(key.split(":")[1], set()).add(key_slot(key.encode()))
+        assert all(len(user_slots) == 1 for user_slots in slots.values())
+        assert len({slot for user_slots in slots.values() for slot in user_slots}) > 1
         # Ending a hostile session touches that one session only.
         await store.for_user("alice:*").conversations.end_session("*")
         assert await store.for_user("alice:*").conversations.load("*", "t") == []

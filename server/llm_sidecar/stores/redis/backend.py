@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from llm_sidecar.config import RedisSettings
@@ -36,22 +37,42 @@ log = logging.getLogger(__name__)
 FAULTS = (RedisError, OSError, asyncio.TimeoutError)
 
 
+def _client(settings: RedisSettings) -> aioredis.Redis:
+    """One server: a blocking pool (callers wait for a free connection, bounded)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.url,
+        max_connections=settings.max_connections,
+        timeout=settings.socket_timeout_seconds,
+        socket_timeout=settings.socket_timeout_seconds,
+        socket_connect_timeout=settings.connect_timeout_seconds,
+        health_check_interval=settings.health_check_interval_seconds,
+        client_name=settings.client_name,
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+def _cluster_client(settings: RedisSettings) -> RedisCluster:
+    """A Redis Cluster, discovered from the node in the URL. Every script touches one
+    user's keys, which share a hash slot, so each runs on the node owning that slot."""
+    return RedisCluster.from_url(
+        settings.url,
+        max_connections=settings.max_connections,
+        socket_timeout=settings.socket_timeout_seconds,
+        socket_connect_timeout=settings.connect_timeout_seconds,
+        health_check_interval=settings.health_check_interval_seconds,
+        client_name=settings.client_name,
+    )
+
+
 class RedisBackend:
     """The shared connection, health state and replay queue."""
 
     def __init__(self, settings: RedisSettings) -> None:
         self.settings = settings
         self.prefix = settings.key_prefix
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.url,
-            max_connections=settings.max_connections,
-            timeout=settings.socket_timeout_seconds,
-            socket_timeout=settings.socket_timeout_seconds,
-            socket_connect_timeout=settings.connect_timeout_seconds,
-            health_check_interval=settings.health_check_interval_seconds,
-            client_name=settings.client_name,
+        self.client: aioredis.Redis | RedisCluster = (
+            _cluster_client(settings) if settings.mode == "cluster" else _client(settings)
         )
-        self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self.commit_script = self.client.register_script(scripts.COMMIT)
         self.end_session_script = self.client.register_script(scripts.END_SESSION)
         self.required = settings.durability == "required"
@@ -168,5 +189,6 @@ class RedisBackend:
                 "redis writes still pending at shutdown", extra={"pending": len(self.pending)}
             )
         await self.client.aclose()
-        # A client given its own pool leaves the pool open on aclose().
-        await self.client.connection_pool.disconnect()
+        if isinstance(self.client, aioredis.Redis):
+            # A client given its own pool leaves the pool open on aclose().
+            await self.client.connection_pool.disconnect()

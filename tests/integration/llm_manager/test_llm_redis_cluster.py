@@ -1,0 +1,111 @@
+"""Shared state on a real Redis Cluster while the cluster changes under traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from llm_manager_client import AsyncLLMManagerClient, UnavailableError, UserContext
+from llm_sidecar.stores.redis.keys import digest
+from tests.support.redis_cluster import RedisCluster
+from tests.support.sidecar import make_settings, provider
+from tests.support.upstream import FakeUpstream
+
+pytestmark = pytest.mark.redis
+
+
+def _owner(cluster: RedisCluster, slot: int) -> tuple[str, int]:
+    """(node id, port) of the master serving ``slot``."""
+    for node in cluster.nodes:
+        raw = redis.Redis(port=node.port).execute_command("CLUSTER", "NODES")
+        lines = raw.decode() if isinstance(raw, bytes) else raw
+        for line in lines.splitlines():
+            fields = line.split()
+            for part in fields[8:]:
+                low, _, high = part.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return fields[0], int(fields[1].split(":")[1].split("@")[0])
+    raise AssertionError(f"no owner for slot {slot}")
+
+
+def _move_slot(cluster: RedisCluster, slot: int, target_port: int) -> int:
+    """The documented resharding steps for one slot, in small batches so traffic
+    interleaves with them; returns how many keys moved."""
+    source_id, source_port = _owner(cluster, slot)
+    source, target = redis.Redis(port=source_port), redis.Redis(port=target_port)
+    target_id = target.execute_command("CLUSTER", "MYID").decode()
+    target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    moved = 0
+    while keys := source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 2):
+        source.execute_command("MIGRATE", "127.0.0.1", target_port, "", 0, 5000, "KEYS", *keys)
+        moved += len(keys)
+        time.sleep(0.02)
+    for node in cluster.nodes:
+        redis.Redis(port=node.port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+    return moved
+
+
+async def test_moving_a_users_slot_during_traffic_loses_nothing_and_bills_once(
+    upstream: FakeUpstream, sidecar_factory, redis_prefix: str
+) -> None:
+    cluster = RedisCluster().start()  # its own: this test reshapes it
+    try:
+        settings = make_settings(
+            [provider("primary", upstream.url)],
+            redis={"url": cluster.url, "key_prefix": redis_prefix, "mode": "cluster"},
+        )
+        sidecar = await sidecar_factory(settings)
+        slot = key_slot(digest("alice", salt=redis_prefix).encode())
+        _, source_port = _owner(cluster, slot)
+        target_port = next(n.port for n in cluster.nodes if n.port != source_port)
+        turns = 30
+        async with AsyncLLMManagerClient(
+            f"127.0.0.1:{sidecar.port}", UserContext("alice", session_id="s1"), timeout=20
+        ) as alice:
+            for i in range(5):
+                await alice.ask(f"before {i}")
+
+            answered: list[int] = []
+
+            async def traffic() -> None:
+                for i in range(5, turns):
+                    await alice.ask(f"during {i}")
+                    answered.append(i)
+                    await asyncio.sleep(0.01)
+
+            running = asyncio.ensure_future(traffic())
+            await asyncio.sleep(0.02)
+            before_move = len(answered)
+            moved = await asyncio.to_thread(_move_slot, cluster, slot, target_port)
+            during_move = len(answered) - before_move
+            await running
+            assert during_move >= 2, "no turn ran while the slot was moving"
+            assert moved >= 3  # the thread, its session set and the usage hash at least
+            assert _owner(cluster, slot)[1] == target_port != source_port
+            # Writes that met the move were queued and replayed: wait until the store is whole.
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    usage = await alice.get_usage()
+                    break
+                except UnavailableError:
+                    assert time.monotonic() < deadline, "the store never became whole again"
+                    await asyncio.sleep(0.1)
+            conversation = await alice.get_conversation()
+        asked = [m.content for m in conversation.messages[::2]]
+        assert asked == [f"before {i}" for i in range(5)] + [f"during {i}" for i in range(5, turns)]
+        assert len(conversation.messages) == 2 * turns
+        # Every answer billed exactly once, whatever the cluster did meanwhile.
+        billed = [
+            upstream.usage(r.body, upstream.answer_text(r.body)) for r in upstream.chat_requests
+        ]
+        assert usage.total.requests == turns == len(billed)
+        assert usage.total.prompt_tokens == sum(b["prompt_tokens"] for b in billed)
+        assert usage.total.completion_tokens == sum(b["completion_tokens"] for b in billed)
+    finally:
+        cluster.stop()
