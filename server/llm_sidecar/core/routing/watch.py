@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 
+# How soon a watch looks again when its timer found the attempt handing a chunk on.
+_RECHECK = 0.05
+
 
 class AttemptWatch:
     """Arm with :meth:`start`, wrap each wait in :meth:`waiting` / :meth:`waited`,
@@ -62,16 +65,20 @@ class AttemptWatch:
 
     def _fire(self) -> None:
         now = self._loop.time()
-        if self._waiting and now >= self._due() - 1e-6:
+        if not self._waiting:
+            # Handing a chunk on took this long: the idle clock restarts at the next wait.
+            # Past the deadline the next check waits a little, rather than spinning
+            # until the attempt waits again (gRPC ends the call at its deadline anyway).
+            self._since = now
+            self._handle = self._loop.call_at(max(self._due(), now + _RECHECK), self._fire)
+            return
+        if now >= self._due() - 1e-6:
             self.expired = True
             self.cut = self._deadline is not None and now >= self._deadline - 1e-6
             assert self._task is not None
             self._task.cancel()
             return
-        if not self._waiting:
-            # Handing a chunk on took this long: the idle clock restarts at the next wait.
-            self._since = now
-        self._handle = self._loop.call_at(max(self._due(), now + 0.001), self._fire)
+        self._handle = self._loop.call_at(self._due(), self._fire)
 
     def waiting(self) -> None:
         """The attempt now waits for the provider."""
