@@ -288,7 +288,7 @@ async def test_failed_answer_is_not_appended(client_factory, upstream: FakeUpstr
 async def test_stream_appends_history_and_reports_usage(
     client_factory, upstream: FakeUpstream
 ) -> None:
-    upstream.stream_chunk_delay = 0.03  # a paced upstream: the sidecar keeps up
+    upstream.stream_chunk_delay = 0.1  # a paced upstream: the sidecar keeps up
     client = client_factory("alice", session_id="s")
     chunks = [c async for c in client.ask_stream("stream me please")]
     text = "".join(c.delta for c in chunks)
