@@ -136,6 +136,9 @@ class ProviderSettings(_Section):
     max_connections: int = Field(default=1024, ge=1)
     #: Longest a call waits for a free connection before failing over (pool_exhausted).
     max_connection_wait_seconds: float = Field(default=1.0, gt=0)
+    #: Provider prompt caching: "auto" marks a conversation's stable prefix (Anthropic
+    #: cache_control) or sends a keyed per-thread prompt_cache_key (OpenAI); "off".
+    prompt_caching: Literal["auto", "off"] = "auto"
     #: Health probe: "models" (GET /models), "chat" (a 1-token completion) or "none".
     probe: Literal["models", "chat", "none"] = "models"
     #: Simulated provider only: artificial latency.

@@ -20,6 +20,12 @@ from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.conversation import UserConversations
 from llm_sidecar.core.state.store_status import MEMORY_ONLY, StoreHealth, StoreStatus
 from llm_sidecar.core.state.usage import UsageRow, UserUsage, total_of
+from llm_sidecar.core.tools import ToolCall
+from llm_sidecar.core.turn_checks import (
+    check_agent_input,
+    check_tool_results,
+    unanswered_tool_results,
+)
 
 MAX_MODEL_NAME = 128
 MAX_PROMPT_SETTING = "server.max_prompt_chars"
@@ -68,9 +74,10 @@ class LLMService:
 
     def validate(self, inp: AskInput) -> None:
         """Reject malformed or oversized requests with the field and limit named."""
-        if not inp.prompt.strip():
-            raise InvalidRequestError("prompt", "is empty")
+        if not inp.prompt.strip() and not inp.messages:
+            raise InvalidRequestError("prompt", "is empty (send a prompt, messages, or both)")
         size = len(inp.prompt) + len(inp.system_prompt)
+        size += sum(len(m.content) for m in inp.messages)
         if size > self.max_prompt_chars:
             raise RequestTooLargeError(
                 "prompt",
@@ -81,6 +88,7 @@ class LLMService:
             )
         if len(inp.model) > MAX_MODEL_NAME:
             raise InvalidRequestError("model", f"is longer than {MAX_MODEL_NAME} characters")
+        check_agent_input(inp)
         # Before any manager exists: a refused call must leave nothing behind.
         self.router.resolve(inp.model)
         p = inp.params
@@ -103,18 +111,39 @@ class LLMService:
     ) -> AskResult:
         """Answer a prompt for the caller."""
         self.validate(inp)
+        await self._check_tool_results(ctx, inp)
         return await self.registry.get_or_create(ctx).ask(ctx, inp, deadline)
 
     def ask_stream(
         self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None
-    ) -> AsyncIterator[str | StreamEvent]:
-        """Stream an answer for the caller: text deltas, then the result.
+    ) -> AsyncIterator[str | ToolCall | StreamEvent]:
+        """Stream an answer for the caller: text deltas and tool calls, then the result.
 
         Validates and finds the manager now; the manager's own stream is handed
         back as it is, so no layer here touches each delta.
         """
         self.validate(inp)
+        if unanswered_tool_results(inp.messages):
+            return self._checked_stream(ctx, inp, deadline)  # the rare path: history first
         return self.registry.get_or_create(ctx).ask_stream(ctx, inp, deadline)
+
+    async def _checked_stream(
+        self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None
+    ) -> AsyncIterator[str | ToolCall | StreamEvent]:
+        await self._check_tool_results(ctx, inp)
+        async for item in self.registry.get_or_create(ctx).ask_stream(ctx, inp, deadline):
+            yield item
+
+    async def _check_tool_results(self, ctx: UserExecutionContext, inp: AskInput) -> None:
+        """A tool turn must answer a call made earlier: in the request, or in the thread's
+        history (read without creating a manager: a refused call leaves nothing behind)."""
+        pending = unanswered_tool_results(inp.messages)
+        if not pending:
+            return
+        history: list[ChatMessage] = []
+        if ctx.session_id is not None and not inp.skip_history:
+            history = await self._conversations(ctx).load(ctx.session_id, ctx.conversation_thread)
+        check_tool_results(pending, history)
 
     async def is_cached(self, ctx: UserExecutionContext, inp: AskInput) -> bool:
         """Whether the caller's cache would answer this request."""

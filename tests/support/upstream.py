@@ -47,12 +47,28 @@ class Recorded:
 
     @property
     def last_user(self) -> str:
-        users = [m["content"] for m in self.messages if m.get("role") == "user"]
+        users = [text_of(m.get("content")) for m in self.messages if m.get("role") == "user"]
         return users[-1] if users else ""
 
 
 def words(text: str) -> int:
     return len(text.split())
+
+
+def text_of(content: Any) -> str:
+    """A message's text, whether its content is a string or a list of parts/blocks
+    (OpenAI text parts, Anthropic text and tool_result blocks)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    texts = []
+    for block in content:
+        if block.get("type") == "text":
+            texts.append(block.get("text", ""))
+        elif block.get("type") == "tool_result":
+            texts.append(text_of(block.get("content")))
+    return " ".join(t for t in texts if t)
 
 
 @dataclass
@@ -131,7 +147,9 @@ class FakeUpstream:
     def answer_text(self, body: dict[str, Any]) -> str:
         """What a healthy upstream says: its name and the last user message, echoed."""
         msgs = body.get("messages", [])
-        last = next((m["content"] for m in reversed(msgs) if m.get("role") == "user"), "")
+        last = next(
+            (text_of(m.get("content")) for m in reversed(msgs) if m.get("role") == "user"), ""
+        )
         return f"{self.name} says: {last} (turn {len(msgs)})"
 
     def structured_text(self, body: dict[str, Any]) -> str:
@@ -142,7 +160,9 @@ class FakeUpstream:
         if rf:
             schema = rf.get("json_schema", {}).get("schema")
         msgs = body.get("messages", [])
-        last = next((m["content"] for m in reversed(msgs) if m.get("role") == "user"), "")
+        last = next(
+            (text_of(m.get("content")) for m in reversed(msgs) if m.get("role") == "user"), ""
+        )
         doc: dict[str, Any] = {}
         for name, sub in (schema or {}).get("properties", {}).items():
             kind = sub.get("type")
@@ -156,7 +176,7 @@ class FakeUpstream:
 
     def usage(self, body: dict[str, Any], text: str) -> dict[str, Any]:
         """OpenAI's usage object for this request (every input and output token)."""
-        prompt = sum(words(m.get("content", "")) for m in body.get("messages", [])) + 3
+        prompt = sum(words(text_of(m.get("content"))) for m in body.get("messages", [])) + 3
         prompt += self.cached_tokens + self.cache_write_tokens
         completion = words(text) + self.reasoning_tokens
         usage: dict[str, Any] = {
@@ -188,7 +208,9 @@ class FakeUpstream:
             return "healthy"
         if self.fail_when is not None and body is not None:
             msgs = body.get("messages", [])
-            last = next((m["content"] for m in reversed(msgs) if m.get("role") == "user"), "")
+            last = next(
+                (text_of(m.get("content")) for m in reversed(msgs) if m.get("role") == "user"), ""
+            )
             if self.fail_when not in last:
                 return "healthy"
         if self.fault_budget is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -41,6 +42,7 @@ from llm_sidecar.core.state.store import UserState
 from llm_sidecar.core.state.turns import Turn
 from llm_sidecar.core.state.usage import UsageRow
 from llm_sidecar.core.structured import canonical_json, compile_schema, validate_output
+from llm_sidecar.core.tools import ToolCall
 
 
 def estimate_usage(messages: tuple[ChatMessage, ...], text: str) -> Usage:
@@ -61,6 +63,8 @@ class _Prepared:
     session_id: str | None
     thread_id: str
     validator: Validator | None
+    #: What the providers are asked (the stream drops the schema).
+    request: ChatRequest
 
 
 class LLMManager:
@@ -139,11 +143,16 @@ class LLMManager:
         history: list[ChatMessage] = []
         if session_id is not None and not inp.skip_history:
             history = await self.conversations.load(session_id, thread_id)
+        # The turns in order: system prompt, the thread's history, the caller's own
+        # turns, the prompt. History stays an unchanged prefix turn after turn, so a
+        # provider's prompt cache keeps matching it.
         messages: list[ChatMessage] = []
         if inp.system_prompt:
             messages.append(ChatMessage("system", inp.system_prompt))
         messages.extend(history)
-        messages.append(ChatMessage("user", inp.prompt))
+        messages.extend(inp.messages)
+        if inp.prompt.strip():
+            messages.append(ChatMessage("user", inp.prompt))
         frozen = tuple(messages)
         key = None
         if self._cache_enabled and not inp.skip_cache:
@@ -155,8 +164,19 @@ class LLMManager:
                 params=inp.params,
                 messages=frozen,
                 json_schema=inp.json_schema,
+                tools=(inp.tools, inp.tool_choice, inp.parallel_tool_calls),
             )
-        return _Prepared(route, frozen, key, session_id, thread_id, validator)
+        request = ChatRequest(
+            frozen,
+            inp.params,
+            inp.json_schema,
+            inp.tools,
+            inp.tool_choice,
+            inp.parallel_tool_calls,
+            self._obs.keyed(self.user_id, session_id, thread_id) if session_id else "",
+            len(history),
+        )
+        return _Prepared(route, frozen, key, session_id, thread_id, validator, request)
 
     # -- public operations -------------------------------------------------------
 
@@ -185,10 +205,11 @@ class LLMManager:
             validator = prep.validator
 
             def validate(completion: Completion) -> Any:
+                if completion.tool_calls:
+                    return None  # the model called tools instead of answering
                 return validate_output(completion.text, validator)
 
-        request = ChatRequest(prep.messages, inp.params, inp.json_schema)
-        routed = await self._router.complete(prep.route, request, deadline, validate)
+        routed = await self._router.complete(prep.route, prep.request, deadline, validate)
         return await self._settle(ctx, inp, prep, routed, start)
 
     def _lookup(self, prep: _Prepared) -> CachedAnswer | None:
@@ -216,7 +237,7 @@ class LLMManager:
     ) -> AskResult:
         completion = hit.completion
         text = hit.structured_json if hit.structured_json is not None else completion.text
-        await self._commit(prep, inp, hit.provider, Usage(), text, cached=True)
+        await self._commit(prep, inp, hit.provider, Usage(), text, completion, cached=True)
         structured = None
         if hit.structured_json is not None:
             structured = json.loads(hit.structured_json)
@@ -232,6 +253,7 @@ class LLMManager:
             attempts=(),
             request_id=ctx.request_id or "",
             structured=structured,
+            tool_calls=completion.tool_calls,
         )
 
     async def _settle(
@@ -247,14 +269,16 @@ class LLMManager:
         document = routed.document
         usage = completion.usage or estimate_usage(prep.messages, completion.text)
         self.limiter.record_tokens(usage.total_tokens)
-        structured_json = canonical_json(document) if prep.validator is not None else None
+        structured_json = None
+        if prep.validator is not None and not completion.tool_calls:
+            structured_json = canonical_json(document)
         if prep.key is not None and not self.closed:
             self.cache.put(
                 prep.key,
                 CachedAnswer(completion, routed.provider, prep.session_id or "", structured_json),
             )
         text = structured_json if structured_json is not None else completion.text
-        await self._commit(prep, inp, routed.provider, usage, text, cached=False)
+        await self._commit(prep, inp, routed.provider, usage, text, completion, cached=False)
         return AskResult(
             text=text,
             provider=routed.provider,
@@ -267,6 +291,7 @@ class LLMManager:
             attempts=routed.attempts,
             request_id=ctx.request_id or "",
             structured=document,
+            tool_calls=completion.tool_calls,
         )
 
     async def _commit(
@@ -276,23 +301,30 @@ class LLMManager:
         provider: str,
         usage: Usage,
         answer: str,
+        completion: Completion,
         *,
         cached: bool,
     ) -> None:
-        """Bill the answer and, in a conversation, remember the exchange."""
+        """Bill the answer and, in a conversation, remember the exchange: the caller's
+        own turns (not system ones), the prompt, and the answer with its tool calls."""
         thread: tuple[str, str] | None = None
         messages: tuple[ChatMessage, ...] = ()
         if prep.session_id is not None and not inp.skip_history:
             thread = (prep.session_id, prep.thread_id)
-            messages = (ChatMessage("user", inp.prompt), ChatMessage("assistant", answer))
+            kept = [m for m in inp.messages if m.role != "system"]
+            if inp.prompt.strip():
+                kept.append(ChatMessage("user", inp.prompt))
+            kept.append(ChatMessage("assistant", answer, tool_calls=completion.tool_calls))
+            messages = tuple(kept)
         await self.turns.commit(
             Turn(prep.session_id or "", prep.route, provider, usage, cached, thread, messages)
         )
 
     async def ask_stream(
         self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None = None
-    ) -> AsyncIterator[str | StreamEvent]:
-        """Stream one answer: text deltas, then a :class:`StreamEvent` with the result."""
+    ) -> AsyncIterator[str | ToolCall | StreamEvent]:
+        """Stream one answer: text deltas and whole tool calls, then a
+        :class:`StreamEvent` with the result."""
         self._check(ctx)
         self.limiter.acquire()
         try:
@@ -302,10 +334,15 @@ class LLMManager:
                 hit = self._lookup(prep)
                 if hit is not None:
                     result = await self._answer_from_cache(ctx, inp, prep, hit, start)
-                    yield result.text
+                    if result.text:
+                        yield result.text
+                    for call in result.tool_calls:
+                        yield call
                     yield StreamEvent(result)
                     return
-                request = ChatRequest(prep.messages, inp.params, None)
+                request = prep.request
+                if request.json_schema is not None:
+                    request = dataclasses.replace(request, json_schema=None)
                 async for item in self._router.stream(prep.route, request, deadline):
                     if isinstance(item, RoutedCompletion):
                         yield StreamEvent(await self._settle(ctx, inp, prep, item, start))

@@ -7,16 +7,28 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from llm_sidecar.core.errors import AttemptRecord
+from llm_sidecar.core.tools import AUTO, Image, Tool, ToolCall, ToolChoice
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One message of a chat."""
+    """One message of a chat: its text, and what an agent's turn may add."""
 
     role: Role
     content: str
+    #: Images after the text, in order.
+    images: tuple[Image, ...] = ()
+    #: On assistant turns: the tools the model called.
+    tool_calls: tuple[ToolCall, ...] = ()
+    #: On tool turns: the call this is the result of.
+    tool_call_id: str = ""
+
+    @property
+    def plain(self) -> bool:
+        """Text only: no images, no tool calls, not a tool result."""
+        return not (self.images or self.tool_calls or self.tool_call_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +60,16 @@ class ChatRequest:
     params: GenerationParams = DEFAULT_PARAMS
     #: JSON Schema the answer must follow (structured output), or None.
     json_schema: dict[str, Any] | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = AUTO
+    #: None: the provider's default.
+    parallel_tool_calls: bool | None = None
+    #: A stable, keyed pseudonym of the user and thread, for providers' prompt caches
+    #: (never the raw user id); empty outside a session.
+    cache_hint: str = ""
+    #: How many leading non-system turns are the thread's stored history (a stable
+    #: prefix a provider may cache).
+    history_turns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +99,8 @@ class Completion:
     model: str = ""
     finish_reason: str = ""
     usage: Usage | None = None
+    #: Tools the model called (finish_reason "tool_calls"), arguments checked as JSON.
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +125,11 @@ class AskInput:
     skip_history: bool = False
     skip_cache: bool = False
     json_schema: dict[str, Any] | None = None
+    #: Caller-supplied turns, after the server-held history and before ``prompt``.
+    messages: tuple[ChatMessage, ...] = ()
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = AUTO
+    parallel_tool_calls: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +148,7 @@ class AskResult:
     request_id: str = ""
     #: The parsed document for structured calls.
     structured: Any = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

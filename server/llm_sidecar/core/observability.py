@@ -167,6 +167,12 @@ class Observability:
         either (parent-based sampling), and skipping them saves their set-up."""
         return self.tracing and trace.get_current_span().is_recording()
 
+    def keyed(self, *parts: str) -> str:
+        """A keyed pseudonym of ``parts`` for a third party (a provider's cache key): stable
+        across pods that share the key, and never the raw values, whatever user_id_mode."""
+        data = "\x1f".join(parts).encode("utf-8")
+        return hmac.new(self._pseudonym_key, data, blake2b).hexdigest()[:32]
+
     def user_ref(self, user_id: str) -> str:
         """The form of a user id that may appear in telemetry."""
         if self.user_id_mode == "raw":

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from llm_sidecar.core.models import ChatRequest, Completion
+from llm_sidecar.core.tools import ToolCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +42,9 @@ class Provider(Protocol):
     async def complete(self, request: ChatRequest) -> Completion:
         """One non-streaming chat completion."""
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[str | Completion]:
-        """Text deltas as they arrive, then one :class:`Completion` with the whole answer."""
+    def stream(self, request: ChatRequest) -> AsyncIterator[str | ToolCall | Completion]:
+        """Text deltas as they arrive, each tool call whole once its arguments are
+        complete, then one :class:`Completion` with the whole answer."""
 
     async def probe(self) -> None:
         """Cheap liveness check; raises ProviderError when the provider cannot serve."""

@@ -40,4 +40,5 @@ def build_provider(settings: ProviderSettings, pools: HttpPools) -> Provider:
         ),
         headers=dict(settings.headers),
         probe=settings.probe,
+        prompt_caching=settings.prompt_caching == "auto",
     )

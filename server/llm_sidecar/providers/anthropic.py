@@ -11,6 +11,8 @@ import aiohttp
 from llm_sidecar.core.errors import ErrorKind, ProviderError
 from llm_sidecar.core.models import ChatRequest, Completion, Usage
 from llm_sidecar.core.providers import Connections
+from llm_sidecar.core.tools import ToolCall
+from llm_sidecar.providers._anthropic_body import messages_body
 from llm_sidecar.providers._http import (
     connection_error,
     error_for_status,
@@ -20,37 +22,9 @@ from llm_sidecar.providers._http import (
     sse_batches,
 )
 from llm_sidecar.providers._pool import HttpPool
+from llm_sidecar.providers._tools import ToolCallParts, arguments_text, checked
 
 API_VERSION = "2023-06-01"
-DEFAULT_MAX_TOKENS = 1024
-
-
-def _body(model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-    system = [m.content for m in request.messages if m.role == "system"]
-    if request.json_schema is not None:
-        system.append(
-            "Answer with one JSON document only, no prose, valid against this JSON Schema: "
-            + json.dumps(request.json_schema)
-        )
-    params = request.params
-    body: dict[str, Any] = {
-        "model": model,
-        "max_tokens": params.max_tokens or DEFAULT_MAX_TOKENS,
-        "messages": [
-            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
-        ],
-    }
-    if system:
-        body["system"] = "\n\n".join(system)
-    if params.temperature is not None:
-        body["temperature"] = params.temperature
-    if params.top_p is not None:
-        body["top_p"] = params.top_p
-    if params.stop:
-        body["stop_sequences"] = list(params.stop)
-    if stream:
-        body["stream"] = True
-    return body
 
 
 class AnthropicProvider:
@@ -68,6 +42,7 @@ class AnthropicProvider:
         pool: HttpPool,
         headers: dict[str, str] | None = None,
         probe: str = "models",
+        prompt_caching: bool = True,
     ) -> None:
         self.name = name
         self.model = model
@@ -75,6 +50,7 @@ class AnthropicProvider:
         self._pool = pool
         self._session = pool.session
         self._probe_mode = probe
+        self._prompt_caching = prompt_caching
         self._headers = {
             "Content-Type": "application/json",
             "anthropic-version": API_VERSION,
@@ -84,7 +60,9 @@ class AnthropicProvider:
             self._headers["x-api-key"] = api_key
 
     async def complete(self, request: ChatRequest) -> Completion:
-        payload = json.dumps(_body(self.model, request, stream=False)).encode()
+        payload = json.dumps(
+            messages_body(self.model, request, stream=False, prompt_caching=self._prompt_caching)
+        ).encode()
         try:
             async with (
                 self._pool.connection(),
@@ -101,6 +79,11 @@ class AnthropicProvider:
         try:
             blocks = body["content"]
             text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+            calls = tuple(
+                checked(str(b["id"]), str(b["name"]), arguments_text(b.get("input", {})))
+                for b in blocks
+                if b.get("type") == "tool_use"
+            )
             raw_usage = obj(body.get("usage"), "usage")
             usage = _Tokens().update(raw_usage).usage() if raw_usage else None
         except (KeyError, TypeError, ValueError, AttributeError):
@@ -109,12 +92,15 @@ class AnthropicProvider:
             text=text,
             response_id=str(body.get("id", "")),
             model=str(body.get("model", self.model)),
-            finish_reason=str(body.get("stop_reason") or ""),
+            finish_reason=_finish(body.get("stop_reason")),
             usage=usage,
+            tool_calls=calls,
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str | Completion]:
-        payload = json.dumps(_body(self.model, request, stream=True)).encode()
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str | ToolCall | Completion]:
+        payload = json.dumps(
+            messages_body(self.model, request, stream=True, prompt_caching=self._prompt_caching)
+        ).encode()
         state = _StreamState(self.model)
         try:
             async with (
@@ -130,6 +116,8 @@ class AnthropicProvider:
                     text = state.feed(batch)
                     if text:
                         yield text
+                    while state.finished:  # whole tool calls, in the order they closed
+                        yield state.finished.pop(0)
                     if state.done:
                         break
         except aiohttp.ClientError as exc:
@@ -159,9 +147,24 @@ class AnthropicProvider:
 class _StreamState:
     """What a Messages API event stream said so far."""
 
-    __slots__ = ("done", "finish", "model", "parts", "response_id", "saw_usage", "tokens")
+    __slots__ = (
+        "calls",
+        "done",
+        "finish",
+        "finished",
+        "model",
+        "parts",
+        "response_id",
+        "saw_usage",
+        "tokens",
+        "tool_calls",
+    )
 
     def __init__(self, model: str) -> None:
+        self.calls = ToolCallParts()
+        #: Tool calls completed by the last batch, not yet handed on.
+        self.finished: list[ToolCall] = []
+        self.tool_calls: list[ToolCall] = []
         self.parts: list[str] = []
         self.response_id = ""
         self.model = model
@@ -181,9 +184,24 @@ class _StreamState:
                 raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not an object")
             kind = item.get("type", event)
             if kind == "content_block_delta":
-                text = obj(item.get("delta"), "delta").get("text")
+                delta = obj(item.get("delta"), "delta")
+                if delta.get("type") == "input_json_delta":
+                    self.calls.add(int(item.get("index", 0)), str(delta.get("partial_json", "")))
+                    continue
+                text = delta.get("text")
                 if text:
                     texts.append(text)
+            elif kind == "content_block_start":
+                block = obj(item.get("content_block"), "content_block")
+                if block.get("type") == "tool_use":
+                    index = int(item.get("index", 0))
+                    self.calls.start(index, str(block.get("id", "")), str(block.get("name", "")))
+            elif kind == "content_block_stop":
+                index = int(item.get("index", 0))
+                if self.calls.has(index):
+                    call = self.calls.finish(index)
+                    self.finished.append(call)
+                    self.tool_calls.append(call)
             elif kind == "message_start":
                 message = obj(item.get("message"), "message")
                 self.response_id = str(message.get("id", ""))
@@ -194,7 +212,7 @@ class _StreamState:
                     self.saw_usage = True
             elif kind == "message_delta":
                 delta = obj(item.get("delta"), "delta")
-                self.finish = str(delta.get("stop_reason") or self.finish)
+                self.finish = _finish(delta.get("stop_reason")) or self.finish
                 usage = obj(item.get("usage"), "usage")
                 if usage:
                     # Counts here are cumulative: they replace what message_start said.
@@ -209,7 +227,20 @@ class _StreamState:
 
     def completion(self) -> Completion:
         usage = self.tokens.usage() if self.saw_usage else None
-        return Completion("".join(self.parts), self.response_id, self.model, self.finish, usage)
+        return Completion(
+            "".join(self.parts),
+            self.response_id,
+            self.model,
+            self.finish,
+            usage,
+            tuple(self.tool_calls),
+        )
+
+
+def _finish(stop_reason: object) -> str:
+    """The API's stop reason, with tool use named as for every provider ("tool_calls")."""
+    reason = str(stop_reason or "")
+    return "tool_calls" if reason == "tool_use" else reason
 
 
 class _Tokens:

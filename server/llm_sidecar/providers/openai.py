@@ -11,6 +11,7 @@ import aiohttp
 from llm_sidecar.core.errors import ErrorKind, ProviderError
 from llm_sidecar.core.models import ChatMessage, ChatRequest, Completion, GenerationParams, Usage
 from llm_sidecar.core.providers import Connections
+from llm_sidecar.core.tools import ToolCall
 from llm_sidecar.providers._http import (
     connection_error,
     error_for_status,
@@ -20,13 +21,76 @@ from llm_sidecar.providers._http import (
     sse_batches,
 )
 from llm_sidecar.providers._pool import HttpPool
+from llm_sidecar.providers._tools import ToolCallParts, checked, data_url, portable_id
 
 
-def _body(model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+def _message(message: ChatMessage) -> dict[str, Any]:
+    """One turn in the chat-completions format."""
+    if message.role == "tool":
+        return {
+            "role": "tool",
+            "tool_call_id": portable_id(message.tool_call_id),
+            "content": message.content,
+        }
+    if message.role == "assistant" and message.tool_calls:
+        return {
+            "role": "assistant",
+            "content": message.content or None,
+            "tool_calls": [
+                {
+                    "id": portable_id(call.id),
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in message.tool_calls
+            ],
+        }
+    if message.images:
+        parts: list[dict[str, Any]] = []
+        if message.content:
+            parts.append({"type": "text", "text": message.content})
+        parts += [
+            {"type": "image_url", "image_url": {"url": data_url(image)}} for image in message.images
+        ]
+        return {"role": message.role, "content": parts}
+    return {"role": message.role, "content": message.content}
+
+
+def _tools(request: ChatRequest, body: dict[str, Any]) -> None:
+    if not request.tools:
+        return
+    body["tools"] = [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.parameters,
+            },
+        }
+        for tool in request.tools
+    ]
+    choice = request.tool_choice
+    body["tool_choice"] = (
+        {"type": "function", "function": {"name": choice.name}}
+        if choice.mode == "tool"
+        else choice.mode
+    )
+    if request.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+
+
+def _body(
+    model: str, request: ChatRequest, *, stream: bool, prompt_caching: bool = False
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [
+            {"role": m.role, "content": m.content} if m.plain else _message(m)
+            for m in request.messages
+        ],
     }
+    _tools(request, body)
     params = request.params
     if params.temperature is not None:
         body["temperature"] = params.temperature
@@ -43,6 +107,9 @@ def _body(model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
             "type": "json_schema",
             "json_schema": {"name": "response", "schema": request.json_schema, "strict": False},
         }
+    if prompt_caching and request.cache_hint:
+        # Routes this user's thread to the same cache; a keyed pseudonym, never the id.
+        body["prompt_cache_key"] = request.cache_hint
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -87,6 +154,7 @@ class OpenAIProvider:
         pool: HttpPool,
         headers: dict[str, str] | None = None,
         probe: str = "models",
+        prompt_caching: bool = True,
     ) -> None:
         self.name = name
         self.model = model
@@ -94,12 +162,15 @@ class OpenAIProvider:
         self._pool = pool
         self._session = pool.session
         self._probe_mode = probe
+        self._prompt_caching = prompt_caching
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
 
     async def complete(self, request: ChatRequest) -> Completion:
-        payload = json.dumps(_body(self.model, request, stream=False)).encode()
+        payload = json.dumps(
+            _body(self.model, request, stream=False, prompt_caching=self._prompt_caching)
+        ).encode()
         try:
             async with (
                 self._pool.connection(),
@@ -121,18 +192,29 @@ class OpenAIProvider:
             text = message.get("content") or ""
             if not isinstance(text, str):
                 raise TypeError
-        except (KeyError, IndexError, TypeError):
-            raise ProviderError(ErrorKind.BAD_RESPONSE, "no choices[0].message.content") from None
+            calls = tuple(
+                checked(
+                    str(call["id"]),
+                    str(call["function"]["name"]),
+                    str(call["function"].get("arguments") or ""),
+                )
+                for call in message.get("tool_calls") or ()
+            )
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ProviderError(ErrorKind.BAD_RESPONSE, "no choices[0].message") from None
         return Completion(
             text=text,
             response_id=str(body.get("id", "")),
             model=str(body.get("model", self.model)),
             finish_reason=str(choice.get("finish_reason") or ""),
             usage=_usage(body.get("usage")),
+            tool_calls=calls,
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str | Completion]:
-        payload = json.dumps(_body(self.model, request, stream=True)).encode()
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str | ToolCall | Completion]:
+        payload = json.dumps(
+            _body(self.model, request, stream=True, prompt_caching=self._prompt_caching)
+        ).encode()
         state = _StreamState(self.model)
         try:
             async with (
@@ -154,7 +236,10 @@ class OpenAIProvider:
             raise connection_error(exc) from None
         if not state.done and not state.finish:
             raise ProviderError(ErrorKind.BAD_RESPONSE, "the stream ended early")
-        yield state.completion()
+        calls = state.calls.finish_all()  # whole, checked: never a fragment goes out
+        for call in calls:
+            yield call
+        yield state.completion(tuple(calls))
 
     def connections(self) -> Connections:
         pool = self._pool
@@ -180,9 +265,10 @@ class OpenAIProvider:
 class _StreamState:
     """What a chat-completions stream said so far."""
 
-    __slots__ = ("done", "finish", "model", "parts", "response_id", "usage")
+    __slots__ = ("calls", "done", "finish", "model", "parts", "response_id", "usage")
 
     def __init__(self, model: str) -> None:
+        self.calls = ToolCallParts()
         self.parts: list[str] = []
         self.response_id = ""
         self.model = model
@@ -212,14 +298,24 @@ class _StreamState:
                 self.usage = _usage(usage) or self.usage
             for raw_choice in chunk.get("choices") or ():
                 choice = obj(raw_choice, "a choice")
-                delta = obj(choice.get("delta"), "delta").get("content")
+                delta_obj = obj(choice.get("delta"), "delta")
+                delta = delta_obj.get("content")
                 if choice.get("finish_reason"):
                     self.finish = str(choice["finish_reason"])
                 if delta:
                     texts.append(delta)
+                for fragment in delta_obj.get("tool_calls") or ():
+                    self._tool_fragment(obj(fragment, "a tool call"))
         return joined(texts, self.parts)
 
-    def completion(self) -> Completion:
+    def _tool_fragment(self, fragment: dict[str, Any]) -> None:
+        index = int(fragment.get("index", 0))
+        function = obj(fragment.get("function"), "function")
+        self.calls.start(index, str(fragment.get("id") or ""), str(function.get("name") or ""))
+        if function.get("arguments"):
+            self.calls.add(index, str(function["arguments"]))
+
+    def completion(self, calls: tuple[ToolCall, ...] = ()) -> Completion:
         return Completion(
-            "".join(self.parts), self.response_id, self.model, self.finish, self.usage
+            "".join(self.parts), self.response_id, self.model, self.finish, self.usage, calls
         )

@@ -15,6 +15,7 @@ from typing import Any
 from llm_sidecar.core.models import ChatRequest, Completion, Usage
 from llm_sidecar.core.providers import NO_POOL, Connections
 from llm_sidecar.core.structured import canonical_json
+from llm_sidecar.core.tools import ToolCall
 
 
 def example_for(schema: Any) -> Any:
@@ -91,7 +92,7 @@ class SimulatedProvider:
             await asyncio.sleep(self._latency)
         return self._answer(request)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str | Completion]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str | ToolCall | Completion]:
         completion = self._answer(request)
         words = completion.text.split(" ")
         for i, word in enumerate(words):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from llm_manager.v1 import llm_manager_pb2 as pb
 
-from llm_sidecar.core.errors import AttemptRecord
+from llm_sidecar.core.errors import AttemptRecord, InvalidRequestError
 from llm_sidecar.core.models import (
     DEFAULT_PARAMS,
     AskInput,
@@ -16,6 +18,7 @@ from llm_sidecar.core.models import (
     Usage,
 )
 from llm_sidecar.core.state.usage import UsageRow
+from llm_sidecar.core.tools import Image, Tool, ToolCall, ToolChoice
 
 
 def params_from(msg: pb.GenerationParams) -> GenerationParams:
@@ -31,10 +34,61 @@ def params_from(msg: pb.GenerationParams) -> GenerationParams:
     )
 
 
+_ROLES = frozenset({"system", "user", "assistant", "tool"})
+
+
+def message_from(msg: pb.Message, field: str) -> ChatMessage:
+    """A caller-supplied turn. Text parts follow ``content``, joined by newlines."""
+    if msg.role not in _ROLES:
+        raise InvalidRequestError(f"{field}.role", "must be system, user, assistant or tool")
+    texts = [msg.content] if msg.content else []
+    images: list[Image] = []
+    for part in msg.parts:
+        if part.HasField("image"):
+            image = part.image
+            images.append(Image(image.url, image.data, image.mime_type))
+        elif part.text:
+            texts.append(part.text)
+    return ChatMessage(
+        msg.role,  # type: ignore[arg-type]  # checked above
+        "\n".join(texts),
+        tuple(images),
+        tuple(ToolCall(c.id, c.name, c.arguments) for c in msg.tool_calls),
+        msg.tool_call_id,
+    )
+
+
+def tools_from(msgs: Sequence[pb.Tool]) -> tuple[Tool, ...]:
+    """Tool declarations; each ``parameters`` must be a JSON object (a JSON Schema)."""
+    tools = []
+    for i, tool in enumerate(msgs):
+        parameters: Any = {"type": "object", "properties": {}}
+        if tool.parameters.strip():
+            try:
+                parameters = json.loads(tool.parameters)
+            except ValueError:
+                raise InvalidRequestError(f"tools[{i}].parameters", "is not JSON") from None
+        if not isinstance(parameters, dict):
+            raise InvalidRequestError(f"tools[{i}].parameters", "must be a JSON Schema object")
+        tools.append(Tool(tool.name, tool.description, parameters))
+    return tuple(tools)
+
+
 def ask_input(
     msg: pb.AskRequest | pb.AskStructuredRequest, json_schema: dict[str, Any] | None = None
 ) -> AskInput:
     """The core request for an Ask-family message."""
+    if not (msg.messages or msg.tools or msg.HasField("tool_choice")):
+        return AskInput(
+            prompt=msg.prompt,
+            model=msg.model,
+            params=params_from(msg.params),
+            system_prompt=msg.system_prompt,
+            skip_history=msg.skip_history,
+            skip_cache=msg.skip_cache,
+            json_schema=json_schema,
+        )
+    choice = msg.tool_choice
     return AskInput(
         prompt=msg.prompt,
         model=msg.model,
@@ -43,7 +97,17 @@ def ask_input(
         skip_history=msg.skip_history,
         skip_cache=msg.skip_cache,
         json_schema=json_schema,
+        messages=tuple(message_from(m, f"messages[{i}]") for i, m in enumerate(msg.messages)),
+        tools=tools_from(msg.tools),
+        tool_choice=ToolChoice(choice.mode or "auto", choice.name),  # type: ignore[arg-type]
+        parallel_tool_calls=(
+            msg.parallel_tool_calls if msg.HasField("parallel_tool_calls") else None
+        ),
     )
+
+
+def tool_call_msg(call: ToolCall) -> pb.ToolCall:
+    return pb.ToolCall(id=call.id, name=call.name, arguments=call.arguments)
 
 
 def usage_msg(usage: Usage) -> pb.Usage:
@@ -83,7 +147,18 @@ def metadata_msg(result: AskResult) -> pb.ResponseMetadata:
 
 
 def message_msg(message: ChatMessage) -> pb.Message:
-    return pb.Message(role=message.role, content=message.content)
+    if message.plain:
+        return pb.Message(role=message.role, content=message.content)
+    return pb.Message(
+        role=message.role,
+        content=message.content,
+        parts=[
+            pb.ContentPart(image=pb.Image(url=i.url, data=i.data, mime_type=i.mime_type))
+            for i in message.images
+        ],
+        tool_calls=[tool_call_msg(c) for c in message.tool_calls],
+        tool_call_id=message.tool_call_id,
+    )
 
 
 def usage_row_msg(row: UsageRow) -> pb.UsageRow:

@@ -12,11 +12,13 @@ from llm_sidecar.core.context import UserExecutionContext
 from llm_sidecar.core.models import StreamEvent
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.structured import parse_schema
+from llm_sidecar.core.tools import ToolCall
 from llm_sidecar.service import LLMService
 from llm_sidecar.transport.convert import (
     ask_input,
     message_msg,
     metadata_msg,
+    tool_call_msg,
     usage_row_msg,
 )
 from llm_sidecar.transport.rpc import RpcRunner
@@ -29,10 +31,12 @@ ADMIN_MAX_REQUEST_BYTES = 4096
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
-def stream_chunk(item: str | StreamEvent, index: int) -> pb.AskStreamChunk:
-    """One AskStream message: a delta, or the last one with the metadata."""
+def stream_chunk(item: str | ToolCall | StreamEvent, index: int) -> pb.AskStreamChunk:
+    """One AskStream message: a delta, a whole tool call, or the last one with the metadata."""
     if isinstance(item, str):
         return pb.AskStreamChunk(delta=item, index=index)
+    if isinstance(item, ToolCall):
+        return pb.AskStreamChunk(index=index, tool_call=tool_call_msg(item))
     return pb.AskStreamChunk(index=index, metadata=metadata_msg(item.result))
 
 
@@ -58,18 +62,26 @@ class LLMManagerServicer:
         self, ctx: UserExecutionContext, req: pb.AskRequest, deadline: float | None
     ) -> pb.AskFullResponse:
         result = await self._service.ask(ctx, ask_input(req), deadline)
-        return pb.AskFullResponse(text=result.text, metadata=metadata_msg(result))
+        return pb.AskFullResponse(
+            text=result.text,
+            metadata=metadata_msg(result),
+            tool_calls=[tool_call_msg(c) for c in result.tool_calls],
+        )
 
     async def _ask_structured(
         self, ctx: UserExecutionContext, req: pb.AskStructuredRequest, deadline: float | None
     ) -> pb.AskStructuredResponse:
         schema = parse_schema(req.json_schema)
         result = await self._service.ask(ctx, ask_input(req, schema), deadline)
-        return pb.AskStructuredResponse(json=result.text, metadata=metadata_msg(result))
+        return pb.AskStructuredResponse(
+            json=result.text,
+            metadata=metadata_msg(result),
+            tool_calls=[tool_call_msg(c) for c in result.tool_calls],
+        )
 
     def _ask_stream(
         self, ctx: UserExecutionContext, req: pb.AskRequest, deadline: float | None
-    ) -> AsyncIterator[str | StreamEvent]:
+    ) -> AsyncIterator[str | ToolCall | StreamEvent]:
         return self._service.ask_stream(ctx, ask_input(req), deadline)
 
     async def _is_cached(

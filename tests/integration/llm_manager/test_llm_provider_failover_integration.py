@@ -302,7 +302,11 @@ async def test_anthropic_fallback(upstream_factory, sidecar_factory) -> None:
         result = await client.ask_full("hi claude", system_prompt="be brief")
     assert result.metadata.provider == "claude" and result.text == "claude says: hi claude (turn 1)"
     sent = claude.chat_requests[0]
-    assert sent.path == "/v1/messages" and sent.body["system"] == "be brief"
+    assert sent.path == "/v1/messages"
+    # Prompt caching (on by default): the stable system prompt is a cache breakpoint.
+    assert sent.body["system"] == [
+        {"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}
+    ]
     assert sent.headers["anthropic-version"] and sent.body["max_tokens"] >= 1
     assert (
         result.metadata.usage.prompt_tokens == claude.usage(sent.body, result.text)["prompt_tokens"]

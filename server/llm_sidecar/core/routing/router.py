@@ -48,6 +48,7 @@ from llm_sidecar.core.routing.breaker import Permit
 from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy, order
 from llm_sidecar.core.routing.verdict import MIN_ATTEMPT_SECONDS, exhausted, next_round_delay
 from llm_sidecar.core.routing.watch import AttemptWatch
+from llm_sidecar.core.tools import ToolCall
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +57,19 @@ _HOLD_SLACK = 0.002
 
 Validate = Callable[[Completion], Any]
 #: Opens one attempt: deltas (str) as they arrive, then one Completion.
-Opener = Callable[[Provider, ChatRequest], AsyncIterator["str | Completion"]]
+Opener = Callable[[Provider, ChatRequest], AsyncIterator["str | ToolCall | Completion"]]
 
 
-async def _unary(provider: Provider, request: ChatRequest) -> AsyncIterator[str | Completion]:
+async def _unary(
+    provider: Provider, request: ChatRequest
+) -> AsyncIterator[str | ToolCall | Completion]:
     """A non-streaming call in the shape of an attempt: one Completion."""
     yield await provider.complete(request)
 
 
-def _streaming(provider: Provider, request: ChatRequest) -> AsyncIterator[str | Completion]:
+def _streaming(
+    provider: Provider, request: ChatRequest
+) -> AsyncIterator[str | ToolCall | Completion]:
     return provider.stream(request)
 
 
@@ -144,8 +149,8 @@ class Router:
 
     def stream(
         self, route: str, request: ChatRequest, deadline: float | None = None
-    ) -> AsyncIterator[str | RoutedCompletion]:
-        """Deltas as they arrive, then one :class:`RoutedCompletion` with the whole answer."""
+    ) -> AsyncIterator[str | ToolCall | RoutedCompletion]:
+        """Deltas and whole tool calls as they arrive, then one :class:`RoutedCompletion`."""
         return self._route(route, request, deadline, None, _streaming)
 
     # -- the attempt loop -------------------------------------------------------
@@ -157,7 +162,7 @@ class Router:
         deadline: float | None,
         validate: Validate | None,
         open_attempt: Opener,
-    ) -> AsyncIterator[str | RoutedCompletion]:
+    ) -> AsyncIterator[str | ToolCall | RoutedCompletion]:
         attempts: list[AttemptRecord] = []
         errors: list[ProviderError] = []
         round_no = 0
@@ -214,8 +219,8 @@ class Router:
                                 ) from None
                             finally:
                                 watch.waited()
-                            if isinstance(item, str):
-                                if item:
+                            if not isinstance(item, Completion):
+                                if item:  # a delta, or a whole tool call
                                     sent += 1
                                     yield item
                                 continue

@@ -14,6 +14,7 @@ from hashlib import blake2b
 from typing import Any
 
 from llm_sidecar.core.models import ChatMessage, GenerationParams
+from llm_sidecar.core.tools import AUTO, Tool, ToolChoice
 
 KEY_VERSION = b"llmsc-cache-v1"
 
@@ -33,8 +34,13 @@ def cache_key(
     params: GenerationParams,
     messages: Iterable[ChatMessage],
     json_schema: dict[str, Any] | None = None,
+    tools: tuple[tuple[Tool, ...], ToolChoice, bool | None] = ((), AUTO, None),
 ) -> str:
-    """Return the hex cache key for one request of one user."""
+    """Return the hex cache key for one request of one user.
+
+    Tools, the tool choice, images (their bytes hashed), tool calls and tool
+    results are part of it; a plain text request's key is as it always was.
+    """
     h = blake2b(KEY_VERSION, digest_size=32)
     _field(h, user_id)
     _field(h, session_id or "")
@@ -45,4 +51,28 @@ def cache_key(
     for message in messages:
         _field(h, message.role)
         _field(h, message.content)
+        if not message.plain:
+            _field(h, _extras(message))
+    if tools != ((), AUTO, None):
+        declared, choice, parallel = tools
+        _field(
+            h,
+            json.dumps(
+                [
+                    [[t.name, t.description, t.parameters] for t in declared],
+                    [choice.mode, choice.name],
+                    parallel,
+                ],
+                sort_keys=True,
+            ),
+        )
     return h.hexdigest()
+
+
+def _extras(message: ChatMessage) -> str:
+    images = [
+        [i.url, i.mime_type, blake2b(i.data, digest_size=32).hexdigest() if i.data else ""]
+        for i in message.images
+    ]
+    calls = [[c.id, c.name, c.arguments] for c in message.tool_calls]
+    return json.dumps([images, calls, message.tool_call_id])

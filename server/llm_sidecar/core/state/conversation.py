@@ -27,8 +27,13 @@ DEFAULT_HISTORY_BOUNDS = HistoryBounds()
 
 
 def message_bytes(message: ChatMessage) -> int:
-    """Bytes a message counts against the history bound."""
-    return len(message.content.encode("utf-8")) + len(message.role)
+    """Bytes a message counts against the history bound (images and tool calls too)."""
+    size = len(message.content.encode("utf-8")) + len(message.role)
+    if not message.plain:
+        size += sum(len(i.data) + len(i.url) for i in message.images)
+        size += sum(len(c.id) + len(c.name) + len(c.arguments) for c in message.tool_calls)
+        size += len(message.tool_call_id)
+    return size
 
 
 def bound_history(

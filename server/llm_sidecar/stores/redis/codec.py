@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 from llm_sidecar.core.models import ChatMessage, Role, Usage
 from llm_sidecar.core.state.usage import COUNTERS, UsageRow, usage_delta
+from llm_sidecar.core.tools import Image, ToolCall
 
 # A stored message is one role letter followed by the content: decoding the
 # history is on every turn's path, and this measured far cheaper than JSON.
@@ -19,7 +21,22 @@ _FIELD_SEP = "\x1f"
 
 
 def encode_message(message: ChatMessage) -> str:
-    """The stored form of a message."""
+    """The stored form of a message: a role letter and the text for a plain turn, a JSON
+    object (which starts with "{") for one with images, tool calls or a tool result."""
+    if not message.plain:
+        return json.dumps(
+            {
+                "role": message.role,
+                "content": message.content,
+                "images": [
+                    [i.url, i.mime_type, base64.b64encode(i.data).decode("ascii")]
+                    for i in message.images
+                ],
+                "tool_calls": [[c.id, c.name, c.arguments] for c in message.tool_calls],
+                "tool_call_id": message.tool_call_id,
+            },
+            ensure_ascii=False,
+        )
     code = _ROLE_CODES.get(message.role)
     if code is None:
         return json.dumps([message.role, message.content], ensure_ascii=False)
@@ -30,10 +47,19 @@ def decode_message(raw: bytes | str) -> ChatMessage:
     """A message from its stored form."""
     text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     role = _CODE_ROLES.get(text[:1])
-    if role is None:
-        role, content = json.loads(text)
-        return ChatMessage(role, content)
-    return ChatMessage(role, text[1:])
+    if role is not None:
+        return ChatMessage(role, text[1:])
+    if text[:1] == "{":
+        item = json.loads(text)
+        return ChatMessage(
+            item["role"],
+            item["content"],
+            tuple(Image(url, base64.b64decode(data), mime) for url, mime, data in item["images"]),
+            tuple(ToolCall(*call) for call in item["tool_calls"]),
+            item["tool_call_id"],
+        )
+    role, content = json.loads(text)
+    return ChatMessage(role, content)
 
 
 def usage_increments(

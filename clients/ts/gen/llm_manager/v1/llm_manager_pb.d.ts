@@ -64,6 +64,9 @@ export declare const GenerationParamsSchema: GenMessage<GenerationParams>;
  */
 export declare type AskRequest = Message$1<"llm_manager.v1.AskRequest"> & {
   /**
+   * The new user turn. May be empty when `messages` carries the turn (for
+   * example tool results).
+   *
    * @generated from field: string prompt = 1;
    */
   prompt: string;
@@ -100,6 +103,34 @@ export declare type AskRequest = Message$1<"llm_manager.v1.AskRequest"> & {
    * @generated from field: bool skip_cache = 6;
    */
   skipCache: boolean;
+
+  /**
+   * Caller-supplied turns, sent after the server-held history of the
+   * session/thread and before `prompt` (see the README, "Agent turns").
+   *
+   * @generated from field: repeated llm_manager.v1.Message messages = 7;
+   */
+  messages: Message[];
+
+  /**
+   * Tools the model may call.
+   *
+   * @generated from field: repeated llm_manager.v1.Tool tools = 8;
+   */
+  tools: Tool[];
+
+  /**
+   * @generated from field: llm_manager.v1.ToolChoice tool_choice = 9;
+   */
+  toolChoice?: ToolChoice | undefined;
+
+  /**
+   * Whether the model may call several tools in one answer (provider default
+   * when unset).
+   *
+   * @generated from field: optional bool parallel_tool_calls = 10;
+   */
+  parallelToolCalls?: boolean | undefined;
 };
 
 /**
@@ -164,6 +195,28 @@ export declare type AskStructuredRequest = Message$1<"llm_manager.v1.AskStructur
    * @generated from field: string json_schema = 7;
    */
   jsonSchema: string;
+
+  /**
+   * As in AskRequest.
+   *
+   * @generated from field: repeated llm_manager.v1.Message messages = 8;
+   */
+  messages: Message[];
+
+  /**
+   * @generated from field: repeated llm_manager.v1.Tool tools = 9;
+   */
+  tools: Tool[];
+
+  /**
+   * @generated from field: llm_manager.v1.ToolChoice tool_choice = 10;
+   */
+  toolChoice?: ToolChoice | undefined;
+
+  /**
+   * @generated from field: optional bool parallel_tool_calls = 11;
+   */
+  parallelToolCalls?: boolean | undefined;
 };
 
 /**
@@ -177,7 +230,7 @@ export declare const AskStructuredRequestSchema: GenMessage<AskStructuredRequest
  */
 export declare type AskStructuredResponse = Message$1<"llm_manager.v1.AskStructuredResponse"> & {
   /**
-   * The validated JSON document, as JSON text.
+   * The validated JSON document, as JSON text (empty when the model called tools).
    *
    * @generated from field: string json = 1;
    */
@@ -187,6 +240,13 @@ export declare type AskStructuredResponse = Message$1<"llm_manager.v1.AskStructu
    * @generated from field: llm_manager.v1.ResponseMetadata metadata = 2;
    */
   metadata?: ResponseMetadata | undefined;
+
+  /**
+   * Tool calls the model made instead of answering (finish_reason "tool_calls").
+   *
+   * @generated from field: repeated llm_manager.v1.ToolCall tool_calls = 3;
+   */
+  toolCalls: ToolCall[];
 };
 
 /**
@@ -368,6 +428,13 @@ export declare type AskFullResponse = Message$1<"llm_manager.v1.AskFullResponse"
    * @generated from field: llm_manager.v1.ResponseMetadata metadata = 2;
    */
   metadata?: ResponseMetadata | undefined;
+
+  /**
+   * Tool calls of the answer, each with its arguments as a JSON object text.
+   *
+   * @generated from field: repeated llm_manager.v1.ToolCall tool_calls = 3;
+   */
+  toolCalls: ToolCall[];
 };
 
 /**
@@ -403,6 +470,13 @@ export declare type AskStreamChunk = Message$1<"llm_manager.v1.AskStreamChunk"> 
    * @generated from field: llm_manager.v1.ResponseMetadata metadata = 3;
    */
   metadata?: ResponseMetadata | undefined;
+
+  /**
+   * One whole tool call (never a fragment of its arguments), in its own chunk.
+   *
+   * @generated from field: llm_manager.v1.ToolCall tool_call = 4;
+   */
+  toolCall?: ToolCall | undefined;
 };
 
 /**
@@ -432,16 +506,39 @@ export declare const IsCachedResponseSchema: GenMessage<IsCachedResponse>;
  */
 export declare type Message = Message$1<"llm_manager.v1.Message"> & {
   /**
-   * "system", "user" or "assistant".
+   * "system", "user", "assistant" or "tool".
    *
    * @generated from field: string role = 1;
    */
   role: string;
 
   /**
+   * The text of the turn (for "tool": the tool's result).
+   *
    * @generated from field: string content = 2;
    */
   content: string;
+
+  /**
+   * More content: images (and text) after `content`, in order.
+   *
+   * @generated from field: repeated llm_manager.v1.ContentPart parts = 3;
+   */
+  parts: ContentPart[];
+
+  /**
+   * On "assistant" turns: the tools the model called.
+   *
+   * @generated from field: repeated llm_manager.v1.ToolCall tool_calls = 4;
+   */
+  toolCalls: ToolCall[];
+
+  /**
+   * On "tool" turns: the id of the call this is the result of.
+   *
+   * @generated from field: string tool_call_id = 5;
+   */
+  toolCallId: string;
 };
 
 /**
@@ -449,6 +546,152 @@ export declare type Message = Message$1<"llm_manager.v1.Message"> & {
  * Use `create(MessageSchema)` to create a new message.
  */
 export declare const MessageSchema: GenMessage<Message>;
+
+/**
+ * A piece of a message's content.
+ *
+ * @generated from message llm_manager.v1.ContentPart
+ */
+export declare type ContentPart = Message$1<"llm_manager.v1.ContentPart"> & {
+  /**
+   * @generated from oneof llm_manager.v1.ContentPart.part
+   */
+  part: {
+    /**
+     * @generated from field: string text = 1;
+     */
+    value: string;
+    case: "text";
+  } | {
+    /**
+     * @generated from field: llm_manager.v1.Image image = 2;
+     */
+    value: Image;
+    case: "image";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message llm_manager.v1.ContentPart.
+ * Use `create(ContentPartSchema)` to create a new message.
+ */
+export declare const ContentPartSchema: GenMessage<ContentPart>;
+
+/**
+ * An image, by URL (https or data:) or inline bytes with their MIME type.
+ *
+ * @generated from message llm_manager.v1.Image
+ */
+export declare type Image = Message$1<"llm_manager.v1.Image"> & {
+  /**
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * @generated from field: bytes data = 2;
+   */
+  data: Uint8Array;
+
+  /**
+   * "image/png", "image/jpeg", "image/gif" or "image/webp"; required with `data`.
+   *
+   * @generated from field: string mime_type = 3;
+   */
+  mimeType: string;
+};
+
+/**
+ * Describes the message llm_manager.v1.Image.
+ * Use `create(ImageSchema)` to create a new message.
+ */
+export declare const ImageSchema: GenMessage<Image>;
+
+/**
+ * A tool the model may call.
+ *
+ * @generated from message llm_manager.v1.Tool
+ */
+export declare type Tool = Message$1<"llm_manager.v1.Tool"> & {
+  /**
+   * [A-Za-z0-9_-]{1,64}.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * JSON Schema of the arguments (an object schema), as JSON text.
+   *
+   * @generated from field: string parameters = 3;
+   */
+  parameters: string;
+};
+
+/**
+ * Describes the message llm_manager.v1.Tool.
+ * Use `create(ToolSchema)` to create a new message.
+ */
+export declare const ToolSchema: GenMessage<Tool>;
+
+/**
+ * @generated from message llm_manager.v1.ToolChoice
+ */
+export declare type ToolChoice = Message$1<"llm_manager.v1.ToolChoice"> & {
+  /**
+   * "auto" (the default: the model decides), "none", "required" (some tool),
+   * or "tool" (the tool named in `name`).
+   *
+   * @generated from field: string mode = 1;
+   */
+  mode: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message llm_manager.v1.ToolChoice.
+ * Use `create(ToolChoiceSchema)` to create a new message.
+ */
+export declare const ToolChoiceSchema: GenMessage<ToolChoice>;
+
+/**
+ * One call of a tool by the model.
+ *
+ * @generated from message llm_manager.v1.ToolCall
+ */
+export declare type ToolCall = Message$1<"llm_manager.v1.ToolCall"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * The arguments: a JSON object, as JSON text.
+   *
+   * @generated from field: string arguments = 3;
+   */
+  arguments: string;
+};
+
+/**
+ * Describes the message llm_manager.v1.ToolCall.
+ * Use `create(ToolCallSchema)` to create a new message.
+ */
+export declare const ToolCallSchema: GenMessage<ToolCall>;
 
 /**
  * @generated from message llm_manager.v1.GetConversationRequest
