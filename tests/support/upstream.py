@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.wire_formats import request_problem
+
 MODES = (
     "healthy",
     "error",
@@ -95,6 +97,8 @@ class FakeUpstream:
     #: Apply ``mode`` only to requests whose last user message contains this.
     fail_when: str | None = None
     requests: list[Recorded] = field(default_factory=list)
+    #: Request bodies the official SDKs' types rejected (each answered with HTTP 400).
+    format_errors: list[str] = field(default_factory=list)
     probes: int = 0
     #: Streams whose client went away before the end.
     streams_aborted: int = 0
@@ -263,6 +267,11 @@ class FakeUpstream:
     async def _record(self, request: web.Request) -> dict[str, Any]:
         body = await request.json()
         self.requests.append(Recorded(request.path, body, dict(request.headers)))
+        kind = "anthropic" if request.path.endswith("/messages") else "openai"
+        problem = request_problem(kind, body)
+        if problem is not None:
+            self.format_errors.append(problem)
+            raise web.HTTPBadRequest(text=json.dumps({"error": {"message": "invalid request"}}))
         return body
 
     async def _models(self, request: web.Request) -> web.StreamResponse:

@@ -41,10 +41,10 @@ def _move_slot(cluster: RedisCluster, slot: int, target_port: int) -> int:
     target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
     source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
     moved = 0
-    while keys := source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 2):
+    while keys := source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1):
         source.execute_command("MIGRATE", "127.0.0.1", target_port, "", 0, 5000, "KEYS", *keys)
         moved += len(keys)
-        time.sleep(0.02)
+        time.sleep(0.05)  # one key at a time, slowly: turns keep arriving mid-move
     for node in cluster.nodes:
         redis.Redis(port=node.port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
     return moved
