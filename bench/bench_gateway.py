@@ -27,6 +27,9 @@ def run(duration: float = 5.0) -> str:
                 results[("hit", c)] = load(
                     "sidecar", f"127.0.0.1:{sc_port}", c, duration=duration, mode="hit"
                 )
+                results[("tools", c)] = load(
+                    "sidecar", f"127.0.0.1:{sc_port}", c, duration=duration, mode="tools"
+                )
         with echo_server() as echo_port:
             for c in (1, 32):
                 results[("echo", c)] = load(
@@ -38,6 +41,7 @@ def run(duration: float = 5.0) -> str:
             ("direct", "direct to upstream"),
             ("miss", "sidecar, cache miss"),
             ("hit", "sidecar, cache hit"),
+            ("tools", "sidecar, tool-call round trip (2 calls)"),
             ("echo", "bare grpc.aio echo"),
         ):
             r = results[(kind, c)]

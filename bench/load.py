@@ -62,7 +62,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         hit = args.mode == "hit"
         turns = args.turns
 
+        tool = pb.Tool(
+            name="get_weather",
+            description="The weather in a city",
+            parameters='{"type":"object","properties":{"city":{"type":"string"}}}',
+        )
+
         async def call(worker: int, i: int) -> None:
+            if args.mode == "tools":
+                # One tool-call round trip: the call, then the tool's result back.
+                meta = metas[worker]
+                asked = await stub.AskFull(
+                    pb.AskRequest(prompt=f"weather {worker}-{i}", tools=[tool], skip_cache=True),
+                    metadata=meta,
+                    timeout=10,
+                )
+                (made,) = asked.tool_calls
+                result = pb.Message(role="tool", content="sunny", tool_call_id=made.id)
+                loop_turns = [
+                    pb.Message(role="user", content=f"weather {worker}-{i}"),
+                    pb.Message(role="assistant", tool_calls=[made]),
+                    result,
+                ]
+                answer = await stub.AskFull(
+                    pb.AskRequest(messages=loop_turns, tools=[tool], skip_cache=True),
+                    metadata=meta,
+                    timeout=10,
+                )
+                assert answer.text and not answer.tool_calls
+                return
             if args.mode == "conversation":
                 # Worker w is one user; every `turns` calls it starts a new thread.
                 meta: tuple[tuple[str, str], ...] = (
@@ -119,7 +147,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--mode", choices=["miss", "hit", "conversation"], default="miss")
+    parser.add_argument("--mode", choices=["miss", "hit", "conversation", "tools"], default="miss")
     parser.add_argument("--users", type=int, default=32)
     parser.add_argument("--turns", type=int, default=20, help="conversation: turns per thread")
     parser.add_argument("--calls", type=int, default=0, help="stop each worker after N calls")

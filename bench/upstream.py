@@ -39,6 +39,34 @@ ANSWER = _reply(
     ).encode()
 )
 MODELS = _reply(b'{"object":"list","data":[{"id":"bench-model"}]}')
+# A tool call, for requests that declare tools and do not carry tool results yet.
+TOOL_CALL = _reply(
+    json.dumps(
+        {
+            "id": "chatcmpl-bench-tools",
+            "object": "chat.completion",
+            "model": "bench-model",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": "call_bench_1",
+                                "type": "function",
+                                "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+                            }
+                        ],
+                    },
+                    "finish_reason": "tool_calls",
+                }
+            ],
+            "usage": {"prompt_tokens": 40, "completion_tokens": 12, "total_tokens": 52},
+        }
+    ).encode()
+)
 
 
 class Http(asyncio.Protocol):
@@ -68,10 +96,16 @@ class Http(asyncio.Protocol):
             total = head_end + 4 + length
             if len(self.buf) < total:
                 return
-            self.buf = self.buf[total:]
+            body, self.buf = self.buf[head_end + 4 : total], self.buf[total:]
             if self.mode == "hang":
                 continue
-            self.transport.write(MODELS if head.startswith(b"get") else ANSWER)  # type: ignore[attr-defined]
+            if head.startswith(b"get"):
+                reply = MODELS
+            elif b'"tools"' in body and b'"role": "tool"' not in body:
+                reply = TOOL_CALL
+            else:
+                reply = ANSWER
+            self.transport.write(reply)  # type: ignore[attr-defined]
 
 
 async def main(port: int, mode: str) -> None:

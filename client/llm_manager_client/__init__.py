@@ -6,6 +6,7 @@ async with AsyncLLMManagerClient("127.0.0.1:50051", UserContext("alice", session
     print(await c.ask("hello"))
 """
 
+from llm_manager_client._agent import Image, Message, Tool, ToolCall
 from llm_manager_client._async import DEFAULT_TIMEOUT, AsyncLLMManagerClient
 from llm_manager_client._context import UserContext
 from llm_manager_client._exceptions import (
@@ -25,7 +26,6 @@ from llm_manager_client._models import (
     AskResult,
     Attempt,
     Conversation,
-    Message,
     Released,
     ResponseMetadata,
     SessionEnded,
@@ -49,6 +49,7 @@ __all__ = [
     "CancelledError",
     "Conversation",
     "DeadlineExceededError",
+    "Image",
     "InternalError",
     "InvalidArgumentError",
     "LLMManagerClient",
@@ -62,6 +63,8 @@ __all__ = [
     "StreamChunk",
     "StructuredOutputError",
     "StructuredResult",
+    "Tool",
+    "ToolCall",
     "UnauthenticatedError",
     "UnavailableError",
     "Usage",

@@ -8,11 +8,11 @@ from typing import Any
 
 from llm_manager.v1 import llm_manager_pb2 as pb
 
+from llm_manager_client._agent import Image, Message, Tool, ToolCall
 from llm_manager_client._models import (
     AskResult,
     Attempt,
     Conversation,
-    Message,
     ResponseMetadata,
     StreamChunk,
     StructuredResult,
@@ -23,7 +23,7 @@ from llm_manager_client._models import (
 
 
 def ask_request(
-    prompt: str,
+    prompt: str = "",
     *,
     model: str = "",
     system_prompt: str = "",
@@ -34,15 +34,68 @@ def ask_request(
     top_p: float | None = None,
     stop: Sequence[str] = (),
     seed: int | None = None,
+    messages: Sequence[Message] = (),
+    tools: Sequence[Tool] = (),
+    tool_choice: str | None = None,
+    parallel_tool_calls: bool | None = None,
 ) -> pb.AskRequest:
-    """An AskRequest from keyword arguments."""
-    return pb.AskRequest(
+    """An AskRequest from keyword arguments. ``tool_choice``: "auto", "none",
+    "required", or a tool's name (that tool must be called)."""
+    request = pb.AskRequest(
         prompt=prompt,
         model=model,
         system_prompt=system_prompt,
         skip_history=skip_history,
         skip_cache=skip_cache,
         params=params(temperature, max_tokens, top_p, stop, seed),
+        messages=[message_msg(m) for m in messages],
+        tools=[
+            pb.Tool(name=t.name, description=t.description, parameters=json.dumps(t.parameters))
+            for t in tools
+        ],
+    )
+    if tool_choice is not None:
+        mode = tool_choice if tool_choice in ("auto", "none", "required") else "tool"
+        request.tool_choice.CopyFrom(
+            pb.ToolChoice(mode=mode, name="" if mode != "tool" else tool_choice)
+        )
+    if parallel_tool_calls is not None:
+        request.parallel_tool_calls = parallel_tool_calls
+    return request
+
+
+def message_msg(message: Message) -> pb.Message:
+    return pb.Message(
+        role=message.role,
+        content=message.content,
+        parts=[
+            pb.ContentPart(image=pb.Image(url=i.url, data=i.data, mime_type=i.mime_type))
+            for i in message.images
+        ],
+        tool_calls=[
+            pb.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in message.tool_calls
+        ],
+        tool_call_id=message.tool_call_id,
+    )
+
+
+def tool_calls(msgs: Sequence[pb.ToolCall]) -> tuple[ToolCall, ...]:
+    return tuple(ToolCall(c.id, c.name, c.arguments) for c in msgs)
+
+
+def message(msg: pb.Message) -> Message:
+    texts = [msg.content] if msg.content else []
+    texts += [p.text for p in msg.parts if not p.HasField("image") and p.text]
+    return Message(
+        msg.role,
+        "\n".join(texts),
+        tuple(
+            Image(p.image.url, p.image.data, p.image.mime_type)
+            for p in msg.parts
+            if p.HasField("image")
+        ),
+        tool_calls(msg.tool_calls),
+        msg.tool_call_id,
     )
 
 
@@ -70,7 +123,7 @@ def structured_request(
 ) -> pb.AskStructuredRequest:
     """An AskStructuredRequest; ``schema`` as a dict or JSON text."""
     base = ask_request(prompt, **kwargs)
-    return pb.AskStructuredRequest(
+    request = pb.AskStructuredRequest(
         prompt=base.prompt,
         model=base.model,
         params=base.params,
@@ -78,7 +131,14 @@ def structured_request(
         skip_history=base.skip_history,
         skip_cache=base.skip_cache,
         json_schema=schema if isinstance(schema, str) else json.dumps(schema),
+        messages=base.messages,
+        tools=base.tools,
     )
+    if base.HasField("tool_choice"):
+        request.tool_choice.CopyFrom(base.tool_choice)
+    if base.HasField("parallel_tool_calls"):
+        request.parallel_tool_calls = base.parallel_tool_calls
+    return request
 
 
 def metadata(msg: pb.ResponseMetadata) -> ResponseMetadata:
@@ -107,23 +167,25 @@ def metadata(msg: pb.ResponseMetadata) -> ResponseMetadata:
 
 
 def ask_result(msg: pb.AskFullResponse) -> AskResult:
-    return AskResult(msg.text, metadata(msg.metadata))
+    return AskResult(msg.text, metadata(msg.metadata), tool_calls(msg.tool_calls))
 
 
 def structured_result(msg: pb.AskStructuredResponse) -> StructuredResult:
-    return StructuredResult(json.loads(msg.json), msg.json, metadata(msg.metadata))
+    data = json.loads(msg.json) if msg.json else None
+    return StructuredResult(data, msg.json, metadata(msg.metadata), tool_calls(msg.tool_calls))
 
 
 def stream_chunk(msg: pb.AskStreamChunk) -> StreamChunk:
     return StreamChunk(
-        msg.delta, msg.index, metadata(msg.metadata) if msg.HasField("metadata") else None
+        msg.delta,
+        msg.index,
+        metadata(msg.metadata) if msg.HasField("metadata") else None,
+        tool_calls([msg.tool_call])[0] if msg.HasField("tool_call") else None,
     )
 
 
 def conversation(msg: pb.GetConversationResponse) -> Conversation:
-    return Conversation(
-        msg.session_id, msg.thread_id, tuple(Message(m.role, m.content) for m in msg.messages)
-    )
+    return Conversation(msg.session_id, msg.thread_id, tuple(message(m) for m in msg.messages))
 
 
 def usage_row(msg: pb.UsageRow) -> UsageRow:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from llm_manager_client._agent import Message, ToolCall
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
@@ -46,6 +48,8 @@ class AskResult:
 
     text: str
     metadata: ResponseMetadata
+    #: Tools the model called (finish_reason "tool_calls").
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,21 +59,17 @@ class StructuredResult:
     data: Any
     json: str
     metadata: ResponseMetadata
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class StreamChunk:
-    """A streamed piece; the last one has ``metadata`` and no text."""
+    """A streamed piece: text, or one whole tool call; the last one has ``metadata``."""
 
     delta: str
     index: int
     metadata: ResponseMetadata | None
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    role: str
-    content: str
+    tool_call: ToolCall | None = None
 
 
 @dataclass(frozen=True, slots=True)

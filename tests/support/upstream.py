@@ -15,6 +15,14 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.agent_upstream import (
+    anthropic_tool_events,
+    anthropic_tool_reply,
+    openai_tool_chunks,
+    openai_tool_reply,
+    planned_calls,
+    tool_results,
+)
 from tests.support.wire_formats import request_problem
 
 MODES = (
@@ -97,6 +105,8 @@ class FakeUpstream:
     #: Apply ``mode`` only to requests whose last user message contains this.
     fail_when: str | None = None
     requests: list[Recorded] = field(default_factory=list)
+    #: Arguments of every tool call it makes (None: {"query": <the user's text>}).
+    tool_arguments: str | None = None
     #: Request bodies the official SDKs' types rejected (each answered with HTTP 400).
     format_errors: list[str] = field(default_factory=list)
     probes: int = 0
@@ -149,8 +159,12 @@ class FakeUpstream:
     # -- answers -----------------------------------------------------------------
 
     def answer_text(self, body: dict[str, Any]) -> str:
-        """What a healthy upstream says: its name and the last user message, echoed."""
+        """What a healthy upstream says: its name and the last user message, echoed
+        (after tool calls: the tool results it was sent)."""
         msgs = body.get("messages", [])
+        results = tool_results("openai", body) or tool_results("anthropic", body)
+        if results:
+            return f"{self.name} says: tools answered {'; '.join(results)} (turn {len(msgs)})"
         last = next(
             (text_of(m.get("content")) for m in reversed(msgs) if m.get("role") == "user"), ""
         )
@@ -264,6 +278,20 @@ class FakeUpstream:
             return web.Response(text="{not json", content_type="application/json")
         return None
 
+    async def _sse(
+        self, request: web.Request, events: list[tuple[str, dict[str, Any]]], *, done: bool
+    ) -> web.StreamResponse:
+        """An event stream of ready-made events (with ``data: [DONE]`` for OpenAI)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for name, data in events:
+            head = f"event: {name}\n" if name else ""
+            await response.write(f"{head}data: {json.dumps(data)}\n\n".encode())
+        if done:
+            await response.write(b"data: [DONE]\n\n")
+        self.streams_completed += 1
+        return response
+
     async def _record(self, request: web.Request) -> dict[str, Any]:
         body = await request.json()
         self.requests.append(Recorded(request.path, body, dict(request.headers)))
@@ -287,6 +315,14 @@ class FakeUpstream:
         fault = await self._fault(request, body)
         if fault is not None:
             return fault
+        calls = planned_calls("openai", body, self.tool_arguments)
+        if calls:
+            rid = f"chatcmpl-{self.name}-{len(self.requests)}"
+            usage = self.usage(body, "") if self.report_usage else None
+            if body.get("stream"):
+                chunks = openai_tool_chunks(body, rid, calls, usage)
+                return await self._sse(request, [("", c) for c in chunks], done=True)
+            return web.json_response(openai_tool_reply(body, rid, calls, usage))
         structured = "response_format" in body
         text = self.structured_text(body) if structured else self.answer_text(body)
         if body.get("stream"):
@@ -357,6 +393,14 @@ class FakeUpstream:
         fault = await self._fault(request, body)
         if fault is not None:
             return fault
+        calls = planned_calls("anthropic", body, self.tool_arguments)
+        if calls:
+            rid = f"msg_{self.name}_{len(self.requests)}"
+            usage = self.anthropic_usage(body, "")
+            if body.get("stream"):
+                events = anthropic_tool_events(body, rid, calls, usage)
+                return await self._sse(request, events, done=False)
+            return web.json_response(anthropic_tool_reply(body, rid, calls, usage))
         text = self.answer_text(body)
         usage = self.anthropic_usage(body, text)
         if body.get("stream"):

@@ -73,6 +73,9 @@ def record_success(
             response["gen_ai.response.id"] = completion.response_id
         if completion.finish_reason:
             response["gen_ai.response.finish_reasons"] = (completion.finish_reason,)
+        if completion.tool_calls:
+            # How many, never their arguments: those are content.
+            response["llm_sidecar.response.tool_calls"] = len(completion.tool_calls)
         if usage is not None:
             response["gen_ai.usage.input_tokens"] = usage.prompt_tokens
             response["gen_ai.usage.output_tokens"] = usage.completion_tokens

@@ -128,9 +128,19 @@ def _check_tools(inp: AskInput) -> None:
         raise InvalidRequestError("tool_choice.name", "names no declared tool")
 
 
+# Schemas already found valid, by their canonical text: an agent sends the same
+# tools on every call, and checking a schema against its metaschema costs about a
+# millisecond. Bounded; cleared whole when full.
+_VALID_SCHEMAS: set[str] = set()
+_VALID_SCHEMAS_MAX = 4096
+
+
 def _check_schema(schema: dict[str, object], field: str) -> None:
     if schema.get("type", "object") != "object":
         raise InvalidRequestError(field, "must describe an object (type: object)")
+    text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    if text in _VALID_SCHEMAS:
+        return
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(schema)
@@ -139,4 +149,6 @@ def _check_schema(schema: dict[str, object], field: str) -> None:
         raise InvalidRequestError(
             field, f"is not a valid JSON Schema: '{exc.validator}' at {where}"
         ) from None
-    json.dumps(schema)  # serialisable as sent upstream
+    if len(_VALID_SCHEMAS) >= _VALID_SCHEMAS_MAX:
+        _VALID_SCHEMAS.clear()
+    _VALID_SCHEMAS.add(text)
