@@ -38,7 +38,7 @@ from llm_manager_client._models import (
 from llm_manager_client._sync import LLMManagerClient
 
 #: The contract this client speaks: llm_manager.v1, at this additive revision.
-CONTRACT_VERSION = "1.0.0"
+CONTRACT_VERSION = "1.1.0"
 
 __all__ = [
     "CONTRACT_VERSION",

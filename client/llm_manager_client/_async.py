@@ -72,7 +72,7 @@ class AsyncLLMManagerClient:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
-    async def ask(self, prompt: str, *, timeout: float | None = None, **kwargs: Any) -> str:
+    async def ask(self, prompt: str = "", *, timeout: float | None = None, **kwargs: Any) -> str:
         """The answer text."""
         reply = await self._call(
             self._stub.Ask, convert.ask_request(prompt, **kwargs), timeout or self.timeout
@@ -80,7 +80,7 @@ class AsyncLLMManagerClient:
         return str(reply.text)
 
     async def ask_full(
-        self, prompt: str, *, timeout: float | None = None, **kwargs: Any
+        self, prompt: str = "", *, timeout: float | None = None, **kwargs: Any
     ) -> AskResult:
         """The answer with its metadata."""
         reply = await self._call(
@@ -105,7 +105,7 @@ class AsyncLLMManagerClient:
         return convert.structured_result(reply)
 
     async def ask_stream(
-        self, prompt: str, *, timeout: float | None = None, **kwargs: Any
+        self, prompt: str = "", *, timeout: float | None = None, **kwargs: Any
     ) -> AsyncIterator[StreamChunk]:
         """Chunks as they arrive; the last carries the metadata."""
         call = self._stub.AskStream(

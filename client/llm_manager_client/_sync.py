@@ -69,10 +69,12 @@ class LLMManagerClient:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
-    def ask(self, prompt: str, *, timeout: float | None = None, **kwargs: Any) -> str:
+    def ask(self, prompt: str = "", *, timeout: float | None = None, **kwargs: Any) -> str:
         return str(self._call(self._stub.Ask, convert.ask_request(prompt, **kwargs), timeout).text)
 
-    def ask_full(self, prompt: str, *, timeout: float | None = None, **kwargs: Any) -> AskResult:
+    def ask_full(
+        self, prompt: str = "", *, timeout: float | None = None, **kwargs: Any
+    ) -> AskResult:
         return convert.ask_result(
             self._call(self._stub.AskFull, convert.ask_request(prompt, **kwargs), timeout)
         )
@@ -91,7 +93,7 @@ class LLMManagerClient:
         return convert.structured_result(reply)
 
     def ask_stream(
-        self, prompt: str, *, timeout: float | None = None, **kwargs: Any
+        self, prompt: str = "", *, timeout: float | None = None, **kwargs: Any
     ) -> Iterator[StreamChunk]:
         call = self._stub.AskStream(
             convert.ask_request(prompt, **kwargs),
