@@ -16,14 +16,18 @@ from typing import Any
 from aiohttp import web
 
 from tests.support.agent_upstream import (
-    anthropic_tool_events,
-    anthropic_tool_reply,
     openai_tool_chunks,
     openai_tool_reply,
     planned_calls,
     tool_results,
 )
-from tests.support.wire_formats import request_problem
+from tests.support.anthropic_upstream import AnthropicFormat
+from tests.support.fault_mode import MODE
+from tests.support.wire_formats import (
+    openai_chunk,
+    openai_reply,
+    request_problem,
+)
 
 MODES = (
     "healthy",
@@ -37,10 +41,6 @@ MODES = (
     "stream_break",  # a stream whose connection drops after two chunks
     "bad_event",  # a stream whose first event is JSON but not an object
 )
-
-
-#: The fault mode chosen for one request (after fault budgets and filters).
-MODE = web.RequestKey("mode", str)
 
 
 @dataclass
@@ -82,7 +82,7 @@ def text_of(content: Any) -> str:
 
 
 @dataclass
-class FakeUpstream:
+class FakeUpstream(AnthropicFormat):
     """Start with ``await up.start()``; switch faults with ``up.mode = ...``."""
 
     name: str = "up"
@@ -208,19 +208,6 @@ class FakeUpstream:
             usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return usage
 
-    def anthropic_usage(self, body: dict[str, Any], text: str) -> dict[str, int]:
-        """The Messages API's usage: input_tokens there excludes cache reads and writes."""
-        usage = self.usage(body, text)
-        reported = {
-            "input_tokens": usage["prompt_tokens"] - self.cached_tokens - self.cache_write_tokens,
-            "output_tokens": usage["completion_tokens"],
-        }
-        if self.cached_tokens:
-            reported["cache_read_input_tokens"] = self.cached_tokens
-        if self.cache_write_tokens:
-            reported["cache_creation_input_tokens"] = self.cache_write_tokens
-        return reported
-
     def _mode_for(self, body: dict[str, Any] | None) -> str:
         if self.mode == "healthy":
             return "healthy"
@@ -330,6 +317,7 @@ class FakeUpstream:
         reply: dict[str, Any] = {
             "id": f"chatcmpl-{self.name}-{len(self.requests)}",
             "object": "chat.completion",
+            "created": 0,
             "model": body.get("model", "fake-model"),
             "choices": [
                 {
@@ -341,7 +329,7 @@ class FakeUpstream:
         }
         if self.report_usage:
             reply["usage"] = self.usage(body, text)
-        return web.json_response(reply)
+        return web.json_response(openai_reply(reply))
 
     async def _stream_openai(
         self, request: web.Request, body: dict[str, Any], text: str
@@ -349,6 +337,12 @@ class FakeUpstream:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         rid = f"chatcmpl-{self.name}-{len(self.requests)}"
+        head = {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": body.get("model"),
+        }
         pieces = re.findall(r"\S+\s*", text)
         try:
             for n, piece in enumerate(pieces):
@@ -360,120 +354,23 @@ class FakeUpstream:
                         request.transport.close()
                     return response
                 chunk = {
-                    "id": rid,
-                    "model": body.get("model"),
+                    **head,
                     "choices": [{"index": 0, "delta": {"content": piece}}],
                 }
-                await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                await response.write(f"data: {json.dumps(openai_chunk(chunk))}\n\n".encode())
                 if self.stream_chunk_delay:
                     await asyncio.sleep(self.stream_chunk_delay)
             final: dict[str, Any] = {
-                "id": rid,
-                "model": body.get("model"),
+                **head,
                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
             }
-            await response.write(f"data: {json.dumps(final)}\n\n".encode())
+            await response.write(f"data: {json.dumps(openai_chunk(final))}\n\n".encode())
             if self.report_usage:
-                usage = {
-                    "id": rid,
-                    "model": body.get("model"),
-                    "choices": [],
-                    "usage": self.usage(body, text),
-                }
-                await response.write(f"data: {json.dumps(usage)}\n\n".encode())
+                usage = {**head, "choices": [], "usage": self.usage(body, text)}
+                await response.write(f"data: {json.dumps(openai_chunk(usage))}\n\n".encode())
             await response.write(b"data: [DONE]\n\n")
         except (ConnectionResetError, asyncio.CancelledError):
             self.streams_aborted += 1
             raise
-        self.streams_completed += 1
-        return response
-
-    async def _anthropic(self, request: web.Request) -> web.StreamResponse:
-        body = await self._record(request)
-        fault = await self._fault(request, body)
-        if fault is not None:
-            return fault
-        calls = planned_calls("anthropic", body, self.tool_arguments)
-        if calls:
-            rid = f"msg_{self.name}_{len(self.requests)}"
-            usage = self.anthropic_usage(body, "")
-            if body.get("stream"):
-                events = anthropic_tool_events(body, rid, calls, usage)
-                return await self._sse(request, events, done=False)
-            return web.json_response(anthropic_tool_reply(body, rid, calls, usage))
-        text = self.answer_text(body)
-        usage = self.anthropic_usage(body, text)
-        if body.get("stream"):
-            return await self._stream_anthropic(request, body, text, usage)
-        reply = {
-            "id": f"msg_{self.name}_{len(self.requests)}",
-            "type": "message",
-            "role": "assistant",
-            "model": body.get("model"),
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
-            "usage": usage,
-        }
-        return web.json_response(reply)
-
-    async def _stream_anthropic(
-        self, request: web.Request, body: dict[str, Any], text: str, usage: dict[str, int]
-    ) -> web.StreamResponse:
-        """The Messages API event stream, as the API documents it."""
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-
-        async def send(event: str, data: Any) -> None:
-            await response.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
-
-        if request.get(MODE) == "bad_event":
-            await send("message_start", [1, 2])
-            return response
-        message_id = f"msg_{self.name}_{len(self.requests)}"
-        await send(
-            "message_start",
-            {
-                "type": "message_start",
-                "message": {
-                    "id": message_id,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": body.get("model"),
-                    "content": [],
-                    "stop_reason": None,
-                    "stop_sequence": None,
-                    "usage": {**usage, "output_tokens": 1},
-                },
-            },
-        )
-        await send(
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        )
-        for piece in re.findall(r"\S+\s*", text):
-            await send(
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": 0,
-                    "delta": {"type": "text_delta", "text": piece},
-                },
-            )
-            if self.stream_chunk_delay:
-                await asyncio.sleep(self.stream_chunk_delay)
-        await send("content_block_stop", {"type": "content_block_stop", "index": 0})
-        await send(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": usage["output_tokens"]},
-            },
-        )
-        await send("message_stop", {"type": "message_stop"})
         self.streams_completed += 1
         return response

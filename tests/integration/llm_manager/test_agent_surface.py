@@ -309,3 +309,31 @@ async def test_tool_arguments_stay_out_of_spans_and_logs(
     chats = [s for s in traced.spans() if s.name.startswith("chat ")]
     assert chats[0].attributes["llm_sidecar.response.tool_calls"] == 1
     assert chats[0].attributes["gen_ai.response.finish_reasons"] == ("tool_calls",)
+
+
+async def test_openai_prompt_cache_key_is_a_keyed_pseudonym_per_thread(
+    upstream_factory, sidecar_factory
+) -> None:
+    on = await upstream_factory("on")
+    off = await upstream_factory("off")
+    settings = make_settings(
+        models={
+            "cached": {"providers": [provider("on", on.url)]},
+            "plain": {"providers": [provider("off", off.url, prompt_caching="off")]},
+        }
+    )
+    sidecar = await sidecar_factory(settings)
+    user = "alice@example.com"
+    async with _client(sidecar, user, session_id="s1", thread_id="t1") as alice:
+        await alice.ask("one", model="cached")
+        await alice.ask("two", model="cached")
+        other_thread = alice.with_context(UserContext(user, session_id="s1", thread_id="t2"))
+        await other_thread.ask("three", model="cached")
+        bob = alice.with_context(UserContext("bob", session_id="s1", thread_id="t1"))
+        await bob.ask("one", model="cached")
+        await alice.ask("four", model="plain")
+    keys = [r.body["prompt_cache_key"] for r in on.chat_requests]
+    assert keys[0] == keys[1]  # one thread, one key: its prefix keeps hitting the cache
+    assert len({keys[0], keys[2], keys[3]}) == 3  # another thread, another user: other keys
+    assert all(len(k) == 32 and user not in k and "alice" not in k for k in keys)
+    assert "prompt_cache_key" not in off.chat_requests[0].body
