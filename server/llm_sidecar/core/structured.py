@@ -36,17 +36,25 @@ def parse_schema(text: str) -> dict[str, Any]:
     return schema
 
 
-def compile_schema(schema: dict[str, Any]) -> Validator:
-    """A validator for ``schema``; :class:`SchemaError` when it is not a valid schema."""
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+def checked_schema(schema: dict[str, Any], field: str = "json_schema") -> type[Validator]:
+    """The validator class for ``schema``, once it is checked against its metaschema;
+    :class:`SchemaError` naming ``field`` when it is not a valid JSON Schema."""
+    cls: type[Validator] = jsonschema.validators.validator_for(
+        schema, default=jsonschema.Draft202012Validator
+    )
     try:
         cls.check_schema(schema)
     except _JsonSchemaError as exc:
         where = "/".join(str(p) for p in exc.path) or "(root)"
         raise SchemaError(
-            "json_schema", f"is not a valid JSON Schema: '{exc.validator}' at {where}"
+            field, f"is not a valid JSON Schema: '{exc.validator}' at {where}"
         ) from None
-    return cls(schema)
+    return cls
+
+
+def compile_schema(schema: dict[str, Any]) -> Validator:
+    """A validator for ``schema``; :class:`SchemaError` when it is not a valid schema."""
+    return checked_schema(schema)(schema)
 
 
 def _strip_fences(text: str) -> str:

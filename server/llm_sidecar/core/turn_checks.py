@@ -9,11 +9,9 @@ import json
 import re
 from collections.abc import Sequence
 
-import jsonschema
-from jsonschema.exceptions import SchemaError as _JsonSchemaError
-
 from llm_sidecar.core.errors import InvalidRequestError
 from llm_sidecar.core.models import AskInput, ChatMessage
+from llm_sidecar.core.structured import checked_schema
 from llm_sidecar.core.tools import IMAGE_TYPES, Image, ToolCall
 
 MAX_TOOLS = 128
@@ -141,14 +139,7 @@ def _check_schema(schema: dict[str, object], field: str) -> None:
     text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
     if text in _VALID_SCHEMAS:
         return
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    try:
-        cls.check_schema(schema)
-    except _JsonSchemaError as exc:
-        where = "/".join(str(p) for p in exc.path) or "(root)"
-        raise InvalidRequestError(
-            field, f"is not a valid JSON Schema: '{exc.validator}' at {where}"
-        ) from None
+    checked_schema(schema, field)
     if len(_VALID_SCHEMAS) >= _VALID_SCHEMAS_MAX:
         _VALID_SCHEMAS.clear()
     _VALID_SCHEMAS.add(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -78,18 +79,7 @@ def ask_input(
     msg: pb.AskRequest | pb.AskStructuredRequest, json_schema: dict[str, Any] | None = None
 ) -> AskInput:
     """The core request for an Ask-family message."""
-    if not (msg.messages or msg.tools or msg.HasField("tool_choice")):
-        return AskInput(
-            prompt=msg.prompt,
-            model=msg.model,
-            params=params_from(msg.params),
-            system_prompt=msg.system_prompt,
-            skip_history=msg.skip_history,
-            skip_cache=msg.skip_cache,
-            json_schema=json_schema,
-        )
-    choice = msg.tool_choice
-    return AskInput(
+    inp = AskInput(
         prompt=msg.prompt,
         model=msg.model,
         params=params_from(msg.params),
@@ -97,6 +87,12 @@ def ask_input(
         skip_history=msg.skip_history,
         skip_cache=msg.skip_cache,
         json_schema=json_schema,
+    )
+    if not (msg.messages or msg.tools or msg.HasField("tool_choice")):
+        return inp  # a plain prompt: nothing more to read
+    choice = msg.tool_choice
+    return dataclasses.replace(
+        inp,
         messages=tuple(message_from(m, f"messages[{i}]") for i, m in enumerate(msg.messages)),
         tools=tools_from(msg.tools),
         tool_choice=ToolChoice(choice.mode or "auto", choice.name),  # type: ignore[arg-type]
