@@ -84,7 +84,7 @@ class LLMService:
                 size,
                 self.max_prompt_chars,
                 "characters",
-                setting="server.max_prompt_chars",
+                setting=MAX_PROMPT_SETTING,
             )
         if len(inp.model) > MAX_MODEL_NAME:
             raise InvalidRequestError("model", f"is longer than {MAX_MODEL_NAME} characters")

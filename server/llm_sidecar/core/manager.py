@@ -58,7 +58,6 @@ _NO_LOCK: contextlib.nullcontext[None] = contextlib.nullcontext()
 @dataclass(slots=True)
 class _Prepared:
     route: str
-    messages: tuple[ChatMessage, ...]
     key: str | None
     session_id: str | None
     thread_id: str
@@ -176,7 +175,7 @@ class LLMManager:
             self._obs.keyed(self.user_id, session_id, thread_id) if session_id else "",
             len(history),
         )
-        return _Prepared(route, frozen, key, session_id, thread_id, validator, request)
+        return _Prepared(route, key, session_id, thread_id, validator, request)
 
     # -- public operations -------------------------------------------------------
 
@@ -267,7 +266,7 @@ class LLMManager:
         """Bill, cache and remember a fresh answer; then build the result."""
         completion = routed.completion
         document = routed.document
-        usage = completion.usage or estimate_usage(prep.messages, completion.text)
+        usage = completion.usage or estimate_usage(prep.request.messages, completion.text)
         self.limiter.record_tokens(usage.total_tokens)
         structured_json = None
         if prep.validator is not None and not completion.tool_calls:

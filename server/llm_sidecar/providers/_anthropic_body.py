@@ -8,7 +8,7 @@ from typing import Any
 
 from llm_sidecar.core.models import ChatMessage, ChatRequest
 from llm_sidecar.core.tools import Image, ToolChoice
-from llm_sidecar.providers._tools import portable_id
+from llm_sidecar.providers._tools import base64_data, portable_id
 
 DEFAULT_MAX_TOKENS = 1024
 _EPHEMERAL = {"type": "ephemeral"}
@@ -16,12 +16,9 @@ _EPHEMERAL = {"type": "ephemeral"}
 
 def _image(image: Image) -> dict[str, Any]:
     if image.data:
-        import base64
-
-        data = base64.b64encode(image.data).decode("ascii")
         return {
             "type": "image",
-            "source": {"type": "base64", "media_type": image.mime_type, "data": data},
+            "source": {"type": "base64", "media_type": image.mime_type, "data": base64_data(image)},
         }
     if image.url.startswith("data:"):
         header, _, data = image.url.partition(",")

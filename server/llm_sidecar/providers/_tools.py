@@ -13,11 +13,16 @@ from llm_sidecar.core.tools import Image, ToolCall
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
 
 
+def base64_data(image: Image) -> str:
+    """The image's bytes, base64-encoded."""
+    return base64.b64encode(image.data).decode("ascii")
+
+
 def data_url(image: Image) -> str:
     """The image as a URL: its own, or a base64 ``data:`` URL of its bytes."""
     if image.url:
         return image.url
-    return f"data:{image.mime_type};base64,{base64.b64encode(image.data).decode('ascii')}"
+    return f"data:{image.mime_type};base64,{base64_data(image)}"
 
 
 def portable_id(call_id: str) -> str:
@@ -48,9 +53,6 @@ class ToolCallParts:
 
     def __init__(self) -> None:
         self._calls: dict[int, list[str]] = {}  # index -> [id, name, arguments so far]
-
-    def __bool__(self) -> bool:
-        return bool(self._calls)
 
     def has(self, index: int) -> bool:
         return index in self._calls
