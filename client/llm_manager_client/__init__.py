@@ -26,6 +26,7 @@ from llm_manager_client._models import (
     AskResult,
     Attempt,
     Conversation,
+    QuotaStatus,
     Released,
     ResponseMetadata,
     SessionEnded,
@@ -38,7 +39,7 @@ from llm_manager_client._models import (
 from llm_manager_client._sync import LLMManagerClient
 
 #: The contract this client speaks: llm_manager.v1, at this additive revision.
-CONTRACT_VERSION = "1.1.0"
+CONTRACT_VERSION = "1.2.0"
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -56,6 +57,7 @@ __all__ = [
     "LLMManagerError",
     "Message",
     "PermissionDeniedError",
+    "QuotaStatus",
     "Released",
     "ResourceExhaustedError",
     "ResponseMetadata",

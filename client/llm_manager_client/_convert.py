@@ -13,6 +13,7 @@ from llm_manager_client._models import (
     AskResult,
     Attempt,
     Conversation,
+    QuotaStatus,
     ResponseMetadata,
     StreamChunk,
     StructuredResult,
@@ -155,6 +156,7 @@ def metadata(msg: pb.ResponseMetadata) -> ResponseMetadata:
             u.cached_input_tokens,
             u.cache_write_input_tokens,
             u.reasoning_tokens,
+            u.cost_micro_usd if u.HasField("cost_micro_usd") else None,
         ),
         cached=msg.cached,
         latency_ms=msg.latency_ms,
@@ -202,8 +204,30 @@ def usage_row(msg: pb.UsageRow) -> UsageRow:
         msg.cached_input_tokens,
         msg.cache_write_input_tokens,
         msg.reasoning_tokens,
+        msg.cost_micro_usd,
+        msg.unpriced_answers,
+        msg.refused_answers,
+        msg.refused_prompt_tokens,
+        msg.refused_completion_tokens,
+        msg.refused_cost_micro_usd,
+    )
+
+
+def quota_status(msg: pb.QuotaStatus) -> QuotaStatus:
+    return QuotaStatus(
+        msg.name,
+        msg.unit,
+        msg.limit,
+        msg.used,
+        msg.reserved,
+        msg.remaining,
+        msg.resets_in_seconds,
     )
 
 
 def usage_report(msg: pb.GetUsageResponse) -> UsageReport:
-    return UsageReport(usage_row(msg.total), tuple(usage_row(r) for r in msg.rows))
+    return UsageReport(
+        usage_row(msg.total),
+        tuple(usage_row(r) for r in msg.rows),
+        tuple(quota_status(q) for q in msg.quotas),
+    )

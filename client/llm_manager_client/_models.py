@@ -19,6 +19,8 @@ class Usage:
     cached_input_tokens: int = 0
     cache_write_input_tokens: int = 0
     reasoning_tokens: int = 0
+    #: Millionths of a US dollar; None when the provider has no configured price.
+    cost_micro_usd: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +95,33 @@ class UsageRow:
     cached_input_tokens: int = 0
     cache_write_input_tokens: int = 0
     reasoning_tokens: int = 0
+    cost_micro_usd: int = 0
+    unpriced_answers: int = 0
+    #: Answers the provider billed that the sidecar refused (kept apart).
+    refused_answers: int = 0
+    refused_prompt_tokens: int = 0
+    refused_completion_tokens: int = 0
+    refused_cost_micro_usd: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaStatus:
+    """One of the caller's quotas in its current window."""
+
+    name: str
+    unit: str
+    limit: int
+    used: int
+    reserved: int
+    remaining: int
+    resets_in_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
 class UsageReport:
     total: UsageRow
     rows: tuple[UsageRow, ...]
+    quotas: tuple[QuotaStatus, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

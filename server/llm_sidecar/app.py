@@ -59,12 +59,14 @@ class Sidecar:
         self.router = wiring.router(s, self.http, self.obs)
         self.state, self.store = wiring.state_store(s)
         self.budget = CacheBudget(s.cache.global_max_bytes)
+        self.billing = wiring.billing(s, self.state, self.obs)
         self.factory = LLMManagerFactory(
             router=self.router,
             budget=self.budget,
             state=self.state,
             cache_limits=wiring.cache_limits(s),
             user_limits=wiring.user_limits(s),
+            billing=self.billing,
             observability=self.obs,
         )
         self.registry = ManagerRegistry(

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from llm_sidecar.core.admission.limits import DEFAULT_USER_LIMITS
+from llm_sidecar.core.admission.quotas import DEFAULT_QUOTA_LIMITS
 from llm_sidecar.core.admission.resources import (
     DEFAULT_SAMPLE_INTERVAL_SECONDS,
     DEFAULT_THRESHOLDS,
@@ -115,6 +117,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class PriceSettings(_Section):
+    """What a provider charges, in USD per million tokens of each class. An unset
+    cached_input or cache_write_input takes the input price, an unset reasoning the
+    output price. Take the figures from the provider's own price list."""
+
+    input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
+    cached_input: Decimal | None = Field(default=None, ge=0)
+    cache_write_input: Decimal | None = Field(default=None, ge=0)
+    reasoning: Decimal | None = Field(default=None, ge=0)
+
+
 class ProviderSettings(_Section):
     """One upstream in a model's chain."""
 
@@ -143,6 +157,8 @@ class ProviderSettings(_Section):
     probe: Literal["models", "chat", "none"] = "models"
     #: Simulated provider only: artificial latency.
     simulated_latency_ms: float = 0.0
+    #: Its price when answering this model; none: cost unknown (never 0).
+    price: PriceSettings | None = None
 
     def api_key(self) -> str:
         """The key, read from the environment at use."""
@@ -215,6 +231,35 @@ class LimitSettings(_Section):
     tokens_per_minute_per_user: int = Field(default=DEFAULT_USER_LIMITS.tokens_per_minute, ge=0)
 
 
+_Q = DEFAULT_QUOTA_LIMITS
+
+
+class QuotaSettings(_Section):
+    """Per-user budgets and rate quotas, shared by every replica through Redis when
+    it is configured; each is off at 0."""
+
+    #: USD per UTC calendar day and month (decimals allowed: 0.25 is 250000 micro-USD).
+    usd_per_day: Decimal = Field(default=Decimal(0), ge=0)
+    usd_per_month: Decimal = Field(default=Decimal(0), ge=0)
+    tokens_per_minute: int = Field(default=0, ge=0)
+    requests_per_minute: int = Field(default=0, ge=0)
+    #: Output cap sent with a call that sets no max_tokens while a USD or token quota
+    #: is on (so its reservation is a real bound).
+    default_max_tokens: int = Field(default=_Q.default_max_tokens, ge=1)
+    #: Input tokens reserved for each image.
+    tokens_per_image: int = Field(default=_Q.tokens_per_image, ge=0)
+    #: Longest a reservation lives when its call never ends (a crashed replica).
+    reservation_ttl_seconds: float = Field(default=_Q.reservation_ttl_seconds, gt=0)
+    #: Redis unreachable: "fail_closed" refuses calls (UNAVAILABLE); "fail_open"
+    #: enforces the limits in this sidecar alone, logged, counted, SharedState NOT_SERVING.
+    on_store_down: Literal["fail_closed", "fail_open"] = _Q.on_store_down
+    #: Window lengths, for tests and drills: 60, 86400 (UTC days) and 0 (UTC calendar
+    #: months) are the real ones.
+    minute_seconds: float = Field(default=_Q.minute_seconds, gt=0)
+    day_seconds: float = Field(default=_Q.day_seconds, gt=0)
+    month_seconds: float = Field(default=_Q.month_seconds, ge=0)
+
+
 class ResourceSettings(_Section):
     """Resource monitoring thresholds."""
 
@@ -258,6 +303,8 @@ class RedisSettings(_Section):
     key_prefix: str = "llmsc"
     conversations: bool = True
     usage: bool = True
+    #: Quota windows in Redis (shared by every replica); off: each sidecar alone.
+    quotas: bool = True
     #: "best_effort": serve from memory when Redis is down and replay writes later;
     #: "required": fail calls with UNAVAILABLE when Redis is down.
     durability: Literal["best_effort", "required"] = "best_effort"
@@ -288,6 +335,7 @@ class Settings(BaseSettings):
     history: HistorySettings = HistorySettings()
     failover: FailoverSettings = FailoverSettings()
     limits: LimitSettings = LimitSettings()
+    quotas: QuotaSettings = QuotaSettings()
     resources: ResourceSettings = ResourceSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     redis: RedisSettings = RedisSettings()
@@ -305,6 +353,14 @@ class Settings(BaseSettings):
             local = [p.name for p in route.providers]
             if len(set(local)) != len(local):
                 raise ValueError(f"models.{route_name}: provider names repeat")
+            if self.quotas.usd_per_day or self.quotas.usd_per_month:
+                for provider in route.providers:
+                    if provider.price is None:
+                        raise ValueError(
+                            f"models.{route_name}: provider {provider.name!r} has no price, "
+                            "and a USD quota is set (quotas.usd_per_day / usd_per_month): "
+                            "its calls could not be bounded"
+                        )
         if self.server.port == -1 and not self.server.unix_socket:
             raise ValueError("server: enable TCP (port >= 0) or a unix_socket")
         return self

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from llm_sidecar.core.admission.quotas import QuotaTotals, QuotaView
 from llm_sidecar.core.admission.resources import ResourceMonitor, ResourceSnapshot
 from llm_sidecar.core.context import SESSION_ID_KEY, UserExecutionContext, validate_id
 from llm_sidecar.core.errors import InvalidRequestError, RequestTooLargeError
@@ -202,11 +203,16 @@ class LLMService:
 
     async def usage(
         self, ctx: UserExecutionContext, session_id: str
-    ) -> tuple[UsageRow, list[UsageRow]]:
-        """The caller's usage: (total, rows)."""
+    ) -> tuple[UsageRow, list[UsageRow], list[QuotaView]]:
+        """The caller's usage: (total, rows, active quotas)."""
         session = self._session(ctx, session_id, required=False) if session_id else None
         rows = await self._usage(ctx).rows(session)
-        return total_of(rows), rows
+        manager = self.registry.get(ctx.user_id)
+        quota = manager.quota if manager is not None else None
+        if quota is None:
+            quota = self.factory.state.for_user(ctx.user_id).quota
+        quotas = await self.factory.billing.gate.status(ctx.user_id, quota)
+        return total_of(rows), rows, quotas
 
     # -- operator views ------------------------------------------------------------
 
@@ -232,6 +238,10 @@ class LLMService:
     def resources(self) -> ResourceSnapshot | None:
         """Current resource figures and mode; reading changes nothing."""
         return self.monitor.read() if self.monitor is not None else None
+
+    def quota_totals(self) -> list[QuotaTotals]:
+        """Each active quota's admissions and refusals here, over every user."""
+        return list(self.factory.billing.gate.totals.values())
 
     def store_status(self) -> StoreStatus:
         """The shared state store's figures (``memory`` when there is none)."""

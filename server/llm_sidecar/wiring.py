@@ -6,10 +6,16 @@ its defaults from them, and this module copies settings into them.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from llm_sidecar.config import Settings
 from llm_sidecar.core.admission.limits import UserLimits
+from llm_sidecar.core.admission.quota_store import MemoryQuotaLedger
+from llm_sidecar.core.admission.quotas import QuotaGate, QuotaLimits
 from llm_sidecar.core.admission.resources import Thresholds
+from llm_sidecar.core.billing import Billing
 from llm_sidecar.core.observability import Observability
+from llm_sidecar.core.pricing import Price, PriceBook, price_of
 from llm_sidecar.core.routing.breaker import BreakerPolicy, CircuitBreaker
 from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy
 from llm_sidecar.core.routing.router import Router
@@ -60,13 +66,65 @@ def history_bounds(settings: Settings) -> HistoryBounds:
 def state_store(settings: Settings) -> tuple[StateStore, RedisBackend | None]:
     """The per-user state store, and the Redis backend behind it when there is one."""
     bounds = history_bounds(settings)
-    memory = MemoryStateStore(bounds)
+    keep = QuotaGate.keep_seconds(quota_limits(settings))
+    memory = MemoryStateStore(bounds, quotas=MemoryQuotaLedger(keep))
     r = settings.redis
-    if not r.url or not (r.conversations or r.usage):
+    quotas = r.quotas and bool(quota_limits(settings).active)
+    if not r.url or not (r.conversations or r.usage or quotas):
         return memory, None
     backend = RedisBackend(r)
-    store = RedisStateStore(backend, bounds, memory, conversations=r.conversations, usage=r.usage)
+    store = RedisStateStore(
+        backend,
+        bounds,
+        memory,
+        conversations=r.conversations,
+        usage=r.usage,
+        quotas=r.quotas,
+    )
     return store, backend
+
+
+def prices(settings: Settings) -> PriceBook:
+    """Every priced (route, provider) pair."""
+    book: dict[tuple[str, str], Price] = {}
+    for route_name, route in settings.models.items():
+        for p in route.providers:
+            if p.price is not None:
+                book[(route_name, p.name)] = price_of(
+                    p.price.input,
+                    p.price.output,
+                    cached_input=p.price.cached_input,
+                    cache_write_input=p.price.cache_write_input,
+                    reasoning=p.price.reasoning,
+                )
+    return PriceBook(book)
+
+
+def _micro_usd(usd: Decimal) -> int:
+    return int(usd * 1_000_000)
+
+
+def quota_limits(settings: Settings) -> QuotaLimits:
+    q = settings.quotas
+    return QuotaLimits(
+        usd_per_day_micro=_micro_usd(q.usd_per_day),
+        usd_per_month_micro=_micro_usd(q.usd_per_month),
+        tokens_per_minute=q.tokens_per_minute,
+        requests_per_minute=q.requests_per_minute,
+        default_max_tokens=q.default_max_tokens,
+        tokens_per_image=q.tokens_per_image,
+        reservation_ttl_seconds=q.reservation_ttl_seconds,
+        on_store_down=q.on_store_down,
+        minute_seconds=q.minute_seconds,
+        day_seconds=q.day_seconds,
+        month_seconds=q.month_seconds,
+    )
+
+
+def billing(settings: Settings, state: StateStore, obs: Observability) -> Billing:
+    """Prices and the quota gate; fail-open admits against the in-process ledger."""
+    gate = QuotaGate(quota_limits(settings), fallback=state.quota_fallback, observability=obs)
+    return Billing(prices(settings), gate, observability=obs)
 
 
 def cache_limits(settings: Settings) -> CacheLimits:

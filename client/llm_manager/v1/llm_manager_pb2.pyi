@@ -263,6 +263,7 @@ class Usage(_message.Message):
     CACHED_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     CACHE_WRITE_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     REASONING_TOKENS_FIELD_NUMBER: _builtins.int
+    COST_MICRO_USD_FIELD_NUMBER: _builtins.int
     prompt_tokens: _builtins.int
     """Every input token, cached or not (Anthropic's input_tokens plus its cache
     reads and cache writes; OpenAI's prompt_tokens).
@@ -282,6 +283,11 @@ class Usage(_message.Message):
     """
     reasoning_tokens: _builtins.int
     """Of completion_tokens: reasoning (OpenAI completion_tokens_details.reasoning_tokens)."""
+    cost_micro_usd: _builtins.int
+    """What the answer cost, in millionths of a US dollar: the configured price of
+    the provider that answered times these tokens, class by class. Unset when
+    that provider has no price (cost unknown, never 0). 0 for a cache hit.
+    """
     def __init__(
         self,
         *,
@@ -292,12 +298,15 @@ class Usage(_message.Message):
         cached_input_tokens: _builtins.int = ...,
         cache_write_input_tokens: _builtins.int = ...,
         reasoning_tokens: _builtins.int = ...,
+        cost_micro_usd: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cost_micro_usd", b"_cost_micro_usd", "cost_micro_usd", b"cost_micro_usd"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_input_tokens", b"cache_write_input_tokens", "cached_input_tokens", b"cached_input_tokens", "completion_tokens", b"completion_tokens", "estimated", b"estimated", "prompt_tokens", b"prompt_tokens", "reasoning_tokens", b"reasoning_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost_micro_usd", b"_cost_micro_usd", "cache_write_input_tokens", b"cache_write_input_tokens", "cached_input_tokens", b"cached_input_tokens", "completion_tokens", b"completion_tokens", "cost_micro_usd", b"cost_micro_usd", "estimated", b"estimated", "prompt_tokens", b"prompt_tokens", "reasoning_tokens", b"reasoning_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__cost_micro_usd: _TypeAlias = _typing.Literal["cost_micro_usd"]  # noqa: Y015
+    _WhichOneofArgType__cost_micro_usd: _TypeAlias = _typing.Literal["_cost_micro_usd", b"_cost_micro_usd"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cost_micro_usd) -> _WhichOneofReturnType__cost_micro_usd | None: ...
 
 Global___Usage: _TypeAlias = Usage  # noqa: Y015
 
@@ -812,6 +821,12 @@ class UsageRow(_message.Message):
     CACHED_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     CACHE_WRITE_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     REASONING_TOKENS_FIELD_NUMBER: _builtins.int
+    COST_MICRO_USD_FIELD_NUMBER: _builtins.int
+    UNPRICED_ANSWERS_FIELD_NUMBER: _builtins.int
+    REFUSED_ANSWERS_FIELD_NUMBER: _builtins.int
+    REFUSED_PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    REFUSED_COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    REFUSED_COST_MICRO_USD_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     model: _builtins.str
     provider: _builtins.str
@@ -825,6 +840,21 @@ class UsageRow(_message.Message):
     """Parts of prompt_tokens and completion_tokens, as in Usage."""
     cache_write_input_tokens: _builtins.int
     reasoning_tokens: _builtins.int
+    cost_micro_usd: _builtins.int
+    """Cost of the answers counted in `requests` whose provider has a price, in
+    millionths of a US dollar.
+    """
+    unpriced_answers: _builtins.int
+    """Provider answers (accepted or refused) whose cost is unknown: no price."""
+    refused_answers: _builtins.int
+    """Answers a provider billed that the sidecar then refused (JSON that failed
+    the schema, a tool call with bad arguments), kept apart from the figures
+    above so a bill never hides them. The caller's total spend is
+    cost_micro_usd + refused_cost_micro_usd.
+    """
+    refused_prompt_tokens: _builtins.int
+    refused_completion_tokens: _builtins.int
+    refused_cost_micro_usd: _builtins.int
     def __init__(
         self,
         *,
@@ -840,10 +870,16 @@ class UsageRow(_message.Message):
         cached_input_tokens: _builtins.int = ...,
         cache_write_input_tokens: _builtins.int = ...,
         reasoning_tokens: _builtins.int = ...,
+        cost_micro_usd: _builtins.int = ...,
+        unpriced_answers: _builtins.int = ...,
+        refused_answers: _builtins.int = ...,
+        refused_prompt_tokens: _builtins.int = ...,
+        refused_completion_tokens: _builtins.int = ...,
+        refused_cost_micro_usd: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hits", b"cache_hits", "cache_write_input_tokens", b"cache_write_input_tokens", "cached_input_tokens", b"cached_input_tokens", "completion_tokens", b"completion_tokens", "estimated_requests", b"estimated_requests", "model", b"model", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "requests", b"requests", "session_id", b"session_id", "total_tokens", b"total_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hits", b"cache_hits", "cache_write_input_tokens", b"cache_write_input_tokens", "cached_input_tokens", b"cached_input_tokens", "completion_tokens", b"completion_tokens", "cost_micro_usd", b"cost_micro_usd", "estimated_requests", b"estimated_requests", "model", b"model", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "refused_answers", b"refused_answers", "refused_completion_tokens", b"refused_completion_tokens", "refused_cost_micro_usd", b"refused_cost_micro_usd", "refused_prompt_tokens", b"refused_prompt_tokens", "requests", b"requests", "session_id", b"session_id", "total_tokens", b"total_tokens", "unpriced_answers", b"unpriced_answers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -855,23 +891,74 @@ class GetUsageResponse(_message.Message):
 
     TOTAL_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
+    QUOTAS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def total(self) -> Global___UsageRow: ...
     @_builtins.property
     def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageRow]: ...
+    @_builtins.property
+    def quotas(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuotaStatus]:
+        """The caller's active quotas (none when quotas are off), each in its current window."""
+
     def __init__(
         self,
         *,
         total: Global___UsageRow | None = ...,
         rows: _abc.Iterable[Global___UsageRow] | None = ...,
+        quotas: _abc.Iterable[Global___QuotaStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quotas", b"quotas", "rows", b"rows", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetUsageResponse: _TypeAlias = GetUsageResponse  # noqa: Y015
+
+@_typing.final
+class QuotaStatus(_message.Message):
+    """One quota of the caller in its current window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    USED_FIELD_NUMBER: _builtins.int
+    RESERVED_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
+    RESETS_IN_SECONDS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"usd_per_day", "usd_per_month", "tokens_per_minute" or "requests_per_minute"."""
+    unit: _builtins.str
+    """"micro_usd", "tokens" or "requests"."""
+    limit: _builtins.int
+    used: _builtins.int
+    """Committed: exact usage of finished calls admitted in this window."""
+    reserved: _builtins.int
+    """Held for calls in flight (their worst case, until they finish)."""
+    remaining: _builtins.int
+    """limit - used - reserved, never below 0."""
+    resets_in_seconds: _builtins.float
+    """Seconds until this window ends and the quota starts again from 0."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        used: _builtins.int = ...,
+        reserved: _builtins.int = ...,
+        remaining: _builtins.int = ...,
+        resets_in_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "name", b"name", "remaining", b"remaining", "reserved", b"reserved", "resets_in_seconds", b"resets_in_seconds", "unit", b"unit", "used", b"used"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuotaStatus: _TypeAlias = QuotaStatus  # noqa: Y015
 
 @_typing.final
 class ListProvidersRequest(_message.Message):
@@ -995,6 +1082,7 @@ class GetResourceStatusResponse(_message.Message):
     IN_FLIGHT_FIELD_NUMBER: _builtins.int
     ALERTS_FIELD_NUMBER: _builtins.int
     SHARED_STATE_FIELD_NUMBER: _builtins.int
+    QUOTAS_FIELD_NUMBER: _builtins.int
     mode: _builtins.str
     """"normal", "warning" or "degraded"."""
     rss_bytes: _builtins.int
@@ -1006,6 +1094,12 @@ class GetResourceStatusResponse(_message.Message):
     def alerts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def shared_state(self) -> Global___SharedStateStatus: ...
+    @_builtins.property
+    def quotas(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuotaTotals]:
+        """Quotas as this sidecar enforces them: aggregates over every user, never any
+        user's identity.
+        """
+
     def __init__(
         self,
         *,
@@ -1017,14 +1111,57 @@ class GetResourceStatusResponse(_message.Message):
         in_flight: _builtins.int = ...,
         alerts: _abc.Iterable[_builtins.str] | None = ...,
         shared_state: Global___SharedStateStatus | None = ...,
+        quotas: _abc.Iterable[Global___QuotaTotals] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["shared_state", b"shared_state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "cache_bytes", b"cache_bytes", "cache_entries", b"cache_entries", "in_flight", b"in_flight", "managers", b"managers", "mode", b"mode", "rss_bytes", b"rss_bytes", "shared_state", b"shared_state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "cache_bytes", b"cache_bytes", "cache_entries", b"cache_entries", "in_flight", b"in_flight", "managers", b"managers", "mode", b"mode", "quotas", b"quotas", "rss_bytes", b"rss_bytes", "shared_state", b"shared_state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetResourceStatusResponse: _TypeAlias = GetResourceStatusResponse  # noqa: Y015
+
+@_typing.final
+class QuotaTotals(_message.Message):
+    """One quota's figures in this sidecar since it started."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    ADMITTED_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    ADMITTED_LOCALLY_FIELD_NUMBER: _builtins.int
+    RESERVATIONS_IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """As QuotaStatus.name."""
+    limit: _builtins.int
+    """The per-user limit."""
+    admitted: _builtins.int
+    refused: _builtins.int
+    admitted_locally: _builtins.int
+    """Admissions decided by this sidecar alone while the shared store was down
+    (quotas.on_store_down = "fail_open").
+    """
+    reservations_in_flight: _builtins.int
+    """Calls of this sidecar holding a reservation now."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        admitted: _builtins.int = ...,
+        refused: _builtins.int = ...,
+        admitted_locally: _builtins.int = ...,
+        reservations_in_flight: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admitted", b"admitted", "admitted_locally", b"admitted_locally", "limit", b"limit", "name", b"name", "refused", b"refused", "reservations_in_flight", b"reservations_in_flight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuotaTotals: _TypeAlias = QuotaTotals  # noqa: Y015
 
 @_typing.final
 class SharedStateStatus(_message.Message):

@@ -144,7 +144,7 @@ class LLMManagerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUsage(self, request, context):
-        """The caller's own token usage.
+        """The caller's own usage, cost and quotas.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

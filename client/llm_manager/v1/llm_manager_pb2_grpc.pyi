@@ -62,7 +62,7 @@ class LLMManagerServiceStub:
     ReleaseManager: _grpc.UnaryUnaryMultiCallable[_llm_manager_pb2.ReleaseManagerRequest, _llm_manager_pb2.ReleaseManagerResponse]
     """Frees the caller's manager: its cache and in-process state."""
     GetUsage: _grpc.UnaryUnaryMultiCallable[_llm_manager_pb2.GetUsageRequest, _llm_manager_pb2.GetUsageResponse]
-    """The caller's own token usage."""
+    """The caller's own usage, cost and quotas."""
 
 @_typing.type_check_only
 class LLMManagerServiceAsyncStub(LLMManagerServiceStub):
@@ -88,7 +88,7 @@ class LLMManagerServiceAsyncStub(LLMManagerServiceStub):
     ReleaseManager: _aio.UnaryUnaryMultiCallable[_llm_manager_pb2.ReleaseManagerRequest, _llm_manager_pb2.ReleaseManagerResponse]  # type: ignore[assignment]
     """Frees the caller's manager: its cache and in-process state."""
     GetUsage: _aio.UnaryUnaryMultiCallable[_llm_manager_pb2.GetUsageRequest, _llm_manager_pb2.GetUsageResponse]  # type: ignore[assignment]
-    """The caller's own token usage."""
+    """The caller's own usage, cost and quotas."""
 
 class LLMManagerServiceServicer(metaclass=_abc_1.ABCMeta):
     """The per-user LLM manager."""
@@ -165,7 +165,7 @@ class LLMManagerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _llm_manager_pb2.GetUsageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_llm_manager_pb2.GetUsageResponse, _abc.Awaitable[_llm_manager_pb2.GetUsageResponse]]:
-        """The caller's own token usage."""
+        """The caller's own usage, cost and quotas."""
 
 def add_LLMManagerServiceServicer_to_server(servicer: LLMManagerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llm_sidecar.core.models import Usage
 
 
 class SidecarError(Exception):
@@ -124,6 +128,14 @@ class ProviderError(SidecarError):
         self.kind = kind
         self.status = status
         self.retry_after = retry_after
+        #: What the provider billed for the answer this error refuses (a whole
+        #: answer that failed a check), when it said; None otherwise.
+        self.billed: Usage | None = None
+
+    def billing(self, usage: Usage | None) -> ProviderError:
+        """This error, noting the usage the provider billed for the refused answer."""
+        self.billed = usage
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +209,20 @@ class ResourceExhaustedError(SidecarError):
         super().__init__(message)
         self.retry_after = retry_after
         self.limit = limit
+
+
+class QuotaExceededError(ResourceExhaustedError):
+    """A per-user quota (budget or rate) has no room for the call's worst case."""
+
+    reason = "QUOTA_EXCEEDED"
+
+    def __init__(
+        self, message: str, *, quota: str, limit_value: int, retry_after: float | None
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, limit=f"quotas.{quota}")
+        #: The quota's name ("usd_per_day", ...) and its limit in its unit.
+        self.quota = quota
+        self.limit_value = limit_value
 
 
 class StoreUnavailableError(SidecarError):

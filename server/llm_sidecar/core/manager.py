@@ -21,6 +21,8 @@ from jsonschema.protocols import Validator
 from opentelemetry import trace
 
 from llm_sidecar.core.admission.limits import UserLimiter
+from llm_sidecar.core.admission.quotas import QuotaView, Reservation
+from llm_sidecar.core.billing import Billing, Charges
 from llm_sidecar.core.context import UserExecutionContext
 from llm_sidecar.core.errors import IsolationViolationError
 from llm_sidecar.core.models import (
@@ -35,7 +37,7 @@ from llm_sidecar.core.models import (
     Usage,
 )
 from llm_sidecar.core.observability import NOOP, Observability
-from llm_sidecar.core.routing.router import Router
+from llm_sidecar.core.routing.router import Refused, Router
 from llm_sidecar.core.state.cache import UserCache
 from llm_sidecar.core.state.cache_keys import cache_key
 from llm_sidecar.core.state.store import UserState
@@ -77,6 +79,7 @@ class LLMManager:
         cache: UserCache,
         state: UserState,
         limiter: UserLimiter,
+        billing: Billing | None = None,
         cache_enabled: bool = True,
         observability: Observability = NOOP,
     ) -> None:
@@ -86,7 +89,9 @@ class LLMManager:
         self.conversations = state.conversations
         self.usage_ledger = state.usage
         self.turns = state.turns
+        self.quota = state.quota
         self.limiter = limiter
+        self.billing = billing or Billing()
         self._router = router
         self._cache_enabled = cache_enabled
         self._obs = observability
@@ -208,8 +213,36 @@ class LLMManager:
                     return None  # the model called tools instead of answering
                 return validate_output(completion.text, validator)
 
-        routed = await self._router.complete(prep.route, prep.request, deadline, validate)
-        return await self._settle(ctx, inp, prep, routed, start)
+        request, reservation = await self._admit(prep, prep.request, deadline)
+        refused: Refused = []
+        try:
+            routed = await self._router.complete(prep.route, request, deadline, validate, refused)
+        except BaseException:
+            await self._unanswered(prep, refused, reservation)
+            raise
+        return await self._settle(ctx, inp, prep, routed, start, refused, reservation)
+
+    async def _admit(
+        self, prep: _Prepared, request: ChatRequest, deadline: float | None
+    ) -> tuple[ChatRequest, Reservation | None]:
+        """The user's quotas' verdict on a call about to reach a provider."""
+        providers = self._router.provider_names(prep.route)
+        return await self.billing.admit(
+            self.user_id, self.quota, prep.route, providers, request, deadline
+        )
+
+    async def _unanswered(
+        self, prep: _Prepared, refused: Refused, reservation: Reservation | None
+    ) -> None:
+        """A call that ended without an answer: bill what providers charged for answers
+        it refused, and free the rest of its reservation."""
+        charges = self.billing.charges(prep.session_id or "", prep.route, refused)
+        try:
+            if charges.rows:
+                await self.turns.commit(Turn(charges.rows))
+        finally:
+            if reservation is not None:
+                await reservation.settle(charges.spend)
 
     def _lookup(self, prep: _Prepared) -> CachedAnswer | None:
         """This user's cached answer to the prepared request, if caching applies."""
@@ -236,7 +269,10 @@ class LLMManager:
     ) -> AskResult:
         completion = hit.completion
         text = hit.structured_json if hit.structured_json is not None else completion.text
-        await self._commit(prep, inp, hit.provider, Usage(), text, completion, cached=True)
+        charges = self.billing.charges(
+            prep.session_id or "", prep.route, (), (hit.provider, Usage(), True)
+        )
+        await self._commit(prep, inp, charges, text, completion)
         structured = None
         if hit.structured_json is not None:
             structured = json.loads(hit.structured_json)
@@ -253,6 +289,7 @@ class LLMManager:
             request_id=ctx.request_id or "",
             structured=structured,
             tool_calls=completion.tool_calls,
+            cost_micro_usd=0,
         )
 
     async def _settle(
@@ -262,6 +299,8 @@ class LLMManager:
         prep: _Prepared,
         routed: RoutedCompletion,
         start: float,
+        refused: Refused,
+        reservation: Reservation | None,
     ) -> AskResult:
         """Bill, cache and remember a fresh answer; then build the result."""
         completion = routed.completion
@@ -277,7 +316,14 @@ class LLMManager:
                 CachedAnswer(completion, routed.provider, prep.session_id or "", structured_json),
             )
         text = structured_json if structured_json is not None else completion.text
-        await self._commit(prep, inp, routed.provider, usage, text, completion, cached=False)
+        charges = self.billing.charges(
+            prep.session_id or "", prep.route, refused, (routed.provider, usage, False)
+        )
+        try:
+            await self._commit(prep, inp, charges, text, completion)
+        finally:
+            if reservation is not None:
+                await reservation.settle(charges.spend)
         return AskResult(
             text=text,
             provider=routed.provider,
@@ -291,18 +337,16 @@ class LLMManager:
             request_id=ctx.request_id or "",
             structured=document,
             tool_calls=completion.tool_calls,
+            cost_micro_usd=charges.cost,
         )
 
     async def _commit(
         self,
         prep: _Prepared,
         inp: AskInput,
-        provider: str,
-        usage: Usage,
+        charges: Charges,
         answer: str,
         completion: Completion,
-        *,
-        cached: bool,
     ) -> None:
         """Bill the answer and, in a conversation, remember the exchange: the caller's
         own turns (not system ones), the prompt, and the answer with its tool calls."""
@@ -315,9 +359,7 @@ class LLMManager:
                 kept.append(ChatMessage("user", inp.prompt))
             kept.append(ChatMessage("assistant", answer, tool_calls=completion.tool_calls))
             messages = tuple(kept)
-        await self.turns.commit(
-            Turn(prep.session_id or "", prep.route, provider, usage, cached, thread, messages)
-        )
+        await self.turns.commit(Turn(charges.rows, thread, messages))
 
     async def ask_stream(
         self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None = None
@@ -342,11 +384,21 @@ class LLMManager:
                 request = prep.request
                 if request.json_schema is not None:
                     request = dataclasses.replace(request, json_schema=None)
-                async for item in self._router.stream(prep.route, request, deadline):
-                    if isinstance(item, RoutedCompletion):
-                        yield StreamEvent(await self._settle(ctx, inp, prep, item, start))
-                    else:
-                        yield item
+                request, reservation = await self._admit(prep, request, deadline)
+                answered = False
+                try:
+                    async for item in self._router.stream(prep.route, request, deadline):
+                        if isinstance(item, RoutedCompletion):
+                            answered = True
+                            result = await self._settle(
+                                ctx, inp, prep, item, start, [], reservation
+                            )
+                            yield StreamEvent(result)
+                        else:
+                            yield item
+                finally:
+                    if not answered:
+                        await self._unanswered(prep, [], reservation)
         finally:
             self.limiter.release()
 
@@ -376,6 +428,11 @@ class LLMManager:
         """This user's usage rows."""
         self._check(ctx)
         return await self.usage_ledger.rows(session_id)
+
+    async def quotas(self, ctx: UserExecutionContext) -> list[QuotaView]:
+        """This user's active quotas in their current windows."""
+        self._check(ctx)
+        return await self.billing.gate.status(self.user_id, self.quota)
 
     def trim(self, keep_fraction: float, keep_turns: int) -> None:
         """Shed memory under pressure (degraded mode)."""

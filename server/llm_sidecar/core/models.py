@@ -149,6 +149,8 @@ class AskResult:
     #: The parsed document for structured calls.
     structured: Any = None
     tool_calls: tuple[ToolCall, ...] = ()
+    #: What the answer cost in micro-USD (0 for a cache hit); None: no price, unknown.
+    cost_micro_usd: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

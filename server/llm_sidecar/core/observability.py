@@ -139,6 +139,21 @@ class Observability:
         self.alerts = meter.create_counter(
             "llm_sidecar.resource.alerts", unit="{alert}", description="Resource alerts raised"
         )
+        self.quota_refusals = meter.create_counter(
+            "llm_sidecar.quota.refusals",
+            unit="{request}",
+            description="Calls refused by a per-user quota (labelled by quota name only)",
+        )
+        self.quota_fail_open = meter.create_counter(
+            "llm_sidecar.quota.fail_open",
+            unit="{request}",
+            description="Calls admitted by this sidecar alone while the quota store was down",
+        )
+        self.cost = meter.create_counter(
+            "llm_sidecar.cost",
+            unit="{micro_usd}",
+            description="What priced providers billed, in micro-USD, by route and provider",
+        )
 
     def span(
         self,

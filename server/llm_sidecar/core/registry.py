@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from llm_sidecar.core.admission.limits import DEFAULT_USER_LIMITS, UserLimiter, UserLimits
+from llm_sidecar.core.billing import Billing
 from llm_sidecar.core.context import UserExecutionContext
 from llm_sidecar.core.errors import IsolationViolationError, ResourceExhaustedError
 from llm_sidecar.core.manager import LLMManager
@@ -32,9 +33,11 @@ class LLMManagerFactory:
         state: StateStore,
         cache_limits: CacheLimits = DEFAULT_CACHE_LIMITS,
         user_limits: UserLimits = DEFAULT_USER_LIMITS,
+        billing: Billing | None = None,
         observability: Observability = NOOP,
     ) -> None:
         self.router = router
+        self.billing = billing or Billing(observability=observability)
         self.budget = budget
         self.state = state
         self.cache_limits = cache_limits
@@ -55,6 +58,7 @@ class LLMManagerFactory:
             ),
             state=self.state.for_user(context.user_id),
             limiter=UserLimiter(self.user_limits),
+            billing=self.billing,
             cache_enabled=limits.enabled,
             observability=self.observability,
         )

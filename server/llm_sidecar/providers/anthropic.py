@@ -76,6 +76,11 @@ class AnthropicProvider:
         except aiohttp.ClientError as exc:
             raise connection_error(exc) from None
         body = parse_json_body(raw)
+        raw_usage = obj(body.get("usage"), "usage")
+        try:
+            usage = _Tokens().update(raw_usage).usage() if raw_usage else None
+        except (TypeError, ValueError):
+            raise ProviderError(ErrorKind.BAD_RESPONSE, "usage is not numbers") from None
         try:
             blocks = body["content"]
             text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
@@ -84,8 +89,8 @@ class AnthropicProvider:
                 for b in blocks
                 if b.get("type") == "tool_use"
             )
-            raw_usage = obj(body.get("usage"), "usage")
-            usage = _Tokens().update(raw_usage).usage() if raw_usage else None
+        except ProviderError as error:
+            raise error.billing(usage) from None  # a whole answer, billed, then refused
         except (KeyError, TypeError, ValueError, AttributeError):
             raise ProviderError(ErrorKind.BAD_RESPONSE, "no content blocks") from None
         return Completion(

@@ -186,6 +186,7 @@ class OpenAIProvider:
         return self._parse(parse_json_body(raw))
 
     def _parse(self, body: dict[str, Any]) -> Completion:
+        usage = _usage(body.get("usage"))
         try:
             choice = body["choices"][0]
             message = choice["message"]
@@ -200,6 +201,8 @@ class OpenAIProvider:
                 )
                 for call in message.get("tool_calls") or ()
             )
+        except ProviderError as error:
+            raise error.billing(usage) from None  # a whole answer, billed, then refused
         except (KeyError, IndexError, TypeError, AttributeError):
             raise ProviderError(ErrorKind.BAD_RESPONSE, "no choices[0].message") from None
         return Completion(
@@ -207,7 +210,7 @@ class OpenAIProvider:
             response_id=str(body.get("id", "")),
             model=str(body.get("model", self.model)),
             finish_reason=str(choice.get("finish_reason") or ""),
-            usage=_usage(body.get("usage")),
+            usage=usage,
             tool_calls=calls,
         )
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from llm_manager.v1 import llm_manager_pb2 as pb
 
+from llm_sidecar.core.admission.quotas import QuotaTotals, QuotaView
 from llm_sidecar.core.errors import AttemptRecord, InvalidRequestError
 from llm_sidecar.core.models import (
     DEFAULT_PARAMS,
@@ -106,7 +107,7 @@ def tool_call_msg(call: ToolCall) -> pb.ToolCall:
     return pb.ToolCall(id=call.id, name=call.name, arguments=call.arguments)
 
 
-def usage_msg(usage: Usage) -> pb.Usage:
+def usage_msg(usage: Usage, cost_micro_usd: int | None) -> pb.Usage:
     return pb.Usage(
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
@@ -115,6 +116,7 @@ def usage_msg(usage: Usage) -> pb.Usage:
         cached_input_tokens=usage.cached_input_tokens,
         cache_write_input_tokens=usage.cache_write_input_tokens,
         reasoning_tokens=usage.reasoning_tokens,
+        cost_micro_usd=cost_micro_usd,
     )
 
 
@@ -133,7 +135,7 @@ def metadata_msg(result: AskResult) -> pb.ResponseMetadata:
         response_id=result.response_id,
         provider=result.provider,
         model=result.model,
-        usage=usage_msg(result.usage),
+        usage=usage_msg(result.usage, result.cost_micro_usd),
         cached=result.cached,
         latency_ms=result.latency_ms,
         finish_reason=result.finish_reason,
@@ -158,17 +160,28 @@ def message_msg(message: ChatMessage) -> pb.Message:
 
 
 def usage_row_msg(row: UsageRow) -> pb.UsageRow:
-    return pb.UsageRow(
-        session_id=row.session_id,
-        model=row.model,
-        provider=row.provider,
-        requests=row.requests,
-        cache_hits=row.cache_hits,
-        prompt_tokens=row.prompt_tokens,
-        completion_tokens=row.completion_tokens,
-        total_tokens=row.total_tokens,
-        estimated_requests=row.estimated_requests,
-        cached_input_tokens=row.cached_input_tokens,
-        cache_write_input_tokens=row.cache_write_input_tokens,
-        reasoning_tokens=row.reasoning_tokens,
+    # The row's counters and labels are the message's fields, by the same names.
+    return pb.UsageRow(**{name: getattr(row, name) for name in UsageRow.__slots__})
+
+
+def quota_status_msg(view: QuotaView) -> pb.QuotaStatus:
+    return pb.QuotaStatus(
+        name=view.name,
+        unit=view.unit,
+        limit=view.limit,
+        used=view.used,
+        reserved=view.reserved,
+        remaining=view.remaining,
+        resets_in_seconds=view.resets_in_seconds,
+    )
+
+
+def quota_totals_msg(totals: QuotaTotals) -> pb.QuotaTotals:
+    return pb.QuotaTotals(
+        name=totals.name,
+        limit=totals.limit,
+        admitted=totals.admitted,
+        refused=totals.refused,
+        admitted_locally=totals.admitted_locally,
+        reservations_in_flight=totals.in_flight,
     )

@@ -14,6 +14,7 @@ from llm_sidecar.core.errors import (
     IsolationViolationError,
     ProviderRejectedError,
     ProviderUnavailableError,
+    QuotaExceededError,
     RequestTooLargeError,
     ResourceExhaustedError,
     SidecarError,
@@ -35,6 +36,18 @@ def _retry_info(seconds: float) -> any_pb2.Any:
     delay = duration_pb2.Duration()
     delay.FromNanoseconds(int(max(seconds, 0.0) * 1e9))
     return _pack(error_details_pb2.RetryInfo(retry_delay=delay))
+
+
+def _quota_failure(exc: QuotaExceededError) -> any_pb2.Any:
+    # The subject is the caller's own quota; no id goes into it (the caller knows who it is).
+    violation = error_details_pb2.QuotaFailure.Violation(
+        subject="user",
+        description=exc.message,
+        quota_id=exc.quota,
+        quota_metric=exc.quota,
+        quota_value=exc.limit_value,
+    )
+    return _pack(error_details_pb2.QuotaFailure(violations=[violation]))
 
 
 def code_for(exc: SidecarError) -> grpc.StatusCode:
@@ -92,6 +105,9 @@ def to_status(exc: SidecarError) -> grpc.Status:
     elif isinstance(exc, ResourceExhaustedError):
         if exc.limit:
             info.metadata["limit"] = exc.limit
+        if isinstance(exc, QuotaExceededError):
+            info.metadata["quota"] = exc.quota
+            details.append(_quota_failure(exc))
         if exc.retry_after is not None:
             details.append(_retry_info(exc.retry_after))
     elif isinstance(exc, ProviderUnavailableError):

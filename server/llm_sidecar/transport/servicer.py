@@ -18,6 +18,8 @@ from llm_sidecar.transport.convert import (
     ask_input,
     message_msg,
     metadata_msg,
+    quota_status_msg,
+    quota_totals_msg,
     tool_call_msg,
     usage_row_msg,
 )
@@ -114,9 +116,11 @@ class LLMManagerServicer:
     async def _get_usage(
         self, ctx: UserExecutionContext, req: pb.GetUsageRequest, deadline: float | None
     ) -> pb.GetUsageResponse:
-        total, rows = await self._service.usage(ctx, req.session_id)
+        total, rows, quotas = await self._service.usage(ctx, req.session_id)
         return pb.GetUsageResponse(
-            total=usage_row_msg(total), rows=[usage_row_msg(r) for r in rows]
+            total=usage_row_msg(total),
+            rows=[usage_row_msg(r) for r in rows],
+            quotas=[quota_status_msg(q) for q in quotas],
         )
 
     # -- RPCs --------------------------------------------------------------------
@@ -196,10 +200,12 @@ class LLMAdminServicer:
             replayed_writes=store.replayed_writes,
         )
         snap = self._service.resources()
+        quotas = [quota_totals_msg(t) for t in self._service.quota_totals()]
         if snap is None:
-            return pb.GetResourceStatusResponse(mode="normal", shared_state=shared)
+            return pb.GetResourceStatusResponse(mode="normal", shared_state=shared, quotas=quotas)
         return pb.GetResourceStatusResponse(
             shared_state=shared,
+            quotas=quotas,
             mode=snap.mode.value,
             rss_bytes=snap.rss_bytes,
             managers=snap.managers,

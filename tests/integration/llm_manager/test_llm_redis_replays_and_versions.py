@@ -14,6 +14,7 @@ from llm_sidecar.config import RedisSettings
 from llm_sidecar.core.models import ChatMessage, Usage
 from llm_sidecar.core.state.conversation import HistoryBounds
 from llm_sidecar.core.state.store import MemoryStateStore
+from llm_sidecar.core.state.usage import answer_row
 from llm_sidecar.stores.redis import RedisBackend, RedisStateStore
 from tests.support.redis_helpers import (
     eventually,
@@ -62,10 +63,11 @@ async def test_store_on_each_redis_version(binary: str) -> None:
         )
         assert [m.content[:1] for m in await convo.load("s", "t")][::2] == ["x"]
         ledger = alice.usage
-        await ledger.record("s", "m", "p", Usage(3, 4, 7), cached=False)
-        await ledger.record("s", "m", "p", Usage(0, 0, 0), cached=True)
+        await ledger.record([answer_row("s", "m", "p", Usage(3, 4, 7), cached=False, cost=9)])
+        await ledger.record([answer_row("s", "m", "p", Usage(), cached=True, cost=0)])
         (row,) = await ledger.rows()
         assert (row.requests, row.cache_hits, row.total_tokens) == (2, 1, 7)
+        assert (row.cost_micro_usd, row.unpriced_answers) == (9, 0)
         # Any role and any text round-trip, including text that looks like the encoding.
         odd = [
             ChatMessage("system", "[1, 2]"),

@@ -25,6 +25,7 @@ from llm_sidecar.config import RedisSettings
 from llm_sidecar.core.models import ChatMessage, Usage
 from llm_sidecar.core.state.conversation import HistoryBounds
 from llm_sidecar.core.state.store import MemoryStateStore
+from llm_sidecar.core.state.usage import answer_row
 from llm_sidecar.stores.redis import RedisBackend, RedisStateStore
 from tests.support.redis_helpers import (
     SHARED_STATE,
@@ -147,7 +148,7 @@ async def test_hostile_ids_never_reach_another_users_keys(
                     session, "t", [ChatMessage("user", f"q{i}"), ChatMessage("assistant", f"a{i}")]
                 )
             await store.for_user(user).usage.record(
-                "s", "m", "p", Usage(i + 1, 0, i + 1), cached=False
+                [answer_row("s", "m", "p", Usage(i + 1, 0, i + 1), cached=False, cost=None)]
             )
         for i, user in enumerate(HOSTILE_IDS):
             for session in HOSTILE_IDS[:4]:

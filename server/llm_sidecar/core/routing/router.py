@@ -41,7 +41,7 @@ from llm_sidecar.core.errors import (
     StreamInterruptedError,
     UnknownModelError,
 )
-from llm_sidecar.core.models import ChatRequest, Completion, RoutedCompletion
+from llm_sidecar.core.models import ChatRequest, Completion, RoutedCompletion, Usage
 from llm_sidecar.core.observability import NOOP, Observability
 from llm_sidecar.core.providers import Provider
 from llm_sidecar.core.routing.breaker import Permit
@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 _HOLD_SLACK = 0.002
 
 Validate = Callable[[Completion], Any]
+#: Where refused but billed answers are noted: (provider name, usage).
+Refused = list[tuple[str, Usage]]
 #: Opens one attempt: deltas (str) as they arrive, then one Completion.
 Opener = Callable[[Provider, ChatRequest], AsyncIterator["str | ToolCall | Completion"]]
 
@@ -117,6 +119,10 @@ class Router:
         slots = self.routes[route]
         return order(slots) if self._has_ties[route] else slots
 
+    def provider_names(self, route: str) -> list[str]:
+        """The names of every provider that may answer ``route``."""
+        return [slot.name for slot in self.routes[route]]
+
     def slots(self) -> list[ProviderSlot]:
         """Every slot of every route."""
         return [slot for slots in self.routes.values() for slot in slots]
@@ -133,15 +139,19 @@ class Router:
         request: ChatRequest,
         deadline: float | None = None,
         validate: Validate | None = None,
+        refused: Refused | None = None,
     ) -> RoutedCompletion:
         """Answer ``request`` from the first provider of the chain that can.
 
         ``validate`` checks a completion (raising ProviderError INVALID_OUTPUT
-        to fail over); what it returns is the result's ``document``.
+        to fail over); what it returns is the result's ``document``. Answers a
+        provider billed but that were refused (by ``validate`` or the adapter's
+        own checks) are appended to ``refused`` as (provider, usage), whatever
+        the outcome, so they can be billed.
         """
         result: RoutedCompletion | None = None
         # Consumed to its end, so the generator finishes here and needs no finaliser.
-        async for item in self._route(route, request, deadline, validate, _unary):
+        async for item in self._route(route, request, deadline, validate, _unary, refused):
             if isinstance(item, RoutedCompletion):
                 result = item
         assert result is not None  # _route ends with a result or raises
@@ -162,6 +172,7 @@ class Router:
         deadline: float | None,
         validate: Validate | None,
         open_attempt: Opener,
+        refused: Refused | None = None,
     ) -> AsyncIterator[str | ToolCall | RoutedCompletion]:
         attempts: list[AttemptRecord] = []
         errors: list[ProviderError] = []
@@ -224,7 +235,10 @@ class Router:
                                     sent += 1
                                     yield item
                                 continue
-                            document = validate(item) if validate is not None else None
+                            try:
+                                document = validate(item) if validate is not None else None
+                            except ProviderError as error:
+                                raise error.billing(item.usage) from None
                             result = self._succeeded(
                                 slot, permit, span, item, document, start, attempts
                             )
@@ -253,6 +267,8 @@ class Router:
                             await aclose()
                     if failure is not None:
                         self._failed(slot, permit, span, failure, start, attempts)
+                        if failure.billed is not None and refused is not None:
+                            refused.append((slot.name, failure.billed))
                 if result is not None:
                     yield result
                     return

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from llm_sidecar.core.admission.quota_store import MemoryQuotaLedger, UserQuota
 from llm_sidecar.core.state.conversation import (
     HistoryBounds,
     MemoryUserConversations,
@@ -27,6 +28,7 @@ class UserState:
     conversations: UserConversations
     usage: UserUsage
     turns: TurnWriter
+    quota: UserQuota
 
 
 class StateStore(Protocol):
@@ -34,6 +36,12 @@ class StateStore(Protocol):
 
     def for_user(self, user_id: str) -> UserState:
         """The state of ``user_id``."""
+        ...
+
+    @property
+    def quota_fallback(self) -> MemoryQuotaLedger:
+        """The in-process quota ledger (all of it without a shared store, the
+        fail-open fallback with one)."""
         ...
 
     async def aclose(self) -> None:
@@ -45,15 +53,26 @@ class MemoryStateStore:
     """The default: history lives in each user's manager and dies with it; usage
     outlives managers (it is billing data) in a ledger bounded by user count."""
 
-    def __init__(self, bounds: HistoryBounds, usage: MemoryUsageLedger | None = None) -> None:
+    def __init__(
+        self,
+        bounds: HistoryBounds,
+        usage: MemoryUsageLedger | None = None,
+        quotas: MemoryQuotaLedger | None = None,
+    ) -> None:
         self.bounds = bounds
         self.usage = usage if usage is not None else MemoryUsageLedger()
+        self.quotas = quotas if quotas is not None else MemoryQuotaLedger(keep_seconds=3600.0)
 
     def for_user(self, user_id: str) -> UserState:
         # A fresh history object per manager: nothing is shared between users.
         conversations = MemoryUserConversations(self.bounds)
         usage = self.usage.for_user(user_id)
-        return UserState(conversations, usage, SeparateWrites(conversations, usage))
+        writes = SeparateWrites(conversations, usage)
+        return UserState(conversations, usage, writes, self.quotas.for_user(user_id))
+
+    @property
+    def quota_fallback(self) -> MemoryQuotaLedger:
+        return self.quotas
 
     async def aclose(self) -> None:
         return None

@@ -11,20 +11,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from llm_sidecar.core.models import ChatMessage, Usage
+from llm_sidecar.core.models import ChatMessage
 from llm_sidecar.core.state.conversation import UserConversations
-from llm_sidecar.core.state.usage import UserUsage
+from llm_sidecar.core.state.usage import UsageRow, UserUsage
 
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """One answer's usage and, when it joins a conversation, its exchange."""
+    """One call's usage rows and, when it joins a conversation, its exchange."""
 
-    session_id: str
-    model: str
-    provider: str
-    usage: Usage
-    cached: bool
+    #: Counters to add, each labelled with its (session, model, provider) cell.
+    usage: Sequence[UsageRow]
     #: (session_id, thread_id) of the conversation the exchange joins, if any.
     thread: tuple[str, str] | None = None
     messages: Sequence[ChatMessage] = ()
@@ -47,8 +44,7 @@ class SeparateWrites:
         self._usage = usage
 
     async def commit(self, turn: Turn) -> None:
-        await self._usage.record(
-            turn.session_id, turn.model, turn.provider, turn.usage, cached=turn.cached
-        )
+        if turn.usage:
+            await self._usage.record(turn.usage)
         if turn.thread is not None:
             await self._conversations.append(*turn.thread, turn.messages)

@@ -1,15 +1,17 @@
-"""Token usage ledgers: interfaces plus the in-process implementation.
+"""Usage ledgers (tokens and money): interfaces plus the in-process implementation.
 
 Rows are kept per (session, model, provider) of one user, so any breakdown a
 bill needs can be summed from them. Totals are sums of what providers reported;
 an estimate is only made when a provider reported nothing, and such requests
-are counted apart.
+are counted apart. Answers a provider billed but the sidecar refused (output
+that failed the caller's schema, tool calls with bad arguments) have columns
+of their own, so a bill shows them without mixing them into the answers.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +34,12 @@ class UsageRow:
     cached_input_tokens: int = 0
     cache_write_input_tokens: int = 0
     reasoning_tokens: int = 0
+    cost_micro_usd: int = 0
+    unpriced_answers: int = 0
+    refused_answers: int = 0
+    refused_prompt_tokens: int = 0
+    refused_completion_tokens: int = 0
+    refused_cost_micro_usd: int = 0
 
     def add(self, other: UsageRow) -> None:
         """Add another row's counters to this one."""
@@ -50,6 +58,12 @@ COUNTERS = (
     "cached_input_tokens",
     "cache_write_input_tokens",
     "reasoning_tokens",
+    "cost_micro_usd",
+    "unpriced_answers",
+    "refused_answers",
+    "refused_prompt_tokens",
+    "refused_completion_tokens",
+    "refused_cost_micro_usd",
 )
 
 
@@ -61,11 +75,22 @@ def total_of(rows: Iterable[UsageRow]) -> UsageRow:
     return total
 
 
-def usage_delta(usage: Usage, *, cached: bool) -> UsageRow:
+def answer_row(
+    session_id: str,
+    model: str,
+    provider: str,
+    usage: Usage,
+    *,
+    cached: bool,
+    cost: int | None,
+) -> UsageRow:
     """The counters one answer adds. A cache hit costs no provider tokens."""
     if cached:
-        return UsageRow(requests=1, cache_hits=1)
+        return UsageRow(session_id, model, provider, requests=1, cache_hits=1)
     return UsageRow(
+        session_id,
+        model,
+        provider,
         requests=1,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
@@ -74,16 +99,32 @@ def usage_delta(usage: Usage, *, cached: bool) -> UsageRow:
         cached_input_tokens=usage.cached_input_tokens,
         cache_write_input_tokens=usage.cache_write_input_tokens,
         reasoning_tokens=usage.reasoning_tokens,
+        cost_micro_usd=cost or 0,
+        unpriced_answers=1 if cost is None else 0,
+    )
+
+
+def refused_row(
+    session_id: str, model: str, provider: str, usage: Usage, *, cost: int | None
+) -> UsageRow:
+    """The counters of an answer the provider billed and the sidecar refused."""
+    return UsageRow(
+        session_id,
+        model,
+        provider,
+        refused_answers=1,
+        refused_prompt_tokens=usage.prompt_tokens,
+        refused_completion_tokens=usage.completion_tokens,
+        refused_cost_micro_usd=cost or 0,
+        unpriced_answers=1 if cost is None else 0,
     )
 
 
 class UserUsage(Protocol):
     """One user's ledger."""
 
-    async def record(
-        self, session_id: str, model: str, provider: str, usage: Usage, *, cached: bool
-    ) -> None:
-        """Add one answer's usage."""
+    async def record(self, rows: Sequence[UsageRow]) -> None:
+        """Add counters, each row to the cell its labels name."""
 
     async def rows(self, session_id: str | None = None) -> list[UsageRow]:
         """Rows of this user, optionally of one session."""
@@ -97,14 +138,13 @@ class MemoryUserUsage:
     def __init__(self) -> None:
         self._rows: dict[tuple[str, str, str], UsageRow] = {}
 
-    async def record(
-        self, session_id: str, model: str, provider: str, usage: Usage, *, cached: bool
-    ) -> None:
-        key = (session_id, model, provider)
-        row = self._rows.get(key)
-        if row is None:
-            row = self._rows[key] = UsageRow(session_id, model, provider)
-        row.add(usage_delta(usage, cached=cached))
+    async def record(self, rows: Sequence[UsageRow]) -> None:
+        for delta in rows:
+            key = (delta.session_id, delta.model, delta.provider)
+            row = self._rows.get(key)
+            if row is None:
+                row = self._rows[key] = UsageRow(*key)
+            row.add(delta)
 
     async def rows(self, session_id: str | None = None) -> list[UsageRow]:
         return [

@@ -75,6 +75,9 @@ class RedisBackend:
         )
         self.commit_script = self.client.register_script(scripts.COMMIT)
         self.end_session_script = self.client.register_script(scripts.END_SESSION)
+        self.quota_reserve_script = self.client.register_script(scripts.QUOTA_RESERVE)
+        self.quota_settle_script = self.client.register_script(scripts.QUOTA_SETTLE)
+        self.quota_figures_script = self.client.register_script(scripts.QUOTA_FIGURES)
         self.required = settings.durability == "required"
         self.up = True
         self.pending: deque[Callable[[], Awaitable[Any]]] = deque()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 
-from llm_sidecar.core.models import ChatMessage, Role, Usage
-from llm_sidecar.core.state.usage import COUNTERS, UsageRow, usage_delta
+from llm_sidecar.core.models import ChatMessage, Role
+from llm_sidecar.core.state.usage import COUNTERS, UsageRow
 from llm_sidecar.core.tools import Image, ToolCall
 
 # A stored message is one role letter followed by the content: decoding the
@@ -18,6 +19,7 @@ _ROLE_CODES = {role: code for code, role in _CODE_ROLES.items()}
 
 # Usage hash fields are "<json [session, model, provider]><US><counter>".
 _FIELD_SEP = "\x1f"
+_KNOWN = frozenset(COUNTERS)
 
 
 def encode_message(message: ChatMessage) -> str:
@@ -62,17 +64,15 @@ def decode_message(raw: bytes | str) -> ChatMessage:
     return ChatMessage(role, content)
 
 
-def usage_increments(
-    session_id: str, model: str, provider: str, usage: Usage, cached: bool
-) -> list[str | int]:
-    """Field/amount pairs of one answer's counters."""
-    delta = usage_delta(usage, cached=cached)
-    label = json.dumps([session_id, model, provider])
+def usage_increments(rows: Sequence[UsageRow]) -> list[str | int]:
+    """Field/amount pairs of the counters of ``rows``."""
     pairs: list[str | int] = []
-    for name in COUNTERS:
-        amount = getattr(delta, name)
-        if amount:
-            pairs += [f"{label}{_FIELD_SEP}{name}", amount]
+    for row in rows:
+        label = json.dumps([row.session_id, row.model, row.provider])
+        for name in COUNTERS:
+            amount = getattr(row, name)
+            if amount:
+                pairs += [f"{label}{_FIELD_SEP}{name}", amount]
     return pairs
 
 
@@ -86,5 +86,6 @@ def usage_rows(raw: dict[bytes | str, bytes | str]) -> list[UsageRow]:
         if row is None:
             session, model, provider = json.loads(label)
             row = rows[label] = UsageRow(session, model, provider)
-        setattr(row, counter, int(value))
+        if counter in _KNOWN:  # a counter of a newer version is kept, not read
+            setattr(row, counter, int(value))
     return list(rows.values())

@@ -4,6 +4,8 @@
     {prefix}:{<user digest>}:s:<session digest>                   set of thread keys
     {prefix}:{<user digest>}:usage                                 hash of counters
     {prefix}:{<user digest>}:r:<write id>                          write applied (replay guard)
+    {prefix}:{<user digest>}:q:<quota>:<window>                    hash: committed, reserved
+    {prefix}:{<user digest>}:qh  /  :qe                            reservations held / expiries
 
 The user digest sits in a hash tag, so all of one user's keys live in one
 Redis Cluster slot and the Lua scripts may touch them together. The digests
@@ -49,3 +51,15 @@ class UserKeys:
     def record(self, record_id: str) -> str:
         """Marker of one applied write (``record_id`` is ours: hex)."""
         return f"{self._base}:r:{record_id}"
+
+    def quota_window(self, key: str) -> str:
+        """One quota window (``key`` is ours: a quota name and a window id)."""
+        return f"{self._base}:q:{key}"
+
+    @property
+    def quota_held(self) -> str:
+        return f"{self._base}:qh"
+
+    @property
+    def quota_expiry(self) -> str:
+        return f"{self._base}:qe"

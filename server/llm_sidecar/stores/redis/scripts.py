@@ -51,3 +51,94 @@ for _, key in ipairs(threads) do n = n + redis.call('DEL', key) end
 redis.call('DEL', KEYS[1])
 return n
 """
+
+# Quota windows are hashes with "c" (committed usage) and "r" (reserved by calls in
+# flight). A reservation is remembered in a hash (KEYS[1]: id -> "<key> <amount> ...")
+# and a sorted set of expiries (KEYS[2]), so one whose call never settles stops
+# holding room when it expires. Amounts stay strings: Lua would print big numbers
+# in exponent form, which HINCRBY refuses. ARGV[2] is now in ms.
+_RELEASE_EXPIRED = """
+local now = tonumber(ARGV[2])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, id in ipairs(gone) do
+  local held = redis.call('HGET', KEYS[1], id)
+  if held then
+    for key, amount in string.gmatch(held, '(%S+) (%S+)') do
+      redis.call('HINCRBY', key, 'r', '-' .. amount)
+    end
+    redis.call('HDEL', KEYS[1], id)
+  end
+end
+if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) end
+"""
+
+# Reserve a call's worst case in every window (KEYS[3..]), all or none. ARGV:
+# id, now ms, reservation expiry ms, then per window: amount, limit, forget-at ms.
+# Returns {0} when held, or {i, used, reserved} for the first window without room.
+QUOTA_RESERVE = (
+    _RELEASE_EXPIRED
+    + """
+local n = #KEYS - 2
+for i = 1, n do
+  local base = 4 + (i - 1) * 3
+  local figures = redis.call('HMGET', KEYS[i + 2], 'c', 'r')
+  local used = tonumber(figures[1] or '0')
+  local held = tonumber(figures[2] or '0')
+  if used + held + tonumber(ARGV[base]) > tonumber(ARGV[base + 1]) then
+    return {i, used, held}
+  end
+end
+local parts = {}
+for i = 1, n do
+  local base = 4 + (i - 1) * 3
+  redis.call('HINCRBY', KEYS[i + 2], 'r', ARGV[base])
+  redis.call('PEXPIREAT', KEYS[i + 2], ARGV[base + 2])
+  parts[#parts + 1] = KEYS[i + 2] .. ' ' .. ARGV[base]
+end
+redis.call('HSET', KEYS[1], ARGV[1], table.concat(parts, ' '))
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local keep = tonumber(ARGV[3]) - now + 60000
+for k = 1, 2 do
+  if redis.call('PTTL', KEYS[k]) < keep then redis.call('PEXPIRE', KEYS[k], keep) end
+end
+return {0}
+"""
+)
+
+# Settle a reservation once (KEYS[3] marks it settled): drop what it holds, then
+# commit the exact usage into the windows it was admitted in (KEYS[4..]). ARGV:
+# id, marker TTL ms, then per window: amount, forget-at ms.
+QUOTA_SETTLE = """
+if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[2]) then return -1 end
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held then
+  for key, amount in string.gmatch(held, '(%S+) (%S+)') do
+    redis.call('HINCRBY', key, 'r', '-' .. amount)
+  end
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+for i = 4, #KEYS do
+  local base = 3 + (i - 4) * 2
+  if ARGV[base] ~= '0' then
+    redis.call('HINCRBY', KEYS[i], 'c', ARGV[base])
+    if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIREAT', KEYS[i], ARGV[base + 1]) end
+  end
+end
+return 0
+"""
+
+# Figures of windows (KEYS[3..]) after dropping expired reservations: a flat list
+# of used, reserved per window. ARGV: id (unused), now ms.
+QUOTA_FIGURES = (
+    _RELEASE_EXPIRED
+    + """
+local out = {}
+for i = 3, #KEYS do
+  local figures = redis.call('HMGET', KEYS[i], 'c', 'r')
+  out[#out + 1] = tonumber(figures[1] or '0')
+  out[#out + 1] = tonumber(figures[2] or '0')
+end
+return out
+"""
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llm_sidecar.core.admission.quota_store import MemoryQuotaLedger, UserQuota
 from llm_sidecar.core.state.conversation import (
     HistoryBounds,
     MemoryUserConversations,
@@ -13,13 +14,14 @@ from llm_sidecar.core.state.usage import UserUsage
 from llm_sidecar.stores.redis.backend import RedisBackend
 from llm_sidecar.stores.redis.conversations import RedisUserConversations
 from llm_sidecar.stores.redis.keys import UserKeys
+from llm_sidecar.stores.redis.quotas import RedisUserQuota
 from llm_sidecar.stores.redis.turns import RedisTurnWriter
 from llm_sidecar.stores.redis.usage import RedisUserUsage
 
 
 class RedisStateStore:
-    """Conversations and/or usage in Redis (``redis.conversations`` / ``redis.usage``);
-    whatever is not in Redis comes from ``memory``."""
+    """Conversations, usage and/or quota windows in Redis (``redis.conversations`` /
+    ``redis.usage`` / ``redis.quotas``); whatever is not in Redis comes from ``memory``."""
 
     def __init__(
         self,
@@ -29,12 +31,14 @@ class RedisStateStore:
         *,
         conversations: bool = True,
         usage: bool = True,
+        quotas: bool = True,
     ) -> None:
         self.backend = backend
         self.bounds = bounds
-        self._memory = memory
+        self.memory = memory
         self._conversations = conversations
         self._usage = usage
+        self._quotas = quotas
 
     def for_user(self, user_id: str) -> UserState:
         backend = self.backend
@@ -49,12 +53,22 @@ class RedisStateStore:
         usage: UserUsage = (
             RedisUserUsage(backend, keys, writer)
             if self._usage
-            else self._memory.usage.for_user(user_id)
+            else self.memory.usage.for_user(user_id)
         )
         # Both in Redis: one script call per answer. Otherwise each kind writes its own.
         both = self._conversations and self._usage
         turns: TurnWriter = writer if both else SeparateWrites(conversations, usage)
-        return UserState(conversations, usage, turns)
+        memory_quotas = self.memory.quotas
+        quota: UserQuota = (
+            RedisUserQuota(backend, keys, memory_quotas.keep_seconds)
+            if self._quotas
+            else memory_quotas.for_user(user_id)
+        )
+        return UserState(conversations, usage, turns, quota)
+
+    @property
+    def quota_fallback(self) -> MemoryQuotaLedger:
+        return self.memory.quotas
 
     async def aclose(self) -> None:
         await self.backend.aclose()

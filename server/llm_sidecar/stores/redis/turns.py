@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from llm_sidecar.core.models import ChatMessage, Usage
+from llm_sidecar.core.models import ChatMessage
 from llm_sidecar.core.state.conversation import HistoryBounds, MemoryUserConversations
 from llm_sidecar.core.state.turns import Turn
+from llm_sidecar.core.state.usage import UsageRow
 from llm_sidecar.stores.redis.backend import RedisBackend
 from llm_sidecar.stores.redis.codec import encode_message, usage_increments
 from llm_sidecar.stores.redis.keys import UserKeys
@@ -41,10 +42,7 @@ class RedisTurnWriter:
 
     async def commit(self, turn: Turn) -> None:
         """Record the usage and append the exchange (when ``turn.thread`` is set)."""
-        increments = usage_increments(
-            turn.session_id, turn.model, turn.provider, turn.usage, turn.cached
-        )
-        await self._write(increments, turn.thread, turn.messages)
+        await self._write(usage_increments(turn.usage), turn.thread, turn.messages)
 
     async def append(
         self, session_id: str, thread_id: str, messages: Sequence[ChatMessage]
@@ -52,11 +50,9 @@ class RedisTurnWriter:
         """Append an exchange alone."""
         await self._write([], (session_id, thread_id), messages)
 
-    async def record(
-        self, session_id: str, model: str, provider: str, usage: Usage, *, cached: bool
-    ) -> None:
+    async def record(self, rows: Sequence[UsageRow]) -> None:
         """Record usage alone."""
-        await self._write(usage_increments(session_id, model, provider, usage, cached))
+        await self._write(usage_increments(rows))
 
     async def _write(
         self,

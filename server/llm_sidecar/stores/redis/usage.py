@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from llm_sidecar.core.models import Usage
+from collections.abc import Sequence
+
 from llm_sidecar.core.state.usage import UsageRow
 from llm_sidecar.stores.redis.backend import FAULTS, RedisBackend
 from llm_sidecar.stores.redis.codec import usage_rows
@@ -22,10 +23,8 @@ class RedisUserUsage:
         self._keys = keys
         self._writer = writer
 
-    async def record(
-        self, session_id: str, model: str, provider: str, usage: Usage, *, cached: bool
-    ) -> None:
-        await self._writer.record(session_id, model, provider, usage, cached=cached)
+    async def record(self, rows: Sequence[UsageRow]) -> None:
+        await self._writer.record(rows)
 
     async def rows(self, session_id: str | None = None) -> list[UsageRow]:
         backend = self._backend

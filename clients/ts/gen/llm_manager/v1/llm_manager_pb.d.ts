@@ -308,6 +308,15 @@ export declare type Usage = Message$1<"llm_manager.v1.Usage"> & {
    * @generated from field: int64 reasoning_tokens = 7;
    */
   reasoningTokens: bigint;
+
+  /**
+   * What the answer cost, in millionths of a US dollar: the configured price of
+   * the provider that answered times these tokens, class by class. Unset when
+   * that provider has no price (cost unknown, never 0). 0 for a cache hit.
+   *
+   * @generated from field: optional int64 cost_micro_usd = 8;
+   */
+  costMicroUsd?: bigint | undefined;
 };
 
 /**
@@ -897,6 +906,46 @@ export declare type UsageRow = Message$1<"llm_manager.v1.UsageRow"> & {
    * @generated from field: int64 reasoning_tokens = 12;
    */
   reasoningTokens: bigint;
+
+  /**
+   * Cost of the answers counted in `requests` whose provider has a price, in
+   * millionths of a US dollar.
+   *
+   * @generated from field: int64 cost_micro_usd = 13;
+   */
+  costMicroUsd: bigint;
+
+  /**
+   * Provider answers (accepted or refused) whose cost is unknown: no price.
+   *
+   * @generated from field: int64 unpriced_answers = 14;
+   */
+  unpricedAnswers: bigint;
+
+  /**
+   * Answers a provider billed that the sidecar then refused (JSON that failed
+   * the schema, a tool call with bad arguments), kept apart from the figures
+   * above so a bill never hides them. The caller's total spend is
+   * cost_micro_usd + refused_cost_micro_usd.
+   *
+   * @generated from field: int64 refused_answers = 15;
+   */
+  refusedAnswers: bigint;
+
+  /**
+   * @generated from field: int64 refused_prompt_tokens = 16;
+   */
+  refusedPromptTokens: bigint;
+
+  /**
+   * @generated from field: int64 refused_completion_tokens = 17;
+   */
+  refusedCompletionTokens: bigint;
+
+  /**
+   * @generated from field: int64 refused_cost_micro_usd = 18;
+   */
+  refusedCostMicroUsd: bigint;
 };
 
 /**
@@ -918,6 +967,13 @@ export declare type GetUsageResponse = Message$1<"llm_manager.v1.GetUsageRespons
    * @generated from field: repeated llm_manager.v1.UsageRow rows = 2;
    */
   rows: UsageRow[];
+
+  /**
+   * The caller's active quotas (none when quotas are off), each in its current window.
+   *
+   * @generated from field: repeated llm_manager.v1.QuotaStatus quotas = 3;
+   */
+  quotas: QuotaStatus[];
 };
 
 /**
@@ -925,6 +981,66 @@ export declare type GetUsageResponse = Message$1<"llm_manager.v1.GetUsageRespons
  * Use `create(GetUsageResponseSchema)` to create a new message.
  */
 export declare const GetUsageResponseSchema: GenMessage<GetUsageResponse>;
+
+/**
+ * One quota of the caller in its current window.
+ *
+ * @generated from message llm_manager.v1.QuotaStatus
+ */
+export declare type QuotaStatus = Message$1<"llm_manager.v1.QuotaStatus"> & {
+  /**
+   * "usd_per_day", "usd_per_month", "tokens_per_minute" or "requests_per_minute".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * "micro_usd", "tokens" or "requests".
+   *
+   * @generated from field: string unit = 2;
+   */
+  unit: string;
+
+  /**
+   * @generated from field: int64 limit = 3;
+   */
+  limit: bigint;
+
+  /**
+   * Committed: exact usage of finished calls admitted in this window.
+   *
+   * @generated from field: int64 used = 4;
+   */
+  used: bigint;
+
+  /**
+   * Held for calls in flight (their worst case, until they finish).
+   *
+   * @generated from field: int64 reserved = 5;
+   */
+  reserved: bigint;
+
+  /**
+   * limit - used - reserved, never below 0.
+   *
+   * @generated from field: int64 remaining = 6;
+   */
+  remaining: bigint;
+
+  /**
+   * Seconds until this window ends and the quota starts again from 0.
+   *
+   * @generated from field: double resets_in_seconds = 7;
+   */
+  resetsInSeconds: number;
+};
+
+/**
+ * Describes the message llm_manager.v1.QuotaStatus.
+ * Use `create(QuotaStatusSchema)` to create a new message.
+ */
+export declare const QuotaStatusSchema: GenMessage<QuotaStatus>;
 
 /**
  * @generated from message llm_manager.v1.ListProvidersRequest
@@ -1093,6 +1209,14 @@ export declare type GetResourceStatusResponse = Message$1<"llm_manager.v1.GetRes
    * @generated from field: llm_manager.v1.SharedStateStatus shared_state = 8;
    */
   sharedState?: SharedStateStatus | undefined;
+
+  /**
+   * Quotas as this sidecar enforces them: aggregates over every user, never any
+   * user's identity.
+   *
+   * @generated from field: repeated llm_manager.v1.QuotaTotals quotas = 9;
+   */
+  quotas: QuotaTotals[];
 };
 
 /**
@@ -1100,6 +1224,58 @@ export declare type GetResourceStatusResponse = Message$1<"llm_manager.v1.GetRes
  * Use `create(GetResourceStatusResponseSchema)` to create a new message.
  */
 export declare const GetResourceStatusResponseSchema: GenMessage<GetResourceStatusResponse>;
+
+/**
+ * One quota's figures in this sidecar since it started.
+ *
+ * @generated from message llm_manager.v1.QuotaTotals
+ */
+export declare type QuotaTotals = Message$1<"llm_manager.v1.QuotaTotals"> & {
+  /**
+   * As QuotaStatus.name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The per-user limit.
+   *
+   * @generated from field: int64 limit = 2;
+   */
+  limit: bigint;
+
+  /**
+   * @generated from field: uint64 admitted = 3;
+   */
+  admitted: bigint;
+
+  /**
+   * @generated from field: uint64 refused = 4;
+   */
+  refused: bigint;
+
+  /**
+   * Admissions decided by this sidecar alone while the shared store was down
+   * (quotas.on_store_down = "fail_open").
+   *
+   * @generated from field: uint64 admitted_locally = 5;
+   */
+  admittedLocally: bigint;
+
+  /**
+   * Calls of this sidecar holding a reservation now.
+   *
+   * @generated from field: uint32 reservations_in_flight = 6;
+   */
+  reservationsInFlight: number;
+};
+
+/**
+ * Describes the message llm_manager.v1.QuotaTotals.
+ * Use `create(QuotaTotalsSchema)` to create a new message.
+ */
+export declare const QuotaTotalsSchema: GenMessage<QuotaTotals>;
 
 /**
  * The shared state store (Redis) as this sidecar sees it.
@@ -1230,7 +1406,7 @@ export declare const LLMManagerService: GenService<{
     output: typeof ReleaseManagerResponseSchema;
   },
   /**
-   * The caller's own token usage.
+   * The caller's own usage, cost and quotas.
    *
    * @generated from rpc llm_manager.v1.LLMManagerService.GetUsage
    */

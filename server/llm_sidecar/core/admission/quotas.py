@@ -1,0 +1,349 @@
+"""Per-user budgets and rate quotas: admission by worst case, then exact settlement.
+
+Each call that will reach a provider first reserves its worst case in every
+active quota's current window: one request, the bound of its input tokens
+plus its output cap, and what those tokens could cost at the dearest price
+of the route's providers. It is refused when any window lacks room for that
+reservation, and only then: room is the limit minus the exact usage of
+finished calls minus the reservations of calls still running. When the call
+ends, the reservation is dropped and the exact usage committed (a failed or
+cancelled call commits only what a provider billed for answers it refused).
+
+Windows are UTC calendar days and months and fixed minutes; the tests shorten
+them through ``QuotaLimits``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from llm_sidecar.core.admission.quota_store import Claim, MemoryQuotaLedger, Refusal, UserQuota
+from llm_sidecar.core.errors import QuotaExceededError, StoreUnavailableError
+from llm_sidecar.core.models import ChatRequest
+from llm_sidecar.core.observability import NOOP, Observability
+
+log = logging.getLogger(__name__)
+
+OnStoreDown = Literal["fail_closed", "fail_open"]
+
+#: name -> (unit, window kind)
+QUOTAS: dict[str, tuple[str, str]] = {
+    "usd_per_day": ("micro_usd", "day"),
+    "usd_per_month": ("micro_usd", "month"),
+    "tokens_per_minute": ("tokens", "minute"),
+    "requests_per_minute": ("requests", "minute"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaLimits:
+    """Per-user limits (0: off) and how admission bounds a call."""
+
+    usd_per_day_micro: int = 0
+    usd_per_month_micro: int = 0
+    tokens_per_minute: int = 0
+    requests_per_minute: int = 0
+    #: The output cap of a call that sets no max_tokens (it is sent to the provider,
+    #: so the reservation is a real bound).
+    default_max_tokens: int = 4096
+    #: Input tokens reserved per image.
+    tokens_per_image: int = 2000
+    #: How long a reservation of a call without a deadline may live.
+    reservation_ttl_seconds: float = 600.0
+    on_store_down: OnStoreDown = "fail_closed"
+    #: Window lengths: 86400 and 0 (calendar month) are the real ones.
+    minute_seconds: float = 60.0
+    day_seconds: float = 86400.0
+    month_seconds: float = 0.0
+
+    def limit(self, quota: str) -> int:
+        """The limit of ``quota`` in its unit (0: off)."""
+        return {
+            "usd_per_day": self.usd_per_day_micro,
+            "usd_per_month": self.usd_per_month_micro,
+            "tokens_per_minute": self.tokens_per_minute,
+            "requests_per_minute": self.requests_per_minute,
+        }[quota]
+
+    @property
+    def active(self) -> tuple[str, ...]:
+        """The quotas that are on."""
+        return tuple(name for name in QUOTAS if self.limit(name) > 0)
+
+    @property
+    def caps_output(self) -> bool:
+        """Whether a call's output must be capped for its reservation to be a bound."""
+        return any(self.limit(q) > 0 for q in ("usd_per_day", "usd_per_month", "tokens_per_minute"))
+
+    @property
+    def needs_prices(self) -> bool:
+        return self.usd_per_day_micro > 0 or self.usd_per_month_micro > 0
+
+    def window(self, kind: str, now: float) -> tuple[str, float]:
+        """(id, end) of the window of ``kind`` holding ``now``."""
+        if kind == "month" and self.month_seconds == 0:
+            moment = datetime.fromtimestamp(now, UTC)
+            year, month = moment.year, moment.month
+            nxt = (year + month // 12, month % 12 + 1)
+            end = calendar.timegm((nxt[0], nxt[1], 1, 0, 0, 0))
+            return f"{year:04d}{month:02d}", float(end)
+        length = {"minute": self.minute_seconds, "day": self.day_seconds}.get(
+            kind, self.month_seconds
+        )
+        # Unix time has no leap seconds, so with 86400 these are exactly UTC days.
+        index = math.floor(now / length)
+        return str(index), (index + 1) * length
+
+
+DEFAULT_QUOTA_LIMITS = QuotaLimits()
+
+#: Tokens a chat format may add around each message (role markers and the like).
+_PER_MESSAGE_TOKENS = 8
+
+
+def input_token_bound(request: ChatRequest, tokens_per_image: int) -> int:
+    """At least as many tokens as ``request`` can be billed for as input.
+
+    Byte-level tokenizers never make more tokens than the text has UTF-8 bytes,
+    so bytes are a bound where a characters-per-token estimate is only a guess.
+    """
+    total = 0
+    for message in request.messages:
+        total += len(message.content.encode("utf-8")) + _PER_MESSAGE_TOKENS
+        total += tokens_per_image * len(message.images)
+        for call in message.tool_calls:
+            total += len(call.name.encode("utf-8")) + len(call.arguments.encode("utf-8"))
+        total += len(message.tool_call_id)
+    for tool in request.tools:
+        described = tool.name + tool.description + json.dumps(tool.parameters)
+        total += len(described.encode("utf-8")) + _PER_MESSAGE_TOKENS
+    if request.json_schema is not None:
+        total += len(json.dumps(request.json_schema).encode("utf-8"))
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """What a call uses of each quota's unit."""
+
+    requests: int = 0
+    tokens: int = 0
+    micro_usd: int = 0
+
+    def of(self, quota: str) -> int:
+        unit = QUOTAS[quota][0]
+        if unit == "requests":
+            return self.requests
+        return self.tokens if unit == "tokens" else self.micro_usd
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaView:
+    """One quota of one user in its current window."""
+
+    name: str
+    unit: str
+    limit: int
+    used: int
+    reserved: int
+    remaining: int
+    resets_in_seconds: float
+
+
+@dataclass(slots=True)
+class QuotaTotals:
+    """One quota's figures in this process (no user in them)."""
+
+    name: str
+    limit: int
+    admitted: int = 0
+    refused: int = 0
+    admitted_locally: int = 0
+    in_flight: int = 0
+
+
+@dataclass(slots=True)
+class Reservation:
+    """A call's held worst case, until :meth:`settle`."""
+
+    gate: QuotaGate
+    store: UserQuota
+    reservation_id: str
+    claims: tuple[Claim, ...]
+    #: Admitted by this process alone (fail_open): the shared store, to which the
+    #: usage is also committed, so the shared figures catch up when it is back.
+    shared: UserQuota | None = None
+    settled: bool = field(default=False)
+
+    @property
+    def local(self) -> bool:
+        return self.shared is not None
+
+    async def settle(self, actual: Spend) -> None:
+        """Drop the reservation and commit ``actual`` (once; later calls do nothing)."""
+        if self.settled:
+            return
+        self.settled = True
+        self.gate.ended(self)
+        amounts = [actual.of(c.quota) for c in self.claims]
+        await self.store.settle(self.reservation_id, self.claims, amounts)
+        if self.shared is not None:
+            await self.shared.settle(self.reservation_id, self.claims, amounts)
+
+
+class QuotaGate:
+    """Admits calls against every user's quotas; one per process.
+
+    ``fallback`` is the per-process ledger that ``fail_open`` uses while the
+    shared store is down (each replica then enforces the limits alone).
+    """
+
+    def __init__(
+        self,
+        limits: QuotaLimits = DEFAULT_QUOTA_LIMITS,
+        *,
+        fallback: MemoryQuotaLedger | None = None,
+        observability: Observability = NOOP,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.limits = limits
+        self.active = limits.active
+        self.fallback = fallback or MemoryQuotaLedger(self.keep_seconds(limits))
+        self._obs = observability
+        self._clock = clock
+        self.totals = {name: QuotaTotals(name, limits.limit(name)) for name in self.active}
+        self._failing_open = False
+
+    @staticmethod
+    def keep_seconds(limits: QuotaLimits) -> float:
+        """How long a window's figures are kept after it ends: a call admitted in it
+        may still settle into it."""
+        return limits.reservation_ttl_seconds + 60.0
+
+    def claims(self, worst: Spend, now: float) -> tuple[Claim, ...]:
+        """Each active quota's claim on its current window."""
+        out = []
+        for name in self.active:
+            window, ends_at = self.limits.window(QUOTAS[name][1], now)
+            out.append(Claim(name, window, worst.of(name), self.limits.limit(name), ends_at))
+        return tuple(out)
+
+    async def admit(
+        self,
+        user_id: str,
+        store: UserQuota,
+        worst: Spend,
+        seconds_left: float | None,
+    ) -> Reservation | None:
+        """Reserve ``worst`` for a call of ``user_id``; None when no quota is on.
+
+        Raises QuotaExceededError when a window has no room, and
+        StoreUnavailableError when the shared store is down and quotas fail closed.
+        """
+        if not self.active:
+            return None
+        now = self._clock()
+        claims = self.claims(worst, now)
+        ttl = self.limits.reservation_ttl_seconds if seconds_left is None else seconds_left
+        expires_at = now + min(ttl, self.limits.reservation_ttl_seconds) + 5.0
+        rid = uuid.uuid4().hex
+        shared: UserQuota | None = None
+        try:
+            refusal = await store.reserve(rid, claims, expires_at, now)
+            self._recovered()
+        except StoreUnavailableError:
+            if self.limits.on_store_down == "fail_closed":
+                raise StoreUnavailableError(
+                    "the quota store (Redis) is unreachable and quotas.on_store_down is fail_closed"
+                ) from None
+            self._failed_open()
+            shared, store = store, self.fallback.for_user(user_id)
+            refusal = await store.reserve(rid, claims, expires_at, now)
+        if refusal is not None:
+            self.totals[refusal.claim.quota].refused += 1
+            self._obs.quota_refusals.add(1, {"llm_sidecar.quota": refusal.claim.quota})
+            raise _refused(refusal, now)
+        for claim in claims:
+            totals = self.totals[claim.quota]
+            totals.admitted += 1
+            totals.admitted_locally += shared is not None
+            totals.in_flight += 1
+        return Reservation(self, store, rid, claims, shared)
+
+    def ended(self, reservation: Reservation) -> None:
+        for claim in reservation.claims:
+            self.totals[claim.quota].in_flight -= 1
+
+    async def status(self, user_id: str, store: UserQuota) -> list[QuotaView]:
+        """Each active quota of ``user_id`` in its current window."""
+        if not self.active:
+            return []
+        now = self._clock()
+        claims = self.claims(Spend(), now)
+        try:
+            figures = await store.figures(claims, now)
+        except StoreUnavailableError:
+            if self.limits.on_store_down == "fail_closed":
+                raise
+            figures = await self.fallback.for_user(user_id).figures(claims, now)
+        return [
+            QuotaView(
+                c.quota,
+                QUOTAS[c.quota][0],
+                c.limit,
+                used,
+                held,
+                max(c.limit - used - held, 0),
+                max(c.ends_at - now, 0.0),
+            )
+            for c, (used, held) in zip(claims, figures, strict=True)
+        ]
+
+    def _failed_open(self) -> None:
+        if not self._failing_open:
+            self._failing_open = True
+            log.error(
+                "quota store unreachable: quotas now enforced by this sidecar alone (fail_open)"
+            )
+        self._obs.quota_fail_open.add(1)
+
+    def _recovered(self) -> None:
+        if self._failing_open:
+            self._failing_open = False
+            log.warning("quota store reachable again: quotas shared across replicas")
+
+    @property
+    def failing_open(self) -> bool:
+        """Whether admissions are decided by this process alone now."""
+        return self._failing_open
+
+
+def _refused(refusal: Refusal, now: float) -> QuotaExceededError:
+    claim = refusal.claim
+    unit = QUOTAS[claim.quota][0]
+    if claim.amount > claim.limit:
+        # No window will ever have room: waiting does not help, a smaller call does.
+        return QuotaExceededError(
+            f"quota {claim.quota}: this call's worst case ({claim.amount} {unit}) is over "
+            f"the limit ({claim.limit} {unit}); lower params.max_tokens or the prompt",
+            quota=claim.quota,
+            limit_value=claim.limit,
+            retry_after=None,
+        )
+    return QuotaExceededError(
+        f"quota {claim.quota} has no room for this call: limit {claim.limit} {unit}, "
+        f"used {refusal.used}, held by calls in flight {refusal.reserved}, this call needs "
+        f"up to {claim.amount}",
+        quota=claim.quota,
+        limit_value=claim.limit,
+        retry_after=max(claim.ends_at - now, 0.0),
+    )

@@ -1,0 +1,91 @@
+"""One user's quota windows in Redis: one script to reserve, one to settle, both on
+the user's hash slot, so every replica admits against the same figures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from llm_sidecar.core.admission.quota_store import Claim, Refusal
+from llm_sidecar.stores.redis.backend import FAULTS, RedisBackend
+from llm_sidecar.stores.redis.keys import UserKeys
+
+# As the turn writer's marker: longer than any outage whose queued settles are replayed.
+_SETTLED_MARKER_TTL_MS = 6 * 3600 * 1000
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+class RedisUserQuota:
+    """Reserves and settles one user's quota windows in Redis.
+
+    While Redis is unreachable, reserving and reading raise StoreUnavailableError
+    (the quota gate then fails closed or open); a settle is queued and replayed,
+    which the settled marker makes safe to run twice.
+    """
+
+    __slots__ = ("_backend", "_keep_ms", "_keys")
+
+    def __init__(self, backend: RedisBackend, keys: UserKeys, keep_seconds: float) -> None:
+        self._backend = backend
+        self._keys = keys
+        self._keep_ms = _ms(keep_seconds)
+
+    def _bookkeeping(self) -> list[str]:
+        return [self._keys.quota_held, self._keys.quota_expiry]
+
+    async def reserve(
+        self, reservation_id: str, claims: Sequence[Claim], expires_at: float, now: float
+    ) -> Refusal | None:
+        backend = self._backend
+        if not backend.up:
+            raise backend.unavailable()
+        keys = self._bookkeeping() + [self._keys.quota_window(c.key) for c in claims]
+        args: list[str | int] = [reservation_id, _ms(now), _ms(expires_at)]
+        for claim in claims:
+            args += [claim.amount, claim.limit, _ms(claim.ends_at) + self._keep_ms]
+        try:
+            reply = await backend.quota_reserve_script(keys=keys, args=args)
+        except FAULTS as exc:
+            backend.mark_down(exc)
+            raise backend.unavailable() from None
+        index = int(reply[0])
+        if index == 0:
+            return None
+        return Refusal(claims[index - 1], int(reply[1]), int(reply[2]))
+
+    async def settle(
+        self, reservation_id: str, claims: Sequence[Claim], actual: Sequence[int]
+    ) -> None:
+        keys = [*self._bookkeeping(), self._keys.record("q" + reservation_id)]
+        keys += [self._keys.quota_window(c.key) for c in claims]
+        args: list[str | int] = [reservation_id, _SETTLED_MARKER_TTL_MS]
+        for claim, amount in zip(claims, actual, strict=True):
+            args += [amount, _ms(claim.ends_at) + self._keep_ms]
+        script = self._backend.quota_settle_script
+
+        async def op() -> None:
+            await script(keys=keys, args=args)
+
+        backend = self._backend
+        if not backend.up:
+            backend.defer(op)
+            return
+        try:
+            await op()
+        except FAULTS as exc:
+            backend.mark_down(exc)
+            backend.defer(op)
+
+    async def figures(self, claims: Sequence[Claim], now: float) -> list[tuple[int, int]]:
+        backend = self._backend
+        if not backend.up:
+            raise backend.unavailable()
+        keys = self._bookkeeping() + [self._keys.quota_window(c.key) for c in claims]
+        try:
+            flat = await backend.quota_figures_script(keys=keys, args=["", _ms(now)])
+        except FAULTS as exc:
+            backend.mark_down(exc)
+            raise backend.unavailable() from None
+        return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
