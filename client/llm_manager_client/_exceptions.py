@@ -20,6 +20,8 @@ class LLMManagerError(Exception):
         field: str = "",
         retry_after: float | None = None,
         metadata: dict[str, str] | None = None,
+        quota: str = "",
+        quota_limit: int | None = None,
     ) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
@@ -28,6 +30,10 @@ class LLMManagerError(Exception):
         self.field = field
         self.retry_after = retry_after
         self.metadata = metadata or {}
+        #: The quota that refused the call ("usd_per_day", ...) and its limit in its
+        #: unit (google.rpc.QuotaFailure), when a quota did.
+        self.quota = quota
+        self.quota_limit = quota_limit
 
 
 class InvalidArgumentError(LLMManagerError):
@@ -43,7 +49,8 @@ class PermissionDeniedError(LLMManagerError):
 
 
 class ResourceExhaustedError(LLMManagerError):
-    """A limit refused the call; retry after ``retry_after`` seconds."""
+    """A limit refused the call; retry after ``retry_after`` seconds (None: waiting does
+    not help). ``quota`` names the per-user quota when one refused it."""
 
 
 class UnavailableError(LLMManagerError):
@@ -100,6 +107,12 @@ def from_rpc_error(error: grpc.RpcError) -> LLMManagerError:
                 detail.Unpack(bad)
                 if bad.field_violations:
                     kwargs["field"] = bad.field_violations[0].field
+            elif detail.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
+                failure = error_details_pb2.QuotaFailure()
+                detail.Unpack(failure)
+                if failure.violations:
+                    kwargs["quota"] = failure.violations[0].quota_id
+                    kwargs["quota_limit"] = failure.violations[0].quota_value
             elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
                 retry = error_details_pb2.RetryInfo()
                 detail.Unpack(retry)

@@ -98,6 +98,9 @@ class FakeUpstream(AnthropicFormat):
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    #: Report exactly this many completion tokens (a model that spends its whole
+    #: max_tokens), whatever the answer's length; None: count the answer's words.
+    completion_tokens: int | None = None
     #: Text a structured request is answered with (None: built from the schema).
     json_answer: str | None = None
     #: Apply ``mode`` to this many more chat requests, then heal (None: forever).
@@ -197,6 +200,8 @@ class FakeUpstream(AnthropicFormat):
         prompt = sum(words(text_of(m.get("content"))) for m in body.get("messages", [])) + 3
         prompt += self.cached_tokens + self.cache_write_tokens
         completion = words(text) + self.reasoning_tokens
+        if self.completion_tokens is not None:
+            completion = self.completion_tokens
         usage: dict[str, Any] = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
