@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES = ["gateway", "conversation", "failover", "resources", "tracing", "redis", "stream"]
+BENCHES = [
+    "gateway",
+    "conversation",
+    "failover",
+    "resources",
+    "tracing",
+    "redis",
+    "stream",
+    "admission",
+]
 
 
 def main() -> None:

@@ -222,6 +222,10 @@ class QuotaGate:
         self._clock = clock
         self.totals = {name: QuotaTotals(name, limits.limit(name)) for name in self.active}
         self._failing_open = False
+        #: (quota, unit's name in Spend, window kind, limit) of each active quota.
+        self._active = [(n, QUOTAS[n][1], limits.limit(n)) for n in self.active]
+        #: The current window of each kind: (start, end, id); a window changes rarely.
+        self._windows: dict[str, tuple[float, float, str]] = {}
 
     @staticmethod
     def keep_seconds(limits: QuotaLimits) -> float:
@@ -232,10 +236,19 @@ class QuotaGate:
     def claims(self, worst: Spend, now: float) -> tuple[Claim, ...]:
         """Each active quota's claim on its current window."""
         out = []
-        for name in self.active:
-            window, ends_at = self.limits.window(QUOTAS[name][1], now)
-            out.append(Claim(name, window, worst.of(name), self.limits.limit(name), ends_at))
+        for name, kind, limit in self._active:
+            window, ends_at = self._window(kind, now)
+            out.append(Claim(name, window, worst.of(name), limit, ends_at))
         return tuple(out)
+
+    def _window(self, kind: str, now: float) -> tuple[str, float]:
+        known = self._windows.get(kind)
+        if known is not None and known[0] <= now < known[1]:
+            return known[2], known[1]
+        window, ends_at = self.limits.window(kind, now)
+        # The window holds [now, end); its real start is at or before now.
+        self._windows[kind] = (now, ends_at, window)
+        return window, ends_at
 
     async def admit(
         self,

@@ -3,11 +3,21 @@ the user's hash slot, so every replica admits against the same figures."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import ClusterError, TryAgainError
 
 from llm_sidecar.core.admission.quota_store import Claim, Refusal
 from llm_sidecar.stores.redis.backend import FAULTS, RedisBackend
 from llm_sidecar.stores.redis.keys import UserKeys
+
+# While a slot migrates, a script whose keys are split between the two nodes is
+# refused with TRYAGAIN and runs nothing (redis-py retries a few times, then gives
+# up with ClusterError "TTL exhausted"): it is safe to run again, shortly.
+_TRY_AGAIN_DELAY = 0.02
+_TRY_AGAIN_SECONDS = 5.0
 
 # As the turn writer's marker: longer than any outage whose queued settles are replayed.
 _SETTLED_MARKER_TTL_MS = 6 * 3600 * 1000
@@ -45,11 +55,7 @@ class RedisUserQuota:
         args: list[str | int] = [reservation_id, _ms(now), _ms(expires_at)]
         for claim in claims:
             args += [claim.amount, claim.limit, _ms(claim.ends_at) + self._keep_ms]
-        try:
-            reply = await backend.quota_reserve_script(keys=keys, args=args)
-        except FAULTS as exc:
-            backend.mark_down(exc)
-            raise backend.unavailable() from None
+        reply = await self._run(backend.quota_reserve_script, keys, args)
         index = int(reply[0])
         if index == 0:
             return None
@@ -83,9 +89,21 @@ class RedisUserQuota:
         if not backend.up:
             raise backend.unavailable()
         keys = self._bookkeeping() + [self._keys.quota_window(c.key) for c in claims]
-        try:
-            flat = await backend.quota_figures_script(keys=keys, args=["", _ms(now)])
-        except FAULTS as exc:
-            backend.mark_down(exc)
-            raise backend.unavailable() from None
+        flat = await self._run(backend.quota_figures_script, keys, ["", _ms(now)])
         return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    async def _run(self, script: Any, keys: list[str], args: list[str | int]) -> Any:
+        """Run a read or reserve script; StoreUnavailableError when Redis fails."""
+        backend = self._backend
+        waited = 0.0
+        while True:
+            try:
+                return await script(keys=keys, args=args)
+            except (TryAgainError, ClusterError):
+                if waited >= _TRY_AGAIN_SECONDS:
+                    raise backend.unavailable() from None
+                await asyncio.sleep(_TRY_AGAIN_DELAY)
+                waited += _TRY_AGAIN_DELAY
+            except FAULTS as exc:
+                backend.mark_down(exc)
+                raise backend.unavailable() from None
