@@ -96,6 +96,7 @@ class Sidecar:
             budget=self.budget,
             router=self.router,
             store_status=self.service.store_status,
+            usage_dropped_users=lambda: self.state.memory.usage.dropped_users,
         )
         self.servers = build_servers(s.server, self.service, self.obs)
         self.health = self.servers.health

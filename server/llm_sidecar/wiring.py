@@ -123,7 +123,7 @@ def quota_limits(settings: Settings) -> QuotaLimits:
 
 def billing(settings: Settings, state: StateStore, obs: Observability) -> Billing:
     """Prices and the quota gate; fail-open admits against the in-process ledger."""
-    gate = QuotaGate(quota_limits(settings), fallback=state.quota_fallback, observability=obs)
+    gate = QuotaGate(quota_limits(settings), fallback=state.memory.quotas, observability=obs)
     return Billing(prices(settings), gate, observability=obs)
 
 

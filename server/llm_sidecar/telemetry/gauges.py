@@ -22,6 +22,7 @@ def register_gauges(
     budget: CacheBudget,
     router: Router,
     store_status: Callable[[], StoreStatus],
+    usage_dropped_users: Callable[[], int] = lambda: 0,
 ) -> None:
     """Register every gauge; callbacks read the live objects at collection time."""
 
@@ -65,6 +66,15 @@ def register_gauges(
     def dropped(_: CallbackOptions) -> list[Observation]:
         return [Observation(store_status().dropped_writes)]
 
+    def usage_dropped(_: CallbackOptions) -> list[Observation]:
+        return [Observation(usage_dropped_users())]
+
+    meter.create_observable_counter(
+        "llm_sidecar.usage.dropped_users",
+        [usage_dropped],
+        unit="{user}",
+        description="Users whose in-memory usage figures were dropped to keep the ledger bound",
+    )
     meter.create_observable_gauge(
         "llm_sidecar.store.up", [store], description="1 when the shared store holds all writes"
     )

@@ -39,9 +39,9 @@ class StateStore(Protocol):
         ...
 
     @property
-    def quota_fallback(self) -> MemoryQuotaLedger:
-        """The in-process quota ledger (all of it without a shared store, the
-        fail-open fallback with one)."""
+    def memory(self) -> MemoryStateStore:
+        """The in-process part: all of it without a shared store; with one, what the
+        shared store does not hold and the fail-open quota ledger."""
         ...
 
     async def aclose(self) -> None:
@@ -71,8 +71,8 @@ class MemoryStateStore:
         return UserState(conversations, usage, writes, self.quotas.for_user(user_id))
 
     @property
-    def quota_fallback(self) -> MemoryQuotaLedger:
-        return self.quotas
+    def memory(self) -> MemoryStateStore:
+        return self
 
     async def aclose(self) -> None:
         return None

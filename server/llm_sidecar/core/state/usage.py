@@ -10,12 +10,15 @@ of their own, so a bill shows them without mixing them into the answers.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from llm_sidecar.core.models import Usage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -161,6 +164,9 @@ class MemoryUsageLedger:
     def __init__(self, max_users: int = 100_000) -> None:
         self.max_users = max_users
         self._users: OrderedDict[str, MemoryUserUsage] = OrderedDict()
+        #: Users whose figures were dropped to keep the bound (a metric and a log line:
+        #: a bill that loses figures must say so; keep usage in Redis to lose none).
+        self.dropped_users = 0
 
     def for_user(self, user_id: str) -> MemoryUserUsage:
         ledger = self._users.get(user_id)
@@ -168,6 +174,11 @@ class MemoryUsageLedger:
             ledger = self._users[user_id] = MemoryUserUsage()
             while len(self._users) > self.max_users:
                 self._users.popitem(last=False)
+                self.dropped_users += 1
+                log.warning(
+                    "usage ledger full: the least recently used user's figures were dropped",
+                    extra={"dropped_users": self.dropped_users, "max_users": self.max_users},
+                )
         else:
             self._users.move_to_end(user_id)
         return ledger

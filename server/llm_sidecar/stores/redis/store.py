@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_sidecar.core.admission.quota_store import MemoryQuotaLedger, UserQuota
+from llm_sidecar.core.admission.quota_store import UserQuota
 from llm_sidecar.core.state.conversation import (
     HistoryBounds,
     MemoryUserConversations,
@@ -35,7 +35,7 @@ class RedisStateStore:
     ) -> None:
         self.backend = backend
         self.bounds = bounds
-        self.memory = memory
+        self._memory = memory
         self._conversations = conversations
         self._usage = usage
         self._quotas = quotas
@@ -53,12 +53,12 @@ class RedisStateStore:
         usage: UserUsage = (
             RedisUserUsage(backend, keys, writer)
             if self._usage
-            else self.memory.usage.for_user(user_id)
+            else self._memory.usage.for_user(user_id)
         )
         # Both in Redis: one script call per answer. Otherwise each kind writes its own.
         both = self._conversations and self._usage
         turns: TurnWriter = writer if both else SeparateWrites(conversations, usage)
-        memory_quotas = self.memory.quotas
+        memory_quotas = self._memory.quotas
         quota: UserQuota = (
             RedisUserQuota(backend, keys, memory_quotas.keep_seconds)
             if self._quotas
@@ -67,8 +67,8 @@ class RedisStateStore:
         return UserState(conversations, usage, turns, quota)
 
     @property
-    def quota_fallback(self) -> MemoryQuotaLedger:
-        return self.memory.quotas
+    def memory(self) -> MemoryStateStore:
+        return self._memory
 
     async def aclose(self) -> None:
         await self.backend.aclose()
