@@ -12,12 +12,11 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-from jsonschema.protocols import Validator
 from opentelemetry import trace
 
 from llm_sidecar.core.admission.limits import UserLimiter
@@ -39,33 +38,17 @@ from llm_sidecar.core.models import (
 from llm_sidecar.core.observability import NOOP, Observability
 from llm_sidecar.core.routing.router import Refused, Router
 from llm_sidecar.core.state.cache import UserCache
-from llm_sidecar.core.state.cache_keys import cache_key
 from llm_sidecar.core.state.store import UserState
 from llm_sidecar.core.state.turns import Turn
 from llm_sidecar.core.state.usage import UsageRow
-from llm_sidecar.core.structured import canonical_json, compile_schema, validate_output
+from llm_sidecar.core.structured import canonical_json, validate_output
 from llm_sidecar.core.tools import ToolCall
+from llm_sidecar.core.turn_assembly import Prepared, estimate_usage, exchange, prepare
 
-
-def estimate_usage(messages: tuple[ChatMessage, ...], text: str) -> Usage:
-    """Rough token counts (4 characters a token) for providers that report none."""
-    prompt = sum(len(m.content) for m in messages) // 4 + 4 * len(messages)
-    completion = max(1, len(text) // 4)
-    return Usage(prompt, completion, prompt + completion, estimated=True)
+log = logging.getLogger(__name__)
 
 
 _NO_LOCK: contextlib.nullcontext[None] = contextlib.nullcontext()
-
-
-@dataclass(slots=True)
-class _Prepared:
-    route: str
-    key: str | None
-    session_id: str | None
-    thread_id: str
-    validator: Validator | None
-    #: What the providers are asked (the stream drops the schema).
-    request: ChatRequest
 
 
 class LLMManager:
@@ -139,48 +122,17 @@ class LLMManager:
 
     # -- request preparation ------------------------------------------------------
 
-    async def _prepare(self, ctx: UserExecutionContext, inp: AskInput) -> _Prepared:
+    async def _prepare(self, ctx: UserExecutionContext, inp: AskInput) -> Prepared:
         route = self._router.resolve(inp.model)
-        validator = compile_schema(inp.json_schema) if inp.json_schema is not None else None
-        session_id = ctx.session_id
-        thread_id = ctx.conversation_thread
         history: list[ChatMessage] = []
-        if session_id is not None and not inp.skip_history:
-            history = await self.conversations.load(session_id, thread_id)
-        # The turns in order: system prompt, the thread's history, the caller's own
-        # turns, the prompt. History stays an unchanged prefix turn after turn, so a
-        # provider's prompt cache keeps matching it.
-        messages: list[ChatMessage] = []
-        if inp.system_prompt:
-            messages.append(ChatMessage("system", inp.system_prompt))
-        messages.extend(history)
-        messages.extend(inp.messages)
-        if inp.prompt.strip():
-            messages.append(ChatMessage("user", inp.prompt))
-        frozen = tuple(messages)
-        key = None
-        if self._cache_enabled and not inp.skip_cache:
-            key = cache_key(
-                user_id=self.user_id,
-                session_id=session_id,
-                thread_id=thread_id if session_id is not None else None,
-                model=route,
-                params=inp.params,
-                messages=frozen,
-                json_schema=inp.json_schema,
-                tools=(inp.tools, inp.tool_choice, inp.parallel_tool_calls),
-            )
-        request = ChatRequest(
-            frozen,
-            inp.params,
-            inp.json_schema,
-            inp.tools,
-            inp.tool_choice,
-            inp.parallel_tool_calls,
-            self._obs.keyed(self.user_id, session_id, thread_id) if session_id else "",
-            len(history),
+        if ctx.session_id is not None and not inp.skip_history:
+            history = await self.conversations.load(ctx.session_id, ctx.conversation_thread)
+        hint = ""
+        if ctx.session_id is not None:
+            hint = self._obs.keyed(self.user_id, ctx.session_id, ctx.conversation_thread)
+        return prepare(
+            self.user_id, ctx, inp, route, history, cache=self._cache_enabled, cache_hint=hint
         )
-        return _Prepared(route, key, session_id, thread_id, validator, request)
 
     # -- public operations -------------------------------------------------------
 
@@ -223,7 +175,7 @@ class LLMManager:
         return await self._settle(ctx, inp, prep, routed, start, refused, reservation)
 
     async def _admit(
-        self, prep: _Prepared, request: ChatRequest, deadline: float | None
+        self, prep: Prepared, request: ChatRequest, deadline: float | None
     ) -> tuple[ChatRequest, Reservation | None]:
         """The user's quotas' verdict on a call about to reach a provider."""
         providers = self._router.provider_names(prep.route)
@@ -232,19 +184,24 @@ class LLMManager:
         )
 
     async def _unanswered(
-        self, prep: _Prepared, refused: Refused, reservation: Reservation | None
+        self, prep: Prepared, refused: Refused, reservation: Reservation | None
     ) -> None:
         """A call that ended without an answer: bill what providers charged for answers
-        it refused, and free the rest of its reservation."""
+        it refused, and free the rest of its reservation. The call's own error is what
+        the caller gets; a failure here is logged, not raised over it."""
         charges = self.billing.charges(prep.session_id or "", prep.route, refused)
         try:
             if charges.rows:
                 await self.turns.commit(Turn(charges.rows))
-        finally:
             if reservation is not None:
                 await reservation.settle(charges.spend)
+        except Exception as exc:
+            log.error(
+                "spend of an unanswered call not recorded",
+                extra={"error_type": type(exc).__name__, "refused_answers": len(refused)},
+            )
 
-    def _lookup(self, prep: _Prepared) -> CachedAnswer | None:
+    def _lookup(self, prep: Prepared) -> CachedAnswer | None:
         """This user's cached answer to the prepared request, if caching applies."""
         if prep.key is None:
             return None
@@ -263,7 +220,7 @@ class LLMManager:
         self,
         ctx: UserExecutionContext,
         inp: AskInput,
-        prep: _Prepared,
+        prep: Prepared,
         hit: CachedAnswer,
         start: float,
     ) -> AskResult:
@@ -296,7 +253,7 @@ class LLMManager:
         self,
         ctx: UserExecutionContext,
         inp: AskInput,
-        prep: _Prepared,
+        prep: Prepared,
         routed: RoutedCompletion,
         start: float,
         refused: Refused,
@@ -342,23 +299,14 @@ class LLMManager:
 
     async def _commit(
         self,
-        prep: _Prepared,
+        prep: Prepared,
         inp: AskInput,
         charges: Charges,
         answer: str,
         completion: Completion,
     ) -> None:
-        """Bill the answer and, in a conversation, remember the exchange: the caller's
-        own turns (not system ones), the prompt, and the answer with its tool calls."""
-        thread: tuple[str, str] | None = None
-        messages: tuple[ChatMessage, ...] = ()
-        if prep.session_id is not None and not inp.skip_history:
-            thread = (prep.session_id, prep.thread_id)
-            kept = [m for m in inp.messages if m.role != "system"]
-            if inp.prompt.strip():
-                kept.append(ChatMessage("user", inp.prompt))
-            kept.append(ChatMessage("assistant", answer, tool_calls=completion.tool_calls))
-            messages = tuple(kept)
+        """Bill the answer and, in a conversation, remember the exchange."""
+        thread, messages = exchange(prep, inp, answer, completion)
         await self.turns.commit(Turn(charges.rows, thread, messages))
 
     async def ask_stream(

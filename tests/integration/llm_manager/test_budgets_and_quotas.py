@@ -223,8 +223,10 @@ async def test_requests_per_minute_refuses_with_quota_failure_and_rolls_over(
         assert (error.quota, error.quota_limit) == ("requests_per_minute", 3)
         assert error.retry_after is not None and 0 < error.retry_after <= window
         assert "one too many" not in error.message
-        # Another user's quota is their own.
+        # Another user's quota is their own: bob is admitted, and counted apart.
         await bob.ask("bob is not alice", skip_cache=True)
+        (bob_view,) = (await bob.get_usage()).quotas
+        assert (bob_view.used, bob_view.remaining) == (1, 2)
         report = await alice.get_usage()
         (view,) = report.quotas
         assert (view.name, view.unit, view.limit, view.used, view.reserved) == (
@@ -241,7 +243,7 @@ async def test_requests_per_minute_refuses_with_quota_failure_and_rolls_over(
         (view,) = (await alice.get_usage()).quotas
         assert view.used == 1
         (bob_view,) = (await bob.get_usage()).quotas
-        assert bob_view.used <= 1
+        assert bob_view.used == 0  # bob's call was in the window that ended
     # Only the call that reached no room was refused; the upstream never saw it.
     assert sum("one too many" in str(r.body) for r in upstream.chat_requests) == 0
     (totals,) = (await resource_status(sidecar.port)).quotas
