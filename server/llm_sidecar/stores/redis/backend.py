@@ -115,10 +115,13 @@ class RedisBackend:
         """Up with nothing waiting: Redis is the whole truth."""
         return self.up and not self.pending
 
-    async def write(self, op: Callable[[], Awaitable[Any]]) -> None:
-        """Run a write now, or queue it (best effort) / fail (required)."""
-        if not self.clean:
-            if self.required:
+    async def write(self, op: Callable[[], Awaitable[Any]], *, replay: bool = False) -> None:
+        """Run a write now, or queue it (best effort) / fail (required). With ``replay``
+        the write is queued in every mode: one that settles what was already decided
+        (a quota reservation) has nobody to fail to, and must still land once."""
+        queue = replay or not self.required
+        if not (self.up if replay else self.clean):
+            if not queue:
                 raise self.unavailable()
             self.defer(op)
             return
@@ -126,7 +129,7 @@ class RedisBackend:
             await op()
         except FAULTS as exc:
             self.mark_down(exc)
-            if self.required:
+            if not queue:
                 raise self.unavailable() from None
             self.defer(op)
 

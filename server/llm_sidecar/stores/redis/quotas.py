@@ -74,15 +74,7 @@ class RedisUserQuota:
         async def op() -> None:
             await script(keys=keys, args=args)
 
-        backend = self._backend
-        if not backend.up:
-            backend.defer(op)
-            return
-        try:
-            await op()
-        except FAULTS as exc:
-            backend.mark_down(exc)
-            backend.defer(op)
+        await self._backend.write(op, replay=True)
 
     async def figures(self, claims: Sequence[Claim], now: float) -> list[tuple[int, int]]:
         backend = self._backend
