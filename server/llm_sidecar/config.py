@@ -175,7 +175,13 @@ def _default_models() -> dict[str, ModelRoute]:
     return {
         "simulated": ModelRoute(
             providers=[
-                ProviderSettings(name="simulated", kind="simulated", model="simulated-echo-1")
+                # Simulated answers cost nothing: a known 0, not an unknown cost.
+                ProviderSettings(
+                    name="simulated",
+                    kind="simulated",
+                    model="simulated-echo-1",
+                    price=PriceSettings(input=Decimal(0), output=Decimal(0)),
+                )
             ]
         )
     }
