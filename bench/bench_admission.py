@@ -1,5 +1,6 @@
 """Issue 14: what quota admission adds per request (reserve before, settle after), with
-quotas off, in memory, on one Redis and on a three-master Redis Cluster, in one run."""
+quotas off, in memory, on one Redis and on a three-master Redis Cluster, in one run;
+and with usage in Redis too, where the settle rides in the answer's own script call."""
 
 from __future__ import annotations
 
@@ -63,6 +64,15 @@ def run(duration: float = 5.0) -> str:
                 "quotas": QUOTAS,
                 "redis": {"url": cluster_url, "mode": "cluster", **only_quotas},
             }
+        # Usage (and history) in Redis as well: the baseline writes one script per answer.
+        usage_too = {"url": url, "conversations": True, "usage": True}
+        variants["usage on Redis, quotas off"] = {
+            "redis": {**usage_too, "key_prefix": f"{prefix}-u", "quotas": False}
+        }
+        variants["usage and quotas on Redis"] = {
+            "quotas": QUOTAS,
+            "redis": {**usage_too, "key_prefix": f"{prefix}-uq", "quotas": True},
+        }
         best: dict[tuple[str, int], dict[str, Any]] = {}
         for _ in range(ROUNDS):
             for label, sections in variants.items():
@@ -74,8 +84,9 @@ def run(duration: float = 5.0) -> str:
     _delete_prefix(url, prefix)
     rows = []
     for c in (1, 32):
-        base = best[("quotas off", c)]
         for label in variants:
+            base_label = "usage on Redis, quotas off" if "usage" in label else "quotas off"
+            base = best[(base_label, c)]
             r = best[(label, c)]
             added_p50 = r["p50"] - base["p50"]
             added_p99 = r["p99"] - base["p99"]

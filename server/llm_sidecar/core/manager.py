@@ -20,6 +20,7 @@ from typing import Any
 from opentelemetry import trace
 
 from llm_sidecar.core.admission.limits import UserLimiter
+from llm_sidecar.core.admission.quota_store import Settlement
 from llm_sidecar.core.admission.quotas import QuotaView, Reservation
 from llm_sidecar.core.billing import Billing, Charges
 from llm_sidecar.core.context import UserExecutionContext
@@ -190,11 +191,10 @@ class LLMManager:
         it refused, and free the rest of its reservation. The call's own error is what
         the caller gets; a failure here is logged, not raised over it."""
         charges = self.billing.charges(prep.session_id or "", prep.route, refused)
+        settlement = reservation.settlement(charges.spend) if reservation is not None else None
         try:
-            if charges.rows:
-                await self.turns.commit(Turn(charges.rows))
-            if reservation is not None:
-                await reservation.settle(charges.spend)
+            if charges.rows or settlement is not None:
+                await self.turns.commit(Turn(charges.rows, settlement=settlement))
         except Exception as exc:
             log.error(
                 "spend of an unanswered call not recorded",
@@ -276,11 +276,8 @@ class LLMManager:
         charges = self.billing.charges(
             prep.session_id or "", prep.route, refused, (routed.provider, usage, False)
         )
-        try:
-            await self._commit(prep, inp, charges, text, completion)
-        finally:
-            if reservation is not None:
-                await reservation.settle(charges.spend)
+        settlement = reservation.settlement(charges.spend) if reservation is not None else None
+        await self._commit(prep, inp, charges, text, completion, settlement)
         return AskResult(
             text=text,
             provider=routed.provider,
@@ -304,10 +301,12 @@ class LLMManager:
         charges: Charges,
         answer: str,
         completion: Completion,
+        settlement: Settlement | None = None,
     ) -> None:
-        """Bill the answer and, in a conversation, remember the exchange."""
+        """Bill the answer, in a conversation remember the exchange, and end the call's
+        quota reservation (the writer applies it even when the writes fail)."""
         thread, messages = exchange(prep, inp, answer, completion)
-        await self.turns.commit(Turn(charges.rows, thread, messages))
+        await self.turns.commit(Turn(charges.rows, thread, messages, settlement))
 
     async def ask_stream(
         self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None = None

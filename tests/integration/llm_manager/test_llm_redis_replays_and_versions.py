@@ -150,8 +150,11 @@ async def test_replayed_writes_after_lost_replies_count_once(
             "key_prefix": redis_prefix,
             "watch_interval_seconds": 0.1,
         }
+        # With a quota on, each answer's script also ends its quota reservation: the
+        # replays must commit that once too.
+        quotas = {"tokens_per_minute": 10**9, "minute_seconds": 3600}
         sidecar = await sidecar_factory(
-            make_settings([provider("primary", upstream.url)], redis=redis)
+            make_settings([provider("primary", upstream.url)], redis=redis, quotas=quotas)
         )
         async with redis_client(sidecar.port, "alice", session_id="s") as alice:
             await alice.ask("one")
@@ -177,6 +180,8 @@ async def test_replayed_writes_after_lost_replies_count_once(
         prompt, completion = reported_usage(upstream)
         assert usage.total.requests == 3
         assert (usage.total.prompt_tokens, usage.total.completion_tokens) == (prompt, completion)
+        (quota,) = usage.quotas
+        assert (quota.used, quota.reserved) == (prompt + completion, 0)
     finally:
         await proxy.stop()
 

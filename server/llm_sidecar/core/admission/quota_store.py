@@ -14,7 +14,7 @@ so every replica sees one set of figures.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +45,26 @@ class Refusal:
     claim: Claim
     used: int
     reserved: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The end of a reservation: the exact amounts to commit, one per claim.
+
+    It travels with the call's turn, so a store that writes the turn and holds the
+    reservation may settle it in the same write; any other writer calls ``apply``.
+    """
+
+    reservation_id: str
+    claims: tuple[Claim, ...]
+    amounts: tuple[int, ...]
+    #: Where the reservation is held (a writer may fold the settle in only there).
+    store: UserQuota
+    #: Settles it on its own, wherever it is held.
+    apply: Callable[[], Awaitable[None]]
+    #: Whether ``store`` alone holds it (false for a fail-open admission, which is
+    #: committed to the shared store too).
+    foldable: bool = True
 
 
 class UserQuota(Protocol):

@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from llm_sidecar.core.admission.quota_store import Claim, MemoryQuotaLedger, Refusal, UserQuota
+from llm_sidecar.core.admission.quota_store import (
+    Claim,
+    MemoryQuotaLedger,
+    Refusal,
+    Settlement,
+    UserQuota,
+)
 from llm_sidecar.core.errors import QuotaExceededError, StoreUnavailableError
 from llm_sidecar.core.models import ChatRequest
 from llm_sidecar.core.observability import NOOP, Observability
@@ -188,16 +194,28 @@ class Reservation:
     def local(self) -> bool:
         return self.shared is not None
 
-    async def settle(self, actual: Spend) -> None:
-        """Drop the reservation and commit ``actual`` (once; later calls do nothing)."""
+    def settlement(self, actual: Spend) -> Settlement | None:
+        """The end of this reservation with ``actual`` committed (None when it has already
+        ended: a reservation ends once)."""
         if self.settled:
-            return
+            return None
         self.settled = True
         self.gate.ended(self)
-        amounts = [actual.of(c.quota) for c in self.claims]
-        await self.store.settle(self.reservation_id, self.claims, amounts)
-        if self.shared is not None:
-            await self.shared.settle(self.reservation_id, self.claims, amounts)
+        amounts = tuple(actual.of(c.quota) for c in self.claims)
+        rid, claims, store, shared = self.reservation_id, self.claims, self.store, self.shared
+
+        async def apply() -> None:
+            await store.settle(rid, claims, amounts)
+            if shared is not None:
+                await shared.settle(rid, claims, amounts)
+
+        return Settlement(rid, claims, amounts, store, apply, foldable=shared is None)
+
+    async def settle(self, actual: Spend) -> None:
+        """Drop the reservation and commit ``actual`` now (once; later calls do nothing)."""
+        settlement = self.settlement(actual)
+        if settlement is not None:
+            await settlement.apply()
 
 
 class QuotaGate:

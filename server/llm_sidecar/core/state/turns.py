@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from llm_sidecar.core.admission.quota_store import Settlement
 from llm_sidecar.core.models import ChatMessage
 from llm_sidecar.core.state.conversation import UserConversations
 from llm_sidecar.core.state.usage import UsageRow, UserUsage
@@ -25,13 +26,17 @@ class Turn:
     #: (session_id, thread_id) of the conversation the exchange joins, if any.
     thread: tuple[str, str] | None = None
     messages: Sequence[ChatMessage] = ()
+    #: The end of the call's quota reservation, applied with the turn (written in
+    #: the same step where the store can).
+    settlement: Settlement | None = None
 
 
 class TurnWriter(Protocol):
     """Writes turns of one user."""
 
     async def commit(self, turn: Turn) -> None:
-        """Record the usage and append the exchange (when ``turn.thread`` is set)."""
+        """Record the usage, append the exchange (when ``turn.thread`` is set) and apply
+        the settlement, even when the writes fail."""
 
 
 class SeparateWrites:
@@ -44,7 +49,11 @@ class SeparateWrites:
         self._usage = usage
 
     async def commit(self, turn: Turn) -> None:
-        if turn.usage:
-            await self._usage.record(turn.usage)
-        if turn.thread is not None:
-            await self._conversations.append(*turn.thread, turn.messages)
+        try:
+            if turn.usage:
+                await self._usage.record(turn.usage)
+            if turn.thread is not None:
+                await self._conversations.append(*turn.thread, turn.messages)
+        finally:
+            if turn.settlement is not None:
+                await turn.settlement.apply()

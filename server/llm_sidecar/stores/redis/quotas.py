@@ -42,16 +42,13 @@ class RedisUserQuota:
         self._keys = keys
         self._keep_ms = _ms(keep_seconds)
 
-    def _bookkeeping(self) -> list[str]:
-        return [self._keys.quota_held, self._keys.quota_expiry]
-
     async def reserve(
         self, reservation_id: str, claims: Sequence[Claim], expires_at: float, now: float
     ) -> Refusal | None:
         backend = self._backend
         if not backend.up:
             raise backend.unavailable()
-        keys = self._bookkeeping() + [self._keys.quota_window(c.key) for c in claims]
+        keys = self.bookkeeping() + [self._keys.quota_window(c.key) for c in claims]
         args: list[str | int] = [reservation_id, _ms(now), _ms(expires_at)]
         for claim in claims:
             args += [claim.amount, claim.limit, _ms(claim.ends_at) + self._keep_ms]
@@ -61,14 +58,27 @@ class RedisUserQuota:
             return None
         return Refusal(claims[index - 1], int(reply[1]), int(reply[2]))
 
+    def window_parts(
+        self, claims: Sequence[Claim], actual: Sequence[int]
+    ) -> tuple[list[str], list[str | int]]:
+        """The window keys of ``claims`` and their amount / forget-at arguments, as the
+        settle step of a script reads them."""
+        keys = [self._keys.quota_window(c.key) for c in claims]
+        args: list[str | int] = []
+        for claim, amount in zip(claims, actual, strict=True):
+            args += [amount, _ms(claim.ends_at) + self._keep_ms]
+        return keys, args
+
+    def bookkeeping(self) -> list[str]:
+        """The held-reservations hash and the expiry set."""
+        return [self._keys.quota_held, self._keys.quota_expiry]
+
     async def settle(
         self, reservation_id: str, claims: Sequence[Claim], actual: Sequence[int]
     ) -> None:
-        keys = [*self._bookkeeping(), self._keys.record("q" + reservation_id)]
-        keys += [self._keys.quota_window(c.key) for c in claims]
-        args: list[str | int] = [reservation_id, _SETTLED_MARKER_TTL_MS]
-        for claim, amount in zip(claims, actual, strict=True):
-            args += [amount, _ms(claim.ends_at) + self._keep_ms]
+        windows, window_args = self.window_parts(claims, actual)
+        keys = [*self.bookkeeping(), self._keys.record("q" + reservation_id), *windows]
+        args: list[str | int] = [reservation_id, _SETTLED_MARKER_TTL_MS, *window_args]
         script = self._backend.quota_settle_script
 
         async def op() -> None:
@@ -80,7 +90,7 @@ class RedisUserQuota:
         backend = self._backend
         if not backend.up:
             raise backend.unavailable()
-        keys = self._bookkeeping() + [self._keys.quota_window(c.key) for c in claims]
+        keys = self.bookkeeping() + [self._keys.quota_window(c.key) for c in claims]
         flat = await self._run(backend.quota_figures_script, keys, ["", _ms(now)])
         return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 

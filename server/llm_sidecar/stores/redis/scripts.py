@@ -3,22 +3,57 @@ which share one hash slot (see :mod:`.keys`), so they run on Redis Cluster too."
 
 from __future__ import annotations
 
+# Ends a reservation: drops what it holds (its "<key> <amount> ..." record in the
+# held hash) and commits q exact amounts into windows KEYS[k..k+q-1], reading
+# amount / forget-at pairs from ARGV[a..]. Amounts stay strings: Lua would print
+# big numbers in exponent form, which HINCRBY refuses.
+_SETTLE_FN = """
+local function settle(held_key, expiry_key, rid, k, a, q)
+  local held = redis.call('HGET', held_key, rid)
+  if held then
+    for key, amount in string.gmatch(held, '(%S+) (%S+)') do
+      redis.call('HINCRBY', key, 'r', '-' .. amount)
+    end
+    redis.call('HDEL', held_key, rid)
+    redis.call('ZREM', expiry_key, rid)
+  end
+  for j = 0, q - 1 do
+    local key = KEYS[k + j]
+    local amount = ARGV[a + 2 * j]
+    if amount ~= '0' then
+      redis.call('HINCRBY', key, 'c', amount)
+      if redis.call('PTTL', key) < 0 then redis.call('PEXPIREAT', key, ARGV[a + 2 * j + 1]) end
+    end
+  end
+end
+"""
+
 # One answer's writes, applied exactly once (KEYS[1] marks them applied, so a
 # replay after a lost reply adds nothing): usage counters into the user's hash
-# (KEYS[2]) and, when KEYS[3] is given, the exchange appended to a thread,
-# whole turns dropped from the front until the count and byte bounds hold,
-# TTLs refreshed and the thread remembered under its session (KEYS[4]).
-# ARGV: marker TTL ms, number of usage pairs n, max messages, max bytes,
-# history TTL ms, then n field/amount pairs, then the messages.
-COMMIT = """
+# (KEYS[2]); when q > 0, the end of the call's quota reservation (held hash,
+# expiry set, then q windows: KEYS[3..4+q]); and, when two more keys follow, the
+# exchange appended to that thread, whole turns dropped from the front until the
+# count and byte bounds hold, TTLs refreshed and the thread remembered under its
+# session (the last key). ARGV: marker TTL ms, number of usage pairs n, max
+# messages, max bytes, history TTL ms, q, reservation id, q amount / forget-at
+# pairs, n field/amount pairs, then the messages.
+COMMIT = (
+    _SETTLE_FN
+    + """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return -1 end
-local i = 6
+local q = tonumber(ARGV[6])
+local i = 8 + 2 * q
 for _ = 1, tonumber(ARGV[2]) do
   redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
-if #KEYS < 3 then return 0 end
-local thread = KEYS[3]
+local k = 3
+if q > 0 then
+  settle(KEYS[3], KEYS[4], ARGV[7], 5, 8, q)
+  k = 5 + q
+end
+if #KEYS < k then return 0 end
+local thread = KEYS[k]
 for j = i, #ARGV do redis.call('RPUSH', thread, ARGV[j]) end
 local max_msgs = tonumber(ARGV[3])
 local max_bytes = tonumber(ARGV[4])
@@ -30,18 +65,19 @@ end
 local items = redis.call('LRANGE', thread, 0, -1)
 local total = 0
 for _, v in ipairs(items) do total = total + string.len(v) end
-local k = 1
-while total > max_bytes and k <= #items do
-  total = total - string.len(items[k])
-  if items[k + 1] then total = total - string.len(items[k + 1]) end
+local m = 1
+while total > max_bytes and m <= #items do
+  total = total - string.len(items[m])
+  if items[m + 1] then total = total - string.len(items[m + 1]) end
   redis.call('LTRIM', thread, 2, -1)
-  k = k + 2
+  m = m + 2
 end
 redis.call('PEXPIRE', thread, ARGV[5])
-redis.call('SADD', KEYS[4], thread)
-redis.call('PEXPIRE', KEYS[4], ARGV[5])
+redis.call('SADD', KEYS[k + 1], thread)
+redis.call('PEXPIRE', KEYS[k + 1], ARGV[5])
 return redis.call('LLEN', thread)
 """
+)
 
 # Delete every thread of a session; return how many there were.
 END_SESSION = """
@@ -108,25 +144,14 @@ return {0}
 # Settle a reservation once (KEYS[3] marks it settled): drop what it holds, then
 # commit the exact usage into the windows it was admitted in (KEYS[4..]). ARGV:
 # id, marker TTL ms, then per window: amount, forget-at ms.
-QUOTA_SETTLE = """
+QUOTA_SETTLE = (
+    _SETTLE_FN
+    + """
 if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[2]) then return -1 end
-local held = redis.call('HGET', KEYS[1], ARGV[1])
-if held then
-  for key, amount in string.gmatch(held, '(%S+) (%S+)') do
-    redis.call('HINCRBY', key, 'r', '-' .. amount)
-  end
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-end
-for i = 4, #KEYS do
-  local base = 3 + (i - 4) * 2
-  if ARGV[base] ~= '0' then
-    redis.call('HINCRBY', KEYS[i], 'c', ARGV[base])
-    if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIREAT', KEYS[i], ARGV[base + 1]) end
-  end
-end
+settle(KEYS[1], KEYS[2], ARGV[1], 4, 3, #KEYS - 3)
 return 0
 """
+)
 
 # Figures of windows (KEYS[3..]) after dropping expired reservations: a flat list
 # of used, reserved per window. ARGV: id (unused), now ms.

@@ -43,8 +43,13 @@ class RedisStateStore:
     def for_user(self, user_id: str) -> UserState:
         backend = self.backend
         keys = UserKeys(backend.prefix, user_id)
+        memory_quotas = self._memory.quotas
+        shared_quota = (
+            RedisUserQuota(backend, keys, memory_quotas.keep_seconds) if self._quotas else None
+        )
+        quota: UserQuota = shared_quota or memory_quotas.for_user(user_id)
         local = None if backend.required else MemoryUserConversations(self.bounds)
-        writer = RedisTurnWriter(backend, keys, self.bounds, local)
+        writer = RedisTurnWriter(backend, keys, self.bounds, local, shared_quota)
         conversations: UserConversations = (
             RedisUserConversations(backend, keys, writer, local)
             if self._conversations
@@ -58,12 +63,6 @@ class RedisStateStore:
         # Both in Redis: one script call per answer. Otherwise each kind writes its own.
         both = self._conversations and self._usage
         turns: TurnWriter = writer if both else SeparateWrites(conversations, usage)
-        memory_quotas = self._memory.quotas
-        quota: UserQuota = (
-            RedisUserQuota(backend, keys, memory_quotas.keep_seconds)
-            if self._quotas
-            else memory_quotas.for_user(user_id)
-        )
         return UserState(conversations, usage, turns, quota)
 
     @property

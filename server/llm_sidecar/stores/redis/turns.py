@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from llm_sidecar.core.admission.quota_store import Settlement
 from llm_sidecar.core.models import ChatMessage
 from llm_sidecar.core.state.conversation import HistoryBounds, MemoryUserConversations
 from llm_sidecar.core.state.turns import Turn
@@ -12,6 +13,7 @@ from llm_sidecar.core.state.usage import UsageRow
 from llm_sidecar.stores.redis.backend import RedisBackend
 from llm_sidecar.stores.redis.codec import encode_message, usage_increments
 from llm_sidecar.stores.redis.keys import UserKeys
+from llm_sidecar.stores.redis.quotas import RedisUserQuota
 
 # How long an applied-write marker lives: longer than any outage whose queued
 # writes are still replayed (the queue lives in this process).
@@ -26,7 +28,7 @@ class RedisTurnWriter:
     conversation view serves while Redis is unreachable.
     """
 
-    __slots__ = ("_backend", "_bounds", "_keys", "_local")
+    __slots__ = ("_backend", "_bounds", "_keys", "_local", "_quota")
 
     def __init__(
         self,
@@ -34,15 +36,35 @@ class RedisTurnWriter:
         keys: UserKeys,
         bounds: HistoryBounds,
         local: MemoryUserConversations | None,
+        quota: RedisUserQuota | None = None,
     ) -> None:
         self._backend = backend
         self._keys = keys
         self._bounds = [2 * bounds.max_turns, bounds.max_bytes, int(bounds.ttl_seconds * 1000)]
         self._local = local
+        #: The user's quota windows, when they are in this Redis too: a turn's
+        #: settlement is then written in the turn's own script call.
+        self._quota = quota
 
     async def commit(self, turn: Turn) -> None:
-        """Record the usage and append the exchange (when ``turn.thread`` is set)."""
-        await self._write(usage_increments(turn.usage), turn.thread, turn.messages)
+        """Record the usage, append the exchange (when ``turn.thread`` is set) and apply
+        the settlement: in the same script call when the reservation is held here."""
+        settlement = turn.settlement
+        fold = settlement is not None and settlement.foldable and settlement.store is self._quota
+        try:
+            await self._write(
+                usage_increments(turn.usage),
+                turn.thread,
+                turn.messages,
+                settlement if fold else None,
+            )
+        except BaseException:
+            if fold and settlement is not None:
+                await settlement.apply()  # queued for replay, so the reservation still ends
+            raise
+        finally:
+            if settlement is not None and not fold:
+                await settlement.apply()
 
     async def append(
         self, session_id: str, thread_id: str, messages: Sequence[ChatMessage]
@@ -59,10 +81,16 @@ class RedisTurnWriter:
         increments: list[str | int],
         thread: tuple[str, str] | None = None,
         messages: Sequence[ChatMessage] = (),
+        settlement: Settlement | None = None,
     ) -> None:
         keys = self._keys
         script_keys = [keys.record(uuid.uuid4().hex), keys.usage]
-        args: list[str | int] = [_RECORD_MARKER_TTL_MS, len(increments) // 2, 0, 0, 0]
+        args: list[str | int] = [_RECORD_MARKER_TTL_MS, len(increments) // 2, 0, 0, 0, 0, ""]
+        if settlement is not None and self._quota is not None:
+            windows, window_args = self._quota.window_parts(settlement.claims, settlement.amounts)
+            script_keys += [*self._quota.bookkeeping(), *windows]
+            args[5:7] = [len(windows), settlement.reservation_id]
+            args += window_args
         args += increments
         if thread is not None:
             if self._local is not None:
