@@ -17,8 +17,10 @@ def redis_cli_binary() -> str:
 class RedisCluster:
     """Three masters, no replicas; slots spread by redis-cli."""
 
-    def __init__(self, masters: int = 3) -> None:
-        self.nodes = [RedisServer(cluster=True) for _ in range(masters)]
+    def __init__(self, masters: int = 3, *, persistent: bool = False) -> None:
+        """``persistent``: each node keeps its data on disk, so :meth:`stop` and
+        :meth:`restart` are an outage of the whole cluster that loses nothing."""
+        self.nodes = [RedisServer(cluster=True, persistent=persistent) for _ in range(masters)]
 
     @property
     def url(self) -> str:
@@ -40,6 +42,15 @@ class RedisCluster:
             text=True,
             check=True,
         )
+        return self._wait_ok()
+
+    def restart(self) -> RedisCluster:
+        """Start every node again after :meth:`stop` (each reads back its nodes.conf)."""
+        for node in self.nodes:
+            node.start()
+        return self._wait_ok()
+
+    def _wait_ok(self) -> RedisCluster:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if all(

@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from llm_manager_client import (
     UnavailableError,
     UserContext,
 )
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_helpers import SHARED_STATE, eventually, health_of, resource_status
 from tests.support.redis_server import RedisServer
 from tests.support.sidecar import SidecarProcess, free_port, make_settings, provider
@@ -368,14 +370,50 @@ async def test_usd_per_day_budget_is_exact(
 # -- the shared store going down ----------------------------------------------------------
 
 
+@pytest.fixture(params=["redis", "redis-cluster"])
+def killable_store(request: pytest.FixtureRequest) -> Iterator[tuple[dict[str, Any], Any]]:
+    """(redis settings, the store) for a test that kills the store and starts it again:
+    one Redis server, or a whole three-master cluster (both keep their data on disk)."""
+    if request.param == "redis":
+        server = RedisServer(persistent=True).start()
+        try:
+            yield {"url": server.url}, server
+        finally:
+            server.stop()
+        return
+    cluster = RedisCluster(persistent=True).start()
+    try:
+        yield {"url": cluster.url, "mode": "cluster"}, _Restartable(cluster)
+    finally:
+        cluster.stop()
+
+
+class _Restartable:
+    """A cluster with the server's stop/start interface."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self._cluster = cluster
+
+    def stop(self) -> None:
+        self._cluster.stop()
+
+    def start(self) -> None:
+        self._cluster.restart()
+
+
 @pytest.mark.parametrize("mode", ["fail_closed", "fail_open"])
 async def test_quota_store_down_mid_run(
-    mode: str, upstream, sidecar_factory, private_redis: RedisServer, redis_prefix: str
+    mode: str,
+    upstream,
+    sidecar_factory,
+    killable_store: tuple[dict[str, Any], Any],
+    redis_prefix: str,
 ) -> None:
+    redis, store = killable_store
     settings = make_settings(
         [provider("primary", upstream.url)],
         redis={
-            "url": private_redis.url,
+            **redis,
             "key_prefix": redis_prefix,
             "watch_interval_seconds": 0.1,
             "socket_timeout_seconds": 0.3,
@@ -385,7 +423,7 @@ async def test_quota_store_down_mid_run(
     sidecar = await sidecar_factory(settings)
     async with client(sidecar.port, "alice") as alice:
         await alice.ask("before", skip_cache=True)
-        private_redis.stop()
+        store.stop()
         if mode == "fail_closed":
             with pytest.raises(UnavailableError) as down:
                 await alice.ask("during", skip_cache=True)
@@ -406,7 +444,7 @@ async def test_quota_store_down_mid_run(
                 )
 
             await eventually(not_serving)
-        private_redis.start()
+        await asyncio.to_thread(store.start)
 
         async def shared_again() -> bool:
             state = (await resource_status(sidecar.port)).shared_state.state

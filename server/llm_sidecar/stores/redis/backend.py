@@ -24,7 +24,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from llm_sidecar.config import RedisSettings
 from llm_sidecar.core.errors import StoreUnavailableError
@@ -33,8 +33,9 @@ from llm_sidecar.stores.redis import scripts
 
 log = logging.getLogger(__name__)
 
-#: What a failing Redis command raises.
-FAULTS = (RedisError, OSError, asyncio.TimeoutError)
+#: What a failing Redis command raises. redis-py's cluster client raises
+#: RedisClusterException (not a RedisError) when no node answers at all.
+FAULTS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 
 
 def _client(settings: RedisSettings) -> aioredis.Redis:

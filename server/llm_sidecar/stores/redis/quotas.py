@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import ClusterError, TryAgainError
+from redis.exceptions import ClusterDownError, ClusterError, TryAgainError
 
 from llm_sidecar.core.admission.quota_store import Claim, Refusal
 from llm_sidecar.stores.redis.backend import FAULTS, RedisBackend
@@ -101,8 +101,10 @@ class RedisUserQuota:
         while True:
             try:
                 return await script(keys=keys, args=args)
-            except (TryAgainError, ClusterError):
-                if waited >= _TRY_AGAIN_SECONDS:
+            except (TryAgainError, ClusterError) as exc:
+                # CLUSTERDOWN is an outage, not a migration: no waiting on it.
+                if isinstance(exc, ClusterDownError) or waited >= _TRY_AGAIN_SECONDS:
+                    backend.mark_down(exc)
                     raise backend.unavailable() from None
                 await asyncio.sleep(_TRY_AGAIN_DELAY)
                 waited += _TRY_AGAIN_DELAY
