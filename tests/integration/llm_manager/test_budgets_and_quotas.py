@@ -535,3 +535,23 @@ async def test_the_race_three_replicas_never_exceed_the_budget(
     assert len(up.chat_requests) == 100
     (view,) = report.quotas
     assert (view.used, view.reserved, view.remaining) == (1000, 0, 0)
+
+
+# -- metrics -------------------------------------------------------------------------------
+
+
+async def test_cost_and_refusal_metrics_carry_no_user(upstream, traced_factory) -> None:
+    settings = make_settings(
+        [provider("primary", upstream.url, price=PRICE)],
+        quotas={"requests_per_minute": 1, "minute_seconds": 600},
+    )
+    traced = await traced_factory(settings)
+    async with traced.client("alice-metrics-user") as alice:
+        answer = await alice.ask_full("priced")
+        with pytest.raises(ResourceExhaustedError):
+            await alice.ask("refused", skip_cache=True)
+    ((attributes, point),) = traced.metric_points("llm_sidecar.cost")
+    assert attributes == {"llm_sidecar.route": "m", "llm_sidecar.provider": "primary"}
+    assert point.value == answer.metadata.usage.cost_micro_usd
+    ((attributes, point),) = traced.metric_points("llm_sidecar.quota.refusals")
+    assert attributes == {"llm_sidecar.quota": "requests_per_minute"} and point.value == 1
