@@ -333,19 +333,21 @@ class LLMManager:
                     request = dataclasses.replace(request, json_schema=None)
                 request, reservation = await self._admit(prep, request, deadline)
                 answered = False
+                refused: Refused = []
                 try:
-                    async for item in self._router.stream(prep.route, request, deadline):
+                    stream = self._router.stream(prep.route, request, deadline, refused)
+                    async for item in stream:
                         if isinstance(item, RoutedCompletion):
                             answered = True
                             result = await self._settle(
-                                ctx, inp, prep, item, start, [], reservation
+                                ctx, inp, prep, item, start, refused, reservation
                             )
                             yield StreamEvent(result)
                         else:
                             yield item
                 finally:
                     if not answered:
-                        await self._unanswered(prep, [], reservation)
+                        await self._unanswered(prep, refused, reservation)
         finally:
             self.limiter.release()
 

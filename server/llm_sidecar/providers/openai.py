@@ -239,7 +239,10 @@ class OpenAIProvider:
             raise connection_error(exc) from None
         if not state.done and not state.finish:
             raise ProviderError(ErrorKind.BAD_RESPONSE, "the stream ended early")
-        calls = state.calls.finish_all()  # whole, checked: never a fragment goes out
+        try:
+            calls = state.calls.finish_all()  # whole, checked: never a fragment goes out
+        except ProviderError as error:
+            raise error.billing(state.usage) from None  # the whole answer was billed
         for call in calls:
             yield call
         yield state.completion(tuple(calls))

@@ -201,6 +201,32 @@ async def test_refused_spend_of_a_failed_call_is_billed(upstream_factory, sideca
     assert row.refused_cost_micro_usd == int(exact.to_integral_value(ROUND_HALF_UP))
 
 
+async def test_a_streamed_answer_refused_at_its_end_is_billed_as_refused(
+    store_settings: dict[str, Any], upstream_factory, sidecar_factory
+) -> None:
+    bad = await upstream_factory("bad")
+    good = await upstream_factory("good")
+    bad.tool_arguments = "[1, 2]"  # JSON, but not an object: refused once the call is whole
+    settings = make_settings(
+        [provider("bad", bad.url, price=PRICE), provider("good", good.url, price=PRICE)],
+        **store_settings,
+    )
+    sidecar = await sidecar_factory(settings)
+    tools = [Tool("lookup", "finds things", {"type": "object"})]
+    async with client(sidecar.port, "alice") as alice:
+        chunks = [c async for c in alice.ask_stream("look it up", tools=tools)]
+        report = await alice.get_usage()
+    final = chunks[-1].metadata
+    assert final is not None and final.provider == "good"
+    rows = {row.provider: row for row in report.rows}
+    (body,) = [r.body for r in bad.chat_requests]
+    billed = bad.usage(body, "")
+    assert (rows["bad"].requests, rows["bad"].refused_answers) == (0, 1)
+    assert rows["bad"].refused_prompt_tokens == billed["prompt_tokens"]
+    assert rows["bad"].refused_cost_micro_usd > 0
+    assert rows["good"].requests == 1 and rows["good"].refused_answers == 0
+
+
 # -- quotas -----------------------------------------------------------------------------
 
 

@@ -158,10 +158,15 @@ class Router:
         return result
 
     def stream(
-        self, route: str, request: ChatRequest, deadline: float | None = None
+        self,
+        route: str,
+        request: ChatRequest,
+        deadline: float | None = None,
+        refused: Refused | None = None,
     ) -> AsyncIterator[str | ToolCall | RoutedCompletion]:
-        """Deltas and whole tool calls as they arrive, then one :class:`RoutedCompletion`."""
-        return self._route(route, request, deadline, None, _streaming)
+        """Deltas and whole tool calls as they arrive, then one :class:`RoutedCompletion`.
+        Refused but billed answers are noted in ``refused``, as in :meth:`complete`."""
+        return self._route(route, request, deadline, None, _streaming, refused)
 
     # -- the attempt loop -------------------------------------------------------
 
