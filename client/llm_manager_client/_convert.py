@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from llm_manager.v1 import llm_manager_pb2 as pb
 
@@ -190,39 +191,20 @@ def conversation(msg: pb.GetConversationResponse) -> Conversation:
     return Conversation(msg.session_id, msg.thread_id, tuple(message(m) for m in msg.messages))
 
 
+_Model = TypeVar("_Model", UsageRow, QuotaStatus)
+
+
+def _same_fields(cls: type[_Model], msg: Any) -> _Model:
+    """A model whose fields are the message's fields of the same names."""
+    return cls(**{f.name: getattr(msg, f.name) for f in dataclasses.fields(cls)})
+
+
 def usage_row(msg: pb.UsageRow) -> UsageRow:
-    return UsageRow(
-        msg.session_id,
-        msg.model,
-        msg.provider,
-        msg.requests,
-        msg.cache_hits,
-        msg.prompt_tokens,
-        msg.completion_tokens,
-        msg.total_tokens,
-        msg.estimated_requests,
-        msg.cached_input_tokens,
-        msg.cache_write_input_tokens,
-        msg.reasoning_tokens,
-        msg.cost_micro_usd,
-        msg.unpriced_answers,
-        msg.refused_answers,
-        msg.refused_prompt_tokens,
-        msg.refused_completion_tokens,
-        msg.refused_cost_micro_usd,
-    )
+    return _same_fields(UsageRow, msg)
 
 
 def quota_status(msg: pb.QuotaStatus) -> QuotaStatus:
-    return QuotaStatus(
-        msg.name,
-        msg.unit,
-        msg.limit,
-        msg.used,
-        msg.reserved,
-        msg.remaining,
-        msg.resets_in_seconds,
-    )
+    return _same_fields(QuotaStatus, msg)
 
 
 def usage_report(msg: pb.GetUsageResponse) -> UsageReport:
