@@ -261,8 +261,8 @@ class QuotaSettings(_Section):
     on_store_down: Literal["fail_closed", "fail_open"] = _Q.on_store_down
     #: Window lengths, for tests and drills: 60, 86400 (UTC days) and 0 (UTC calendar
     #: months) are the real ones.
-    minute_seconds: float = Field(default=_Q.minute_seconds, gt=0)
-    day_seconds: float = Field(default=_Q.day_seconds, gt=0)
+    minute_seconds: float = Field(default=_Q.minute_seconds, ge=1)
+    day_seconds: float = Field(default=_Q.day_seconds, ge=1)
     month_seconds: float = Field(default=_Q.month_seconds, ge=0)
 
 
