@@ -66,10 +66,10 @@ def history_bounds(settings: Settings) -> HistoryBounds:
 def state_store(settings: Settings) -> tuple[StateStore, RedisBackend | None]:
     """The per-user state store, and the Redis backend behind it when there is one."""
     bounds = history_bounds(settings)
-    keep = QuotaGate.keep_seconds(quota_limits(settings))
-    memory = MemoryStateStore(bounds, quotas=MemoryQuotaLedger(keep))
+    limits = quota_limits(settings)
+    memory = MemoryStateStore(bounds, quotas=MemoryQuotaLedger(QuotaGate.keep_seconds(limits)))
     r = settings.redis
-    quotas = r.quotas and bool(quota_limits(settings).active)
+    quotas = r.quotas and bool(limits.active)
     if not r.url or not (r.conversations or r.usage or quotas):
         return memory, None
     backend = RedisBackend(r)

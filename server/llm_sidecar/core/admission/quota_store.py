@@ -121,6 +121,12 @@ class MemoryUserQuota:
         for key in [k for k, w in self._windows.items() if w.forget_at <= now and not w.reserved]:
             del self._windows[key]
 
+    def _window(self, key: str) -> _Window:
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window()
+        return window
+
     def _release(self, rid: str) -> None:
         held = self._held.pop(rid, None)
         if held is None:
@@ -140,9 +146,7 @@ class MemoryUserQuota:
             if used + reserved + claim.amount > claim.limit:
                 return Refusal(claim, used, reserved)
         for claim in claims:
-            window = self._windows.get(claim.key)
-            if window is None:
-                window = self._windows[claim.key] = _Window()
+            window = self._window(claim.key)
             window.reserved += claim.amount
             window.forget_at = claim.ends_at + self._keep_seconds
         self._held[reservation_id] = _Held(expires_at, [(c.key, c.amount) for c in claims])
@@ -158,9 +162,7 @@ class MemoryUserQuota:
             self._settled.popitem(last=False)
         self._release(reservation_id)
         for claim, amount in zip(claims, actual, strict=True):
-            window = self._windows.get(claim.key)
-            if window is None:
-                window = self._windows[claim.key] = _Window()
+            window = self._window(claim.key)
             window.used += amount
             window.forget_at = max(window.forget_at, claim.ends_at + self._keep_seconds)
 

@@ -87,12 +87,14 @@ class QuotaLimits:
 
     @property
     def caps_output(self) -> bool:
-        """Whether a call's output must be capped for its reservation to be a bound."""
-        return any(self.limit(q) > 0 for q in ("usd_per_day", "usd_per_month", "tokens_per_minute"))
+        """Whether a call's output must be capped for its reservation to be a bound
+        (a quota counts tokens or money)."""
+        return any(QUOTAS[q][0] != "requests" for q in self.active)
 
     @property
     def needs_prices(self) -> bool:
-        return self.usd_per_day_micro > 0 or self.usd_per_month_micro > 0
+        """Whether a quota counts money."""
+        return any(QUOTAS[q][0] == "micro_usd" for q in self.active)
 
     def window(self, kind: str, now: float) -> tuple[str, float]:
         """(id, end) of the window of ``kind`` holding ``now``."""
@@ -190,10 +192,6 @@ class Reservation:
     shared: UserQuota | None = None
     settled: bool = field(default=False)
 
-    @property
-    def local(self) -> bool:
-        return self.shared is not None
-
     def settlement(self, actual: Spend) -> Settlement | None:
         """The end of this reservation with ``actual`` committed (None when it has already
         ended: a reservation ends once)."""
@@ -210,12 +208,6 @@ class Reservation:
                 await shared.settle(rid, claims, amounts)
 
         return Settlement(rid, claims, amounts, store, apply, foldable=shared is None)
-
-    async def settle(self, actual: Spend) -> None:
-        """Drop the reservation and commit ``actual`` now (once; later calls do nothing)."""
-        settlement = self.settlement(actual)
-        if settlement is not None:
-            await settlement.apply()
 
 
 class QuotaGate:
@@ -240,7 +232,7 @@ class QuotaGate:
         self._clock = clock
         self.totals = {name: QuotaTotals(name, limits.limit(name)) for name in self.active}
         self._failing_open = False
-        #: (quota, unit's name in Spend, window kind, limit) of each active quota.
+        #: (quota, window kind, limit) of each active quota.
         self._active = [(n, QUOTAS[n][1], limits.limit(n)) for n in self.active]
         #: The current window of each kind: (start, end, id); a window changes rarely.
         self._windows: dict[str, tuple[float, float, str]] = {}
@@ -351,11 +343,6 @@ class QuotaGate:
         if self._failing_open:
             self._failing_open = False
             log.warning("quota store reachable again: quotas shared across replicas")
-
-    @property
-    def failing_open(self) -> bool:
-        """Whether admissions are decided by this process alone now."""
-        return self._failing_open
 
 
 def _refused(refusal: Refusal, now: float) -> QuotaExceededError:
