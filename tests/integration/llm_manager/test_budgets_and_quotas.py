@@ -25,6 +25,11 @@ from llm_manager_client import (
     UnavailableError,
     UserContext,
 )
+from llm_sidecar.config import RedisSettings
+from llm_sidecar.core.admission.quota_store import Claim, MemoryQuotaLedger
+from llm_sidecar.stores.redis import RedisBackend
+from llm_sidecar.stores.redis.keys import UserKeys
+from llm_sidecar.stores.redis.quotas import RedisUserQuota
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_helpers import SHARED_STATE, eventually, health_of, resource_status
 from tests.support.redis_server import RedisServer
@@ -581,3 +586,38 @@ async def test_cost_and_refusal_metrics_carry_no_user(upstream, traced_factory) 
     assert point.value == answer.metadata.usage.cost_micro_usd
     ((attributes, point),) = traced.metric_points("llm_sidecar.quota.refusals")
     assert attributes == {"llm_sidecar.quota": "requests_per_minute"} and point.value == 1
+
+
+# -- a replica that died holding reservations ---------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["memory", "standalone", "cluster"])
+async def test_an_expired_reservation_stops_holding_room(
+    store: str, request: pytest.FixtureRequest, redis_prefix: str
+) -> None:
+    """A call that never settles (its process died) holds room only until its expiry,
+    and a late settle of it still commits exactly once."""
+    backend = None
+    if store == "memory":
+        quota: Any = MemoryQuotaLedger(keep_seconds=60).for_user("alice")
+    else:
+        url = request.getfixturevalue("redis_cluster_url" if store == "cluster" else "redis_url")
+        backend = RedisBackend(RedisSettings(url=url, key_prefix=redis_prefix, mode=store))
+        quota = RedisUserQuota(backend, UserKeys(redis_prefix, "alice"), keep_seconds=60)
+    try:
+        now = time.time()
+        claim = Claim("requests_per_minute", "w", 1, 2, now + 600)
+        assert await quota.reserve("dead-1", [claim], now + 0.5, now) is None
+        assert await quota.reserve("dead-2", [claim], now + 0.5, now) is None
+        refusal = await quota.reserve("live", [claim], now + 60, now + 0.1)
+        assert refusal is not None and (refusal.used, refusal.reserved) == (0, 2)
+        later = now + 1.0  # both dead reservations have expired
+        assert await quota.figures([claim], later) == [(0, 0)]
+        assert await quota.reserve("live", [claim], later + 60, later) is None
+        await quota.settle("live", [claim], [1])
+        await quota.settle("dead-1", [claim], [1])  # late: commits, releases nothing
+        await quota.settle("dead-1", [claim], [1])  # again: nothing
+        assert await quota.figures([claim], later) == [(2, 0)]
+    finally:
+        if backend is not None:
+            await backend.aclose()

@@ -3,20 +3,33 @@ which share one hash slot (see :mod:`.keys`), so they run on Redis Cluster too."
 
 from __future__ import annotations
 
-# Ends a reservation: drops what it holds (its "<key> <amount> ..." record in the
-# held hash) and commits q exact amounts into windows KEYS[k..k+q-1], reading
-# amount / forget-at pairs from ARGV[a..]. Amounts stay strings: Lua would print
-# big numbers in exponent form, which HINCRBY refuses.
-_SETTLE_FN = """
-local function settle(held_key, expiry_key, rid, k, a, q)
+# Quota windows are hashes with "c" (committed usage) and "r" (reserved by calls in
+# flight). A reservation is remembered in a hash (id -> "<key> <amount> ...") and a
+# sorted set of expiries, so one whose call never settles stops holding room when
+# it expires. Amounts stay strings: Lua would print big numbers in exponent form,
+# which HINCRBY refuses.
+
+# Drops what reservation rid holds, if it is still held.
+_RELEASE_FN = """
+local function release(held_key, expiry_key, rid)
   local held = redis.call('HGET', held_key, rid)
   if held then
     for key, amount in string.gmatch(held, '(%S+) (%S+)') do
       redis.call('HINCRBY', key, 'r', '-' .. amount)
     end
     redis.call('HDEL', held_key, rid)
-    redis.call('ZREM', expiry_key, rid)
   end
+  redis.call('ZREM', expiry_key, rid)
+end
+"""
+
+# Ends a reservation: releases it, then commits q exact amounts into windows
+# KEYS[k..k+q-1], reading amount / forget-at pairs from ARGV[a..].
+_SETTLE_FN = (
+    _RELEASE_FN
+    + """
+local function settle(held_key, expiry_key, rid, k, a, q)
+  release(held_key, expiry_key, rid)
   for j = 0, q - 1 do
     local key = KEYS[k + j]
     local amount = ARGV[a + 2 * j]
@@ -27,6 +40,7 @@ local function settle(held_key, expiry_key, rid, k, a, q)
   end
 end
 """
+)
 
 # One answer's writes, applied exactly once (KEYS[1] marks them applied, so a
 # replay after a lost reply adds nothing): usage counters into the user's hash
@@ -88,25 +102,17 @@ redis.call('DEL', KEYS[1])
 return n
 """
 
-# Quota windows are hashes with "c" (committed usage) and "r" (reserved by calls in
-# flight). A reservation is remembered in a hash (KEYS[1]: id -> "<key> <amount> ...")
-# and a sorted set of expiries (KEYS[2]), so one whose call never settles stops
-# holding room when it expires. Amounts stay strings: Lua would print big numbers
-# in exponent form, which HINCRBY refuses. ARGV[2] is now in ms.
-_RELEASE_EXPIRED = """
+# Releases every reservation that has expired (held hash KEYS[1], expiries KEYS[2]);
+# ARGV[2] is now in ms.
+_RELEASE_EXPIRED = (
+    _RELEASE_FN
+    + """
 local now = tonumber(ARGV[2])
-local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-for _, id in ipairs(gone) do
-  local held = redis.call('HGET', KEYS[1], id)
-  if held then
-    for key, amount in string.gmatch(held, '(%S+) (%S+)') do
-      redis.call('HINCRBY', key, 'r', '-' .. amount)
-    end
-    redis.call('HDEL', KEYS[1], id)
-  end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
+  release(KEYS[1], KEYS[2], id)
 end
-if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) end
 """
+)
 
 # Reserve a call's worst case in every window (KEYS[3..]), all or none. ARGV:
 # id, now ms, reservation expiry ms, then per window: amount, limit, forget-at ms.
