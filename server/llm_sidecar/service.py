@@ -19,8 +19,9 @@ from llm_sidecar.core.providers import Connections
 from llm_sidecar.core.registry import LLMManagerFactory, ManagerRegistry
 from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.conversation import UserConversations
+from llm_sidecar.core.state.store import UserState
 from llm_sidecar.core.state.store_status import MEMORY_ONLY, StoreHealth, StoreStatus
-from llm_sidecar.core.state.usage import UsageRow, UserUsage, total_of
+from llm_sidecar.core.state.usage import UsageRow, total_of
 from llm_sidecar.core.tools import ToolCall
 from llm_sidecar.core.turn_checks import (
     check_agent_input,
@@ -154,18 +155,16 @@ class LLMService:
 
     # -- conversations and usage ----------------------------------------------------
 
-    def _conversations(self, ctx: UserExecutionContext) -> UserConversations:
+    def _state(self, ctx: UserExecutionContext) -> UserState:
+        """The caller's stores: its manager's, or (no manager here) the store's own,
+        still scoped to the caller."""
         manager = self.registry.get(ctx.user_id)
         if manager is not None:
-            return manager.conversations
-        # No manager here: ask the store directly, still scoped to the caller.
-        return self.factory.state.for_user(ctx.user_id).conversations
+            return manager.state
+        return self.factory.state.for_user(ctx.user_id)
 
-    def _usage(self, ctx: UserExecutionContext) -> UserUsage:
-        manager = self.registry.get(ctx.user_id)
-        if manager is not None:
-            return manager.usage_ledger
-        return self.factory.state.for_user(ctx.user_id).usage
+    def _conversations(self, ctx: UserExecutionContext) -> UserConversations:
+        return self._state(ctx).conversations
 
     @staticmethod
     def _session(ctx: UserExecutionContext, requested: str, *, required: bool = True) -> str:
@@ -206,12 +205,9 @@ class LLMService:
     ) -> tuple[UsageRow, list[UsageRow], list[QuotaView]]:
         """The caller's usage: (total, rows, active quotas)."""
         session = self._session(ctx, session_id, required=False) if session_id else None
-        rows = await self._usage(ctx).rows(session)
-        manager = self.registry.get(ctx.user_id)
-        quota = manager.quota if manager is not None else None
-        if quota is None:
-            quota = self.factory.state.for_user(ctx.user_id).quota
-        quotas = await self.factory.billing.gate.status(ctx.user_id, quota)
+        state = self._state(ctx)
+        rows = await state.usage.rows(session)
+        quotas = await self.factory.billing.gate.status(ctx.user_id, state.quota)
         return total_of(rows), rows, quotas
 
     # -- operator views ------------------------------------------------------------

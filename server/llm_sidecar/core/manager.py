@@ -21,7 +21,7 @@ from opentelemetry import trace
 
 from llm_sidecar.core.admission.limits import UserLimiter
 from llm_sidecar.core.admission.quota_store import Settlement
-from llm_sidecar.core.admission.quotas import QuotaView, Reservation
+from llm_sidecar.core.admission.quotas import Reservation
 from llm_sidecar.core.billing import Billing, Charges
 from llm_sidecar.core.context import UserExecutionContext
 from llm_sidecar.core.errors import IsolationViolationError
@@ -70,10 +70,11 @@ class LLMManager:
         self.context = context
         self.user_id = context.user_id
         self.cache = cache
+        #: This user's stores, as the factory handed them over.
+        self.state = state
         self.conversations = state.conversations
         self.usage_ledger = state.usage
         self.turns = state.turns
-        self.quota = state.quota
         self.limiter = limiter
         self.billing = billing or Billing()
         self._router = router
@@ -181,7 +182,7 @@ class LLMManager:
         """The user's quotas' verdict on a call about to reach a provider."""
         providers = self._router.provider_names(prep.route)
         return await self.billing.admit(
-            self.user_id, self.quota, prep.route, providers, request, deadline
+            self.user_id, self.state.quota, prep.route, providers, request, deadline
         )
 
     async def _unanswered(
@@ -377,11 +378,6 @@ class LLMManager:
         """This user's usage rows."""
         self._check(ctx)
         return await self.usage_ledger.rows(session_id)
-
-    async def quotas(self, ctx: UserExecutionContext) -> list[QuotaView]:
-        """This user's active quotas in their current windows."""
-        self._check(ctx)
-        return await self.billing.gate.status(self.user_id, self.quota)
 
     def trim(self, keep_fraction: float, keep_turns: int) -> None:
         """Shed memory under pressure (degraded mode)."""
