@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -55,6 +56,23 @@ def make_settings(
         else:
             values[key] = value
     return Settings(**values)
+
+
+def write_process_config(path: Path, providers: Sequence[dict[str, Any]], **sections: Any) -> Path:
+    """A JSON config file for a sidecar run as a child process: route "m" over
+    ``providers``, probes and sampling off, quiet logs; ``sections`` merged over that."""
+    config: dict[str, Any] = {
+        "default_model": "m",
+        "models": {"m": {"providers": list(providers)}},
+        "failover": {"health_interval_seconds": 0},
+        "resources": {"sample_interval_seconds": 0},
+        "telemetry": {"log_level": "WARNING"},
+    }
+    for key, value in sections.items():
+        base = config.get(key)
+        config[key] = {**base, **value} if isinstance(base, dict) else value
+    path.write_text(json.dumps(config))
+    return path
 
 
 async def start_sidecar(settings: Settings, **kwargs: Any) -> Sidecar:

@@ -5,7 +5,6 @@ across three sidecar processes sharing one Redis (the race)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -33,7 +32,13 @@ from llm_sidecar.stores.redis.quotas import RedisUserQuota
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_helpers import SHARED_STATE, eventually, health_of, resource_status
 from tests.support.redis_server import RedisServer
-from tests.support.sidecar import SidecarProcess, free_port, make_settings, provider
+from tests.support.sidecar import (
+    SidecarProcess,
+    free_port,
+    make_settings,
+    provider,
+    write_process_config,
+)
 from tests.support.upstream import FakeUpstream
 
 # USD per million tokens, with fractions, so rounding and every class show.
@@ -492,26 +497,16 @@ async def test_quota_store_down_mid_run(
 
 
 def _race_config(tmp_path: Path, name: str, upstream: FakeUpstream, redis: dict[str, Any]) -> Path:
-    config = {
-        "default_model": "m",
-        "models": {
-            "m": {
-                "providers": [
-                    provider("primary", upstream.url, price={"input": "0", "output": "1"})
-                ]
-            }
-        },
-        "failover": {"health_interval_seconds": 0, "retry_rounds": 0},
-        "resources": {"sample_interval_seconds": 0},
-        "telemetry": {"log_level": "WARNING"},
-        "managers": {"max_managers": 100},
-        "limits": {"max_concurrent_per_user": 0},
-        "quotas": {"usd_per_day": "0.001"},
-        "redis": redis,
-    }
-    path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(config))
-    return path
+    price = {"input": "0", "output": "1"}
+    return write_process_config(
+        tmp_path / f"{name}.json",
+        [provider("primary", upstream.url, price=price)],
+        failover={"retry_rounds": 0},
+        managers={"max_managers": 100},
+        limits={"max_concurrent_per_user": 0},
+        quotas={"usd_per_day": "0.001"},
+        redis=redis,
+    )
 
 
 @pytest.mark.parametrize("backend", ["redis", "redis-cluster"])

@@ -7,7 +7,6 @@ The conversation-isolation and token-accounting tests also run against Redis
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import AsyncIterator
@@ -36,24 +35,21 @@ from tests.support.redis_helpers import (
     resource_status,
 )
 from tests.support.redis_server import RedisServer
-from tests.support.sidecar import SidecarProcess, free_port, make_settings, provider
+from tests.support.sidecar import (
+    SidecarProcess,
+    free_port,
+    make_settings,
+    provider,
+    write_process_config,
+)
 from tests.support.upstream import FakeUpstream
 
 # -- two processes, one Redis --------------------------------------------------------------
 
 
 def _write_config(tmp_path: Path, name: str, upstream: FakeUpstream, redis: dict[str, Any]) -> Path:
-    config = {
-        "default_model": "m",
-        "models": {"m": {"providers": [provider("primary", upstream.url)]}},
-        "failover": {"health_interval_seconds": 0},
-        "resources": {"sample_interval_seconds": 0},
-        "telemetry": {"log_level": "WARNING"},
-        "redis": redis,
-    }
     path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(config))
-    return path
+    return write_process_config(path, [provider("primary", upstream.url)], redis=redis)
 
 
 @pytest.fixture(params=["standalone", "cluster"])
