@@ -98,6 +98,8 @@ class Router:
         self.policy = policy or RetryPolicy()
         self.obs = observability
         self._clock = clock
+        # Asked on every call's admission: built once.
+        self._names = {name: tuple(s.name for s in slots) for name, slots in routes.items()}
         self._has_ties = {
             name: len({s.priority for s in slots}) != len(slots) for name, slots in routes.items()
         }
@@ -119,9 +121,9 @@ class Router:
         slots = self.routes[route]
         return order(slots) if self._has_ties[route] else slots
 
-    def provider_names(self, route: str) -> list[str]:
+    def provider_names(self, route: str) -> tuple[str, ...]:
         """The names of every provider that may answer ``route``."""
-        return [slot.name for slot in self.routes[route]]
+        return self._names[route]
 
     def slots(self) -> list[ProviderSlot]:
         """Every slot of every route."""
