@@ -27,7 +27,6 @@ from llm_sidecar.transport.metadata import Incoming, check_token, context_from, 
 
 log = logging.getLogger("llm_sidecar.rpc")
 
-Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 Item = TypeVar("Item")

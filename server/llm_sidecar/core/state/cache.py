@@ -111,9 +111,7 @@ class UserCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self.bytes = 0
         self.hits = 0
-        self.misses = 0
         self.evictions = 0
-        self.expirations = 0
         self._closed = False
 
     def __len__(self) -> int:
@@ -123,12 +121,9 @@ class UserCache:
         """Return the live entry for ``key`` and mark it recently used."""
         entry = self._entries.get(key)
         if entry is None:
-            self.misses += 1
             return None
         if entry.expires_at <= self._clock():
             self._remove(key)
-            self.expirations += 1
-            self.misses += 1
             return None
         self._entries.move_to_end(key)
         self._budget._touch(self, key)
@@ -183,7 +178,6 @@ class UserCache:
         doomed = [k for k, e in self._entries.items() if e.expires_at <= now]
         for key in doomed:
             self._remove(key)
-        self.expirations += len(doomed)
         return len(doomed)
 
     def trim(self, keep_fraction: float) -> int:
