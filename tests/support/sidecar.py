@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -98,37 +99,39 @@ class SidecarProcess:
         *,
         output: Path | None = None,
     ) -> None:
-        """``output``: a file for stdout and stderr (a pipe fills up under heavy logging)."""
+        """``output``: the file for stdout and stderr (default: a temporary one). Never a
+        pipe: one nobody reads while the child runs fills up under verbose logging, and the
+        child then blocks on its next log line."""
         self.port = port
+        if output is None:
+            handle, name = tempfile.mkstemp(prefix="sidecar-", suffix=".log")
+            os.close(handle)
+            output = Path(name)
+            self._temporary: Path | None = output
+        else:
+            self._temporary = None
         self._output = output
         full_env = {**os.environ, **(env or {})}
-        sink: Any = subprocess.PIPE
-        if output is not None:
-            sink = output.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llm_sidecar",
-                "--config",
-                str(config_path),
-                "--port",
-                str(port),
-            ],
-            cwd=ROOT,
-            env=full_env,
-            stdout=sink,
-            stderr=subprocess.STDOUT if output is not None else subprocess.PIPE,
-        )
-        if output is not None:
-            sink.close()
+        with output.open("wb") as sink:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "llm_sidecar",
+                    "--config",
+                    str(config_path),
+                    "--port",
+                    str(port),
+                ],
+                cwd=ROOT,
+                env=full_env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
 
     def output(self) -> bytes:
-        """Everything the process wrote (after it stopped)."""
-        if self._output is not None:
-            return self._output.read_bytes()
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        return self.proc.stderr.read() + self.proc.stdout.read()
+        """Everything the process wrote so far."""
+        return self._output.read_bytes()
 
     async def wait_ready(self, timeout: float = 15.0) -> None:
         loop = asyncio.get_running_loop()
@@ -153,3 +156,7 @@ class SidecarProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def __del__(self) -> None:
+        if self._temporary is not None:
+            self._temporary.unlink(missing_ok=True)

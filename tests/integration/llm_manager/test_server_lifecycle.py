@@ -143,7 +143,7 @@ async def test_sigterm_drains_in_flight_calls(upstream: FakeUpstream, tmp_path: 
             code = await asyncio.to_thread(proc.proc.wait, 10)
             assert code == 0
             assert time.perf_counter() - start < 5
-        stderr = proc.proc.stderr.read().decode()  # type: ignore[union-attr]
+        stderr = proc.output().decode()
         assert "sidecar stopped" in stderr
         assert "slow question" not in stderr  # no prompt text in logs
     finally:

@@ -224,7 +224,7 @@ async def test_no_log_line_carries_metadata_or_content_from_the_process(
         assert all(r.status is not None for r in replies)
     finally:
         proc.stop()
-    output = proc.proc.stderr.read() + proc.proc.stdout.read()  # type: ignore[union-attr]
+    output = proc.output()
     assert b"sidecar stopped" in output
     assert marker.encode() not in output and marker.encode().hex().encode() not in output
 
