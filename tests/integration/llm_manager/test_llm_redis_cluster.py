@@ -134,3 +134,38 @@ async def test_moving_a_users_slot_during_traffic_loses_nothing_and_bills_once(
     finally:
         cluster.stop()
 
+
+@pytest.mark.parametrize("mode", ["standalone", "cluster"])
+async def test_a_burst_beyond_the_redis_pool_waits_for_a_connection(
+    mode: str, request: pytest.FixtureRequest, upstream: FakeUpstream, sidecar_factory, redis_prefix
+) -> None:
+    """More calls at once than ``redis.max_connections``: each waits its turn for a
+    connection (bounded), on one server and on a cluster alike. redis-py's cluster
+    client raises MaxConnectionsError at once instead, which failed such a burst."""
+    url = request.getfixturevalue("redis_cluster_url" if mode == "cluster" else "redis_url")
+    settings = make_settings(
+        [provider("primary", upstream.url)],
+        # Required: a store fault would fail the call, not hide in process memory.
+        redis={
+            "url": url,
+            "key_prefix": redis_prefix,
+            "mode": mode,
+            "max_connections": 2,
+            "durability": "required",
+        },
+        limits={"max_concurrent_per_user": 0},
+    )
+    sidecar = await sidecar_factory(settings)
+    users = [f"user{i}" for i in range(40)]
+    clients = [
+        AsyncLLMManagerClient(f"127.0.0.1:{sidecar.port}", UserContext(u, session_id="s"))
+        for u in users
+    ]
+    try:
+        answers = await asyncio.gather(*(c.ask(f"hello {i}") for i, c in enumerate(clients)))
+        usage = await asyncio.gather(*(c.get_usage() for c in clients))
+    finally:
+        for c in clients:
+            await c.close()
+    assert answers == [f"primary says: hello {i} (turn 1)" for i in range(40)]
+    assert [u.total.requests for u in usage] == [1] * 40

@@ -30,39 +30,13 @@ from llm_sidecar.config import RedisSettings
 from llm_sidecar.core.errors import StoreUnavailableError
 from llm_sidecar.core.state.store_status import StoreState, StoreStatus
 from llm_sidecar.stores.redis import scripts
+from llm_sidecar.stores.redis.clients import client, cluster_client
 
 log = logging.getLogger(__name__)
 
 #: What a failing Redis command raises. redis-py's cluster client raises
 #: RedisClusterException (not a RedisError) when no node answers at all.
 FAULTS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
-
-
-def _client(settings: RedisSettings) -> aioredis.Redis:
-    """One server: a blocking pool (callers wait for a free connection, bounded)."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.url,
-        max_connections=settings.max_connections,
-        timeout=settings.socket_timeout_seconds,
-        socket_timeout=settings.socket_timeout_seconds,
-        socket_connect_timeout=settings.connect_timeout_seconds,
-        health_check_interval=settings.health_check_interval_seconds,
-        client_name=settings.client_name,
-    )
-    return aioredis.Redis(connection_pool=pool)
-
-
-def _cluster_client(settings: RedisSettings) -> RedisCluster:
-    """A Redis Cluster, discovered from the node in the URL. Every script touches one
-    user's keys, which share a hash slot, so each runs on the node owning that slot."""
-    return RedisCluster.from_url(
-        settings.url,
-        max_connections=settings.max_connections,
-        socket_timeout=settings.socket_timeout_seconds,
-        socket_connect_timeout=settings.connect_timeout_seconds,
-        health_check_interval=settings.health_check_interval_seconds,
-        client_name=settings.client_name,
-    )
 
 
 class RedisBackend:
@@ -72,7 +46,7 @@ class RedisBackend:
         self.settings = settings
         self.prefix = settings.key_prefix
         self.client: aioredis.Redis | RedisCluster = (
-            _cluster_client(settings) if settings.mode == "cluster" else _client(settings)
+            cluster_client(settings) if settings.mode == "cluster" else client(settings)
         )
         self.commit_script = self.client.register_script(scripts.COMMIT)
         self.end_session_script = self.client.register_script(scripts.END_SESSION)
