@@ -118,8 +118,7 @@ class Sidecar:
                 )
             store_serving = self.store.status().serving
         self.addresses = bind(self.servers, self.settings.server)
-        for server in self.servers.all():
-            await server.start()
+        await self.servers.start()
         for name in HEALTH_SERVICES:
             await self.health.set(name, SERVING)
         await self.health.set(
@@ -204,7 +203,7 @@ class Sidecar:
         grace = self.settings.server.grace_period_seconds if grace is None else grace
         with contextlib.suppress(Exception):
             await self.health.enter_graceful_shutdown()
-        await asyncio.gather(*(server.stop(grace) for server in self.servers.all()))
+        await self.servers.stop(grace)
         await self.health_monitor.stop()
         await self.monitor.stop()
         for task in list(self._tasks):

@@ -59,8 +59,9 @@ def add_service(
     messages: Any,
     *,
     max_request_bytes: int,
-) -> None:
-    """Register every method of ``service`` on ``servicer``'s like-named coroutine.
+) -> dict[str, grpc.RpcMethodHandler]:
+    """Register every method of ``service`` on ``servicer``'s like-named coroutine;
+    return the handlers by fully qualified method name ("/pkg.Service/Method").
 
     ``messages`` is the generated module holding the request and response classes.
     """
@@ -82,3 +83,4 @@ def add_service(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )
     server.add_registered_method_handlers(service.full_name, handlers)
+    return {f"/{service.full_name}/{name}": handler for name, handler in handlers.items()}

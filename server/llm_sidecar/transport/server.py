@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from llm_manager.v1 import llm_manager_pb2 as pb
 from llm_sidecar.config import ServerSettings
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.service import LLMService
+from llm_sidecar.transport.accept import AcceptSlots, available
 from llm_sidecar.transport.handlers import add_service
 from llm_sidecar.transport.servicer import (
     ADMIN_MAX_REQUEST_BYTES,
@@ -53,16 +56,51 @@ def core_options(settings: ServerSettings) -> list[tuple[str, int]]:
     ]
 
 
+log = logging.getLogger(__name__)
+
+
 @dataclass(slots=True)
 class Servers:
-    """The main server, the admin server when it listens apart, and the health servicer."""
+    """The main server, the admin server when it listens apart, the health servicer,
+    and the main service's extra accept slots (None when off)."""
 
     main: grpc.aio.Server
     admin: grpc.aio.Server | None
     health: health.aio.HealthServicer
+    accept: AcceptSlots | None = None
 
     def all(self) -> list[grpc.aio.Server]:
         return [self.main] if self.admin is None else [self.main, self.admin]
+
+    async def start(self) -> None:
+        """Start every server, then the accept slots."""
+        for server in self.all():
+            await server.start()
+        if self.accept is not None:
+            self.accept.start()
+
+    async def stop(self, grace: float | None) -> None:
+        """Stop every server (draining calls for up to ``grace`` seconds)."""
+        await asyncio.gather(*(server.stop(grace) for server in self.all()))
+        if self.accept is not None:
+            await self.accept.wait_stopped()
+
+
+def accept_slots(
+    settings: ServerSettings, server: grpc.aio.Server, handlers: dict[str, grpc.RpcMethodHandler]
+) -> AcceptSlots | None:
+    """The main service's accept slots, or None when they are off or cannot run."""
+    if settings.accept_slots == 0:
+        return None
+    if settings.max_concurrent_rpcs:
+        # gRPC's own limiter counts only the calls its own loop accepts.
+        log.info("accept slots off: server.max_concurrent_rpcs is set")
+        return None
+    why_not = available()
+    if why_not:
+        log.warning("accept slots off", extra={"reason": why_not})
+        return None
+    return AcceptSlots(server, handlers, settings.accept_slots)
 
 
 def _reflect(server: grpc.aio.Server, *services: str) -> None:
@@ -79,7 +117,7 @@ def build_servers(settings: ServerSettings, service: LLMService, obs: Observabil
     options = core_options(settings)
     limit = settings.max_concurrent_rpcs or None
     main = grpc.aio.server(options=options, maximum_concurrent_rpcs=limit)
-    add_service(
+    handlers = add_service(
         main,
         pb.DESCRIPTOR.services_by_name["LLMManagerService"],
         LLMManagerServicer(service, obs, token=token),
@@ -103,7 +141,12 @@ def build_servers(settings: ServerSettings, service: LLMService, obs: Observabil
         else:
             _reflect(main, SERVICE_NAME, health_name)
             _reflect(admin, ADMIN_SERVICE_NAME)
-    return Servers(main, None if admin is main else admin, health_servicer)
+    return Servers(
+        main,
+        None if admin is main else admin,
+        health_servicer,
+        accept_slots(settings, main, handlers),
+    )
 
 
 def _credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
