@@ -70,6 +70,9 @@ class ChatRequest:
     #: How many leading non-system turns are the thread's stored history (a stable
     #: prefix a provider may cache).
     history_turns: int = 0
+    #: When the caller stops waiting (``time.monotonic()``), or None; set by the router.
+    #: An adapter never waits past it for a connection.
+    deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

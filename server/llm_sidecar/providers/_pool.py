@@ -5,13 +5,16 @@ first takes a slot from the provider's own gate, sized by
 ``max_connections``: calls beyond it wait in a queue that is counted (a metric
 and an admin figure), and a call that cannot get a slot within
 ``max_connection_wait_seconds`` fails at once with ``pool_exhausted``, which
-fails over without counting against the provider's health.
+fails over without counting against the provider's health. Nor does a call wait
+past its own deadline: it gives up in time for the refusal to reach the caller
+first, so the caller learns the pool was full instead of just running out of time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +24,9 @@ from llm_sidecar.core.errors import ErrorKind, ProviderError
 
 # Connections beyond the gate's slots, for health probes (they do not queue behind calls).
 _PROBE_HEADROOM = 4
+#: How long before its deadline a queued call gives up: time for the refusal to travel
+#: back and arrive before the caller's own deadline does.
+DEADLINE_MARGIN_SECONDS = 0.05
 
 
 class HttpPool:
@@ -45,18 +51,24 @@ class HttpPool:
         self._free = asyncio.Semaphore(max_connections)
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[None]:
-        """Hold one of the provider's connection slots for a call."""
+    async def connection(self, deadline: float | None = None) -> AsyncIterator[None]:
+        """Hold one of the provider's connection slots for a call that must be answered
+        by ``deadline`` (``time.monotonic()``; None: no deadline)."""
         if self._free.locked():
+            wait = self.max_wait_seconds
+            within = f"within {wait:g}s"
+            if deadline is not None:
+                left = deadline - time.monotonic() - DEADLINE_MARGIN_SECONDS
+                if left < wait:
+                    wait, within = max(left, 0.0), "before the call's deadline"
             self.waiting += 1
             try:
-                async with asyncio.timeout(self.max_wait_seconds):
+                async with asyncio.timeout(wait):
                     await self._free.acquire()
             except TimeoutError:
                 raise ProviderError(
                     ErrorKind.POOL_EXHAUSTED,
-                    f"no free connection within {self.max_wait_seconds:g}s "
-                    f"(all {self.max_connections} in use)",
+                    f"no free connection {within} (all {self.max_connections} in use)",
                 ) from None
             finally:
                 self.waiting -= 1

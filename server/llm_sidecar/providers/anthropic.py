@@ -65,7 +65,7 @@ class AnthropicProvider:
         ).encode()
         try:
             async with (
-                self._pool.connection(),
+                self._pool.connection(request.deadline),
                 self._session.post(
                     self._base + "/v1/messages", data=payload, headers=self._headers
                 ) as response,
@@ -109,7 +109,7 @@ class AnthropicProvider:
         state = _StreamState(self.model)
         try:
             async with (
-                self._pool.connection(),
+                self._pool.connection(request.deadline),
                 self._session.post(
                     self._base + "/v1/messages", data=payload, headers=self._headers
                 ) as response,

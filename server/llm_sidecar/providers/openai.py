@@ -173,7 +173,7 @@ class OpenAIProvider:
         ).encode()
         try:
             async with (
-                self._pool.connection(),
+                self._pool.connection(request.deadline),
                 self._session.post(
                     self._base + "/chat/completions", data=payload, headers=self._headers
                 ) as response,
@@ -221,7 +221,7 @@ class OpenAIProvider:
         state = _StreamState(self.model)
         try:
             async with (
-                self._pool.connection(),
+                self._pool.connection(request.deadline),
                 self._session.post(
                     self._base + "/chat/completions", data=payload, headers=self._headers
                 ) as response,

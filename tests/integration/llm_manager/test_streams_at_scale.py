@@ -156,3 +156,36 @@ async def test_accept_slots_zero_leaves_acceptance_to_grpc(
     assert [text for text, _ in results] == [
         f"primary says: burst number {i} (turn 1)" for i in range(20)
     ]
+
+
+@pytest.mark.parametrize("method", ["Ask", "AskStream"])
+async def test_a_call_that_cannot_get_a_connection_before_its_deadline_is_told_why_in_time(
+    method: str, upstream: FakeUpstream, sidecar_factory
+) -> None:
+    """The pool would let it wait 10 s; its deadline is 0.6 s away. It gets
+    UNAVAILABLE naming the full pool before its deadline, not DEADLINE_EXCEEDED at it."""
+    upstream.latency = 2.0  # the one connection stays busy
+    pooled = {"max_connections": 1, "max_connection_wait_seconds": 10}
+    settings = make_settings([provider("primary", upstream.url, **pooled)])
+    sidecar: Sidecar = await sidecar_factory(settings)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.port}") as channel:
+        stub = pb_grpc.LLMManagerServiceStub(channel)
+        metadata = [("x-user-id", "alice")]
+        held = stub.Ask(pb.AskRequest(prompt="occupy"), metadata=metadata, timeout=10)
+        held_task = asyncio.ensure_future(held)
+        while not upstream.chat_requests:
+            await asyncio.sleep(0.01)
+        start = time.perf_counter()
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            request = pb.AskRequest(prompt="queued")
+            if method == "Ask":
+                await stub.Ask(request, metadata=metadata, timeout=0.6)
+            else:
+                async for _ in stub.AskStream(request, metadata=metadata, timeout=0.6):
+                    pass
+        elapsed = time.perf_counter() - start
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE, info.value.details()
+        assert "pool_exhausted" in (info.value.details() or "")
+        assert elapsed < 0.6
+        assert len(upstream.chat_requests) == 1  # the queued call never reached it
+        held_task.cancel()

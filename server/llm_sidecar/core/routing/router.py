@@ -23,6 +23,7 @@ Policy, explicitly, for unary and streaming calls alike (one loop serves both):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -181,6 +182,8 @@ class Router:
         open_attempt: Opener,
         refused: Refused | None = None,
     ) -> AsyncIterator[str | ToolCall | RoutedCompletion]:
+        if request.deadline != deadline:
+            request = dataclasses.replace(request, deadline=deadline)
         attempts: list[AttemptRecord] = []
         errors: list[ProviderError] = []
         round_no = 0
