@@ -1,14 +1,13 @@
-"""HTTP plumbing shared by the HTTP providers: error mapping, JSON bodies, SSE."""
+"""HTTP plumbing shared by the HTTP providers: error mapping and JSON bodies."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
+import orjson
 
 from llm_sidecar.core.errors import ErrorKind, ProviderError
 
@@ -61,10 +60,28 @@ def obj(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def json_body(value: dict[str, Any]) -> bytes:
+    """A request body as JSON. (orjson, which refuses integers beyond 64 bits: a
+    caller's tool schema may hold one, and then the standard library writes it.)"""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value).encode()
+
+
+def loads(raw: bytes) -> Any:
+    """JSON a provider sent; ValueError when it is not. Bytes that are not UTF-8 are
+    replaced rather than refused: the rest of the text may still be whole."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return orjson.loads(raw.decode("utf-8", errors="replace"))
+
+
 def parse_json_body(raw: bytes) -> dict[str, Any]:
     """A JSON object body, or BAD_RESPONSE."""
     try:
-        body = json.loads(raw)
+        body = loads(raw)
     except ValueError:
         raise ProviderError(ErrorKind.BAD_RESPONSE, "the body is not JSON") from None
     if not isinstance(body, dict):
@@ -79,57 +96,3 @@ def joined(texts: list[str], parts: list[str]) -> str:
     text = texts[0] if len(texts) == 1 else "".join(texts)
     parts.append(text)
     return text
-
-
-def _events(block: bytes) -> list[tuple[str, str]]:
-    """(event, data) pairs of complete SSE events (``block`` ends at an event boundary)."""
-    events: list[tuple[str, str]] = []
-    for raw in block.split(b"\n\n"):
-        if not raw:
-            continue
-        event = ""
-        data: list[str] = []
-        for line in raw.decode("utf-8", errors="replace").split("\n"):
-            if not line or line[0] == ":":
-                continue
-            name, _, value = line.partition(":")
-            if value[:1] == " ":
-                value = value[1:]
-            if name == "data":
-                data.append(value)
-            elif name == "event":
-                event = value
-        if data:
-            events.append((event, "\n".join(data)))
-    return events
-
-
-async def sse_batches(response: aiohttp.ClientResponse) -> AsyncIterator[list[tuple[str, str]]]:
-    """The (event, data) pairs of a text/event-stream body, in batches: each batch is
-    every complete event received by then.
-
-    A reader that keeps up gets one event per batch, as soon as it arrives; one
-    that fell behind gets all waiting events at once, so it catches up in one
-    step instead of one per event (adaptive coalescing, with no added delay).
-    """
-    pending = b""
-    async for data in response.content.iter_any():
-        if b"\r" in data or pending.endswith(b"\r"):
-            # CRLF and CR line ends, normalised; a CR at the very end may be half a CRLF.
-            pending += data
-            keep_cr = pending.endswith(b"\r")
-            pending = pending.replace(b"\r\n", b"\n").rstrip(b"\r").replace(b"\r", b"\n")
-            if keep_cr:
-                pending += b"\r"
-        else:
-            pending += data
-        end = pending.rfind(b"\n\n")
-        if end < 0:
-            continue
-        block, pending = pending[: end + 2], pending[end + 2 :]
-        events = _events(block)
-        if events:
-            yield events
-    tail = _events(pending.rstrip(b"\r") + b"\n\n")
-    if tail:
-        yield tail

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,11 +16,12 @@ from llm_sidecar.providers._http import (
     connection_error,
     error_for_status,
     joined,
+    json_body,
     obj,
     parse_json_body,
-    sse_batches,
 )
 from llm_sidecar.providers._pool import HttpPool
+from llm_sidecar.providers._sse import Event, SSEReader, event_object
 from llm_sidecar.providers._tools import ToolCallParts, arguments_text, checked
 
 API_VERSION = "2023-06-01"
@@ -60,9 +60,9 @@ class AnthropicProvider:
             self._headers["x-api-key"] = api_key
 
     async def complete(self, request: ChatRequest) -> Completion:
-        payload = json.dumps(
+        payload = json_body(
             messages_body(self.model, request, stream=False, prompt_caching=self._prompt_caching)
-        ).encode()
+        )
         try:
             async with (
                 self._pool.connection(request.deadline),
@@ -103,9 +103,9 @@ class AnthropicProvider:
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str | ToolCall | Completion]:
-        payload = json.dumps(
+        payload = json_body(
             messages_body(self.model, request, stream=True, prompt_caching=self._prompt_caching)
-        ).encode()
+        )
         state = _StreamState(self.model)
         try:
             async with (
@@ -117,14 +117,13 @@ class AnthropicProvider:
                 if response.status != 200:
                     await response.read()
                     raise error_for_status(response.status, response.headers)
-                async for batch in sse_batches(response):
+                events = SSEReader(response)
+                while not state.done and (batch := await events.read()) is not None:
                     text = state.feed(batch)
                     if text:
                         yield text
                     while state.finished:  # whole tool calls, in the order they closed
                         yield state.finished.pop(0)
-                    if state.done:
-                        break
         except aiohttp.ClientError as exc:
             raise connection_error(exc) from None
         if not state.done:
@@ -177,16 +176,11 @@ class _StreamState:
         self.tokens = _Tokens()
         self.saw_usage = self.done = False
 
-    def feed(self, batch: list[tuple[str, str]]) -> str:
+    def feed(self, batch: list[Event]) -> str:
         """Take a batch of events; return the text they add (all deltas, joined)."""
         texts: list[str] = []
         for event, data in batch:
-            try:
-                item = json.loads(data)
-            except ValueError:
-                raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not JSON") from None
-            if not isinstance(item, dict):
-                raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not an object")
+            item = event_object(data)
             kind = item.get("type", event)
             if kind == "content_block_delta":
                 delta = obj(item.get("delta"), "delta")

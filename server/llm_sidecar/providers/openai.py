@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,11 +15,12 @@ from llm_sidecar.providers._http import (
     connection_error,
     error_for_status,
     joined,
+    json_body,
     obj,
     parse_json_body,
-    sse_batches,
 )
 from llm_sidecar.providers._pool import HttpPool
+from llm_sidecar.providers._sse import Event, SSEReader, event_object, is_done
 from llm_sidecar.providers._tools import ToolCallParts, checked, data_url, portable_id
 
 
@@ -168,9 +168,9 @@ class OpenAIProvider:
             self._headers["Authorization"] = f"Bearer {api_key}"
 
     async def complete(self, request: ChatRequest) -> Completion:
-        payload = json.dumps(
+        payload = json_body(
             _body(self.model, request, stream=False, prompt_caching=self._prompt_caching)
-        ).encode()
+        )
         try:
             async with (
                 self._pool.connection(request.deadline),
@@ -215,9 +215,9 @@ class OpenAIProvider:
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str | ToolCall | Completion]:
-        payload = json.dumps(
+        payload = json_body(
             _body(self.model, request, stream=True, prompt_caching=self._prompt_caching)
-        ).encode()
+        )
         state = _StreamState(self.model)
         try:
             async with (
@@ -229,12 +229,11 @@ class OpenAIProvider:
                 if response.status != 200:
                     await response.read()
                     raise error_for_status(response.status, response.headers)
-                async for batch in sse_batches(response):
+                events = SSEReader(response)
+                while not state.done and (batch := await events.read()) is not None:
                     text = state.feed(batch)
                     if text:
                         yield text
-                    if state.done:
-                        break
         except aiohttp.ClientError as exc:
             raise connection_error(exc) from None
         if not state.done and not state.finish:
@@ -282,19 +281,14 @@ class _StreamState:
         self.usage: Usage | None = None
         self.done = False
 
-    def feed(self, batch: list[tuple[str, str]]) -> str:
+    def feed(self, batch: list[Event]) -> str:
         """Take a batch of events; return the text they add (all deltas, joined)."""
         texts: list[str] = []
         for _, data in batch:
-            if data == "[DONE]" or data.strip() == "[DONE]":
+            if is_done(data):
                 self.done = True
                 break
-            try:
-                chunk = json.loads(data)
-            except ValueError:
-                raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not JSON") from None
-            if not isinstance(chunk, dict):
-                raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not an object")
+            chunk = event_object(data)
             if "id" in chunk:
                 self.response_id = str(chunk["id"])
             if "model" in chunk:
