@@ -107,6 +107,8 @@ class FakeUpstream(AnthropicFormat):
     fault_budget: int | None = None
     #: Apply ``mode`` only to requests whose last user message contains this.
     fail_when: str | None = None
+    #: Set a cookie ``session=<this>`` on every non-streamed answer (None: no cookie).
+    set_cookie: str | None = None
     requests: list[Recorded] = field(default_factory=list)
     #: Arguments of every tool call it makes (None: {"query": <the user's text>}).
     tool_arguments: str | None = None
@@ -135,8 +137,17 @@ class FakeUpstream(AnthropicFormat):
     def chat_requests(self) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith(("/chat/completions", "/messages"))]
 
+    @web.middleware
+    async def _cookies(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Like a gateway with sticky sessions: an answer sets a cookie, when asked to
+        (a streamed one has sent its headers already)."""
+        response: web.StreamResponse = await handler(request)
+        if self.set_cookie is not None and not response.prepared:
+            response.set_cookie("session", self.set_cookie)
+        return response
+
     async def start(self, port: int = 0) -> FakeUpstream:
-        app = web.Application()
+        app = web.Application(middlewares=[self._cookies])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/messages", self._anthropic)
         app.router.add_get("/v1/models", self._models)

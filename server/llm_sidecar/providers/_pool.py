@@ -35,9 +35,12 @@ class HttpPool:
     def __init__(self, *, max_connections: int, max_wait_seconds: float) -> None:
         limit = max_connections + _PROBE_HEADROOM
         connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, ttl_dns_cache=300)
-        #: Keep-alive, no per-request timeout: the router bounds every attempt.
+        #: Keep-alive, no per-request timeout: the router bounds every attempt. No cookie
+        #: jar: the session serves every user, so a cookie an upstream set on one user's
+        #: answer would go out with the next user's call.
         self.session = aiohttp.ClientSession(
             connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None),
             json_serialize=json.dumps,
             raise_for_status=False,

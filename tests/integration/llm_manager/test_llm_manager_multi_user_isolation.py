@@ -16,6 +16,7 @@ from llm_sidecar import Sidecar, UserExecutionContext, get_llm_manager
 from llm_sidecar.core.errors import IsolationViolationError
 from llm_sidecar.core.models import ChatMessage, GenerationParams
 from llm_sidecar.core.state.cache_keys import cache_key
+from tests.support.sidecar import make_settings, provider
 from tests.support.upstream import FakeUpstream
 
 
@@ -254,3 +255,18 @@ async def test_stress_user_creation_cleanup(sidecar: Sidecar, upstream: FakeUpst
     assert sidecar.budget.entries == 0 and sidecar.budget.bytes == 0
     assert sidecar.registry.created == 1000 and sidecar.registry.released == 1000
     assert len(upstream.chat_requests) == 1000
+
+
+async def test_a_cookie_an_upstream_sets_for_one_user_never_reaches_it_with_another(
+    upstream: FakeUpstream, sidecar_factory
+) -> None:
+    """Every user's calls share a provider's HTTP connections; state an upstream hands
+    back (a gateway's sticky-session cookie) must not ride on the next user's call.
+    (By a host name: aiohttp keeps no cookies of an IP address.)"""
+    upstream.set_cookie = f"alice-{marker()}"
+    url = f"http://localhost:{upstream.port}/v1"
+    sidecar = await sidecar_factory(make_settings([provider("primary", url)]))
+    for user, prompt in (("alice", "alice first"), ("bob", "bob next"), ("alice", "again")):
+        async with AsyncLLMManagerClient(f"127.0.0.1:{sidecar.port}", UserContext(user)) as client:
+            await client.ask(prompt)
+    assert [r.headers.get("Cookie") for r in upstream.chat_requests] == [None, None, None]
