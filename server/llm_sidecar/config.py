@@ -54,7 +54,7 @@ class ServerSettings(_Section):
     max_concurrent_rpcs: int = Field(default=0, ge=0)
     #: Calls of each LLMManagerService method that gRPC core may hand over at once
     #: (see transport/accept.py); 0 leaves it to grpc.aio's own loop (one at a time).
-    accept_slots: int = Field(default=64, ge=0, le=4096)
+    accept_slots: int = Field(default=128, ge=0, le=4096)
     reflection: bool = True
     #: TLS for TCP listeners (PEM files). With ``tls_client_ca_file`` clients must
     #: present a certificate signed by that CA (mutual TLS).

@@ -85,7 +85,8 @@ async def test_a_burst_of_streams_is_taken_through_the_slots_and_answered_whole(
     )
     sidecar: Sidecar = await sidecar_factory(settings)
     slots = sidecar.servers.accept
-    assert slots is not None and slots.running == 64 * METHODS
+    per_method = settings.server.accept_slots
+    assert slots is not None and slots.running == per_method * METHODS
     results = await _streams(sidecar.port, 300)
     for i, (text, chunks) in enumerate(results):
         assert text == f"primary says: burst number {i} (turn 1)"
@@ -93,7 +94,7 @@ async def test_a_burst_of_streams_is_taken_through_the_slots_and_answered_whole(
     assert len(upstream.chat_requests) == 300
     # One call at a time is grpc's own loop; the rest came through the slots.
     assert slots.accepted >= 250
-    assert slots.running == 64 * METHODS  # every slot asked again
+    assert slots.running == per_method * METHODS  # every slot asked again
 
 
 async def test_stopping_under_load_ends_every_slot_and_answers_every_call(
