@@ -101,11 +101,16 @@ class Http(asyncio.Protocol):
                 continue
             if head.startswith(b"get"):
                 reply = MODELS
-            elif b'"tools"' in body and b'"role": "tool"' not in body:
+            elif b'"tools"' in body and not _carries_tool_result(body):
                 reply = TOOL_CALL
             else:
                 reply = ANSWER
             self.transport.write(reply)  # type: ignore[attr-defined]
+
+
+def _carries_tool_result(body: bytes) -> bool:
+    """Whether a request body holds a tool turn, however its JSON is spaced."""
+    return b'"role":"tool"' in body or b'"role": "tool"' in body
 
 
 async def main(port: int, mode: str) -> None:
