@@ -78,14 +78,14 @@ def loads(raw: bytes) -> Any:
         return orjson.loads(raw.decode("utf-8", errors="replace"))
 
 
-def parse_json_body(raw: bytes) -> dict[str, Any]:
-    """A JSON object body, or BAD_RESPONSE."""
+def parse_json_body(raw: bytes, what: str = "the body") -> dict[str, Any]:
+    """A JSON object a provider sent (a body, or ``what`` it is), or BAD_RESPONSE."""
     try:
         body = loads(raw)
     except ValueError:
-        raise ProviderError(ErrorKind.BAD_RESPONSE, "the body is not JSON") from None
+        raise ProviderError(ErrorKind.BAD_RESPONSE, f"{what} is not JSON") from None
     if not isinstance(body, dict):
-        raise ProviderError(ErrorKind.BAD_RESPONSE, "the body is not a JSON object")
+        raise ProviderError(ErrorKind.BAD_RESPONSE, f"{what} is not a JSON object")
     return body
 
 

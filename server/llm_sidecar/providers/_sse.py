@@ -18,8 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from llm_sidecar.core.errors import ErrorKind, ProviderError
-from llm_sidecar.providers._http import loads
+from llm_sidecar.providers._http import parse_json_body
 
 #: (event name, data) of one event; the data as the upstream sent it.
 Event = tuple[str, bytes]
@@ -101,10 +100,4 @@ def is_done(data: bytes) -> bool:
 
 def event_object(data: bytes) -> dict[str, Any]:
     """An event's data as a JSON object, or BAD_RESPONSE."""
-    try:
-        item = loads(data)
-    except ValueError:
-        raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not JSON") from None
-    if not isinstance(item, dict):
-        raise ProviderError(ErrorKind.BAD_RESPONSE, "a stream event is not an object")
-    return item
+    return parse_json_body(data, "a stream event")
