@@ -21,16 +21,21 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from llm_sidecar.config import RedisSettings
 
 
+def _connections(settings: RedisSettings) -> dict[str, Any]:
+    """What every connection of either client is made with."""
+    return {
+        "max_connections": settings.max_connections,
+        "socket_timeout": settings.socket_timeout_seconds,
+        "socket_connect_timeout": settings.connect_timeout_seconds,
+        "health_check_interval": settings.health_check_interval_seconds,
+        "client_name": settings.client_name,
+    }
+
+
 def client(settings: RedisSettings) -> aioredis.Redis:
     """One server: a blocking pool (callers wait for a free connection, bounded)."""
     pool = aioredis.BlockingConnectionPool.from_url(
-        settings.url,
-        max_connections=settings.max_connections,
-        timeout=settings.socket_timeout_seconds,
-        socket_timeout=settings.socket_timeout_seconds,
-        socket_connect_timeout=settings.connect_timeout_seconds,
-        health_check_interval=settings.health_check_interval_seconds,
-        client_name=settings.client_name,
+        settings.url, timeout=settings.socket_timeout_seconds, **_connections(settings)
     )
     return aioredis.Redis(connection_pool=pool)
 
@@ -67,11 +72,5 @@ def cluster_client(settings: RedisSettings) -> RedisCluster:
     """A Redis Cluster, discovered from the node in the URL. Every script touches one
     user's keys, which share a hash slot, so each runs on the node owning that slot."""
     return _WaitingCluster.from_url(
-        settings.url,
-        max_connections=settings.max_connections,
-        wait_seconds=settings.socket_timeout_seconds,
-        socket_timeout=settings.socket_timeout_seconds,
-        socket_connect_timeout=settings.connect_timeout_seconds,
-        health_check_interval=settings.health_check_interval_seconds,
-        client_name=settings.client_name,
+        settings.url, wait_seconds=settings.socket_timeout_seconds, **_connections(settings)
     )
