@@ -29,6 +29,8 @@ from typing import Any
 
 import grpc
 
+from llm_sidecar.telemetry.logs import frames_only
+
 log = logging.getLogger(__name__)
 
 #: The private entry points used, with the parameters each must take, in order.
@@ -121,10 +123,13 @@ class AcceptSlots:
         while core.is_running():
             try:
                 rpc_state = await core._request_registered_call(name)
-            except Exception:
-                # Shutdown fails every outstanding request; nothing else does.
+            except Exception as exc:
+                # Shutdown fails every outstanding request; nothing else should.
                 if core.is_running():
-                    log.exception("accepting a call failed", extra={"rpc_method": method})
+                    log.error(
+                        "accepting a call failed: one slot fewer",
+                        extra={"rpc_method": method, "error": frames_only(exc)},
+                    )
                 return
             self.accepted += 1
             # No interceptors (the sidecar's servers have none) and no concurrency

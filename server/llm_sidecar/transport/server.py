@@ -25,6 +25,8 @@ from llm_sidecar.transport.servicer import (
     LLMManagerServicer,
 )
 
+log = logging.getLogger(__name__)
+
 #: gRPC core's limit on a call's metadata, all keys together. The soft and the hard
 #: limit are one, so there is no band where core rejects at random: every value up
 #: to 64 KiB reaches the sidecar's own validation, which names the key.
@@ -54,9 +56,6 @@ def core_options(settings: ServerSettings) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 5000),
     ]
-
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
