@@ -9,7 +9,6 @@ caps, and a call that cannot get a connection before its deadline is told why.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import types
 
@@ -147,9 +146,8 @@ async def test_max_concurrent_rpcs_turns_the_slots_off_and_still_caps(
 
 
 async def test_accept_slots_zero_leaves_acceptance_to_grpc(
-    upstream: FakeUpstream, sidecar_factory, caplog: pytest.LogCaptureFixture
+    upstream: FakeUpstream, sidecar_factory
 ) -> None:
-    caplog.set_level(logging.INFO)
     settings = make_settings([provider("primary", upstream.url)], server={"accept_slots": 0})
     sidecar: Sidecar = await sidecar_factory(settings)
     assert sidecar.servers.accept is None
