@@ -29,6 +29,7 @@ def run(duration: float = 5.0) -> str:
         fallback = {
             "name": "fallback",
             "base_url": f"http://127.0.0.1:{fb_port}/v1",
+            "no_api_key": True,
             "model": "bench-model",
             "probe": "none",
         }
@@ -44,6 +45,7 @@ def run(duration: float = 5.0) -> str:
             primary = {
                 "name": "primary",
                 "base_url": url,
+                "no_api_key": True,
                 "model": "bench-model",
                 "probe": "none",
                 "timeout_seconds": ATTEMPT_TIMEOUT,

@@ -150,6 +150,7 @@ def run(duration: float = 5.0) -> str:
         provider = {
             "name": "up",
             "base_url": f"http://127.0.0.1:{up_port}/v1",
+            "no_api_key": True,
             "model": "bench-model",
             "probe": "none",
         }

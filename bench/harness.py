@@ -70,6 +70,7 @@ def bench_provider(port: int, name: str = "up") -> dict[str, Any]:
         "name": name,
         "kind": "openai",
         "base_url": f"http://127.0.0.1:{port}/v1",
+        "no_api_key": True,
         "model": "bench-model",
         "probe": "none",
     }

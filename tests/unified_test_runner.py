@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest as they are (after --)")
     ns = parser.parse_args(argv)
     if ns.real_services:
-        os.environ["LLM_SIDECAR_TEST_REAL_SERVICES"] = "1"
+        os.environ["SIDECAR_TESTS_REAL_SERVICES"] = "1"
     os.chdir(ROOT)
     import pytest
 

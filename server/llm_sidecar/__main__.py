@@ -1,22 +1,47 @@
-"""`python -m llm_sidecar`: run the sidecar until SIGTERM or SIGINT."""
+"""`python -m llm_sidecar`: run the sidecar until SIGTERM or SIGINT.
+
+``python -m llm_sidecar check-config [--config FILE]`` validates the configuration
+and the environment it reads, prints the effective configuration with secrets
+redacted, and exits 0 (usable) or 2 (not, with every reason).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import gc
+import json
+import os
 import signal
 import sys
 
 from pydantic import ValidationError
 
 from llm_sidecar.app import Sidecar
-from llm_sidecar.config import ServerSettings, Settings, load_settings
+from llm_sidecar.config import (
+    ServerSettings,
+    Settings,
+    check_environment,
+    check_nested_variables,
+    load_settings,
+    redacted,
+)
 from llm_sidecar.telemetry.logs import configure_logging
+from llm_sidecar.transport.server import ListenError
+
+#: Exit status of a configuration the sidecar cannot run with.
+BAD_CONFIGURATION = 2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="llm-sidecar", description=__doc__)
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=("serve", "check-config"),
+        default="serve",
+        help="serve (default), or check-config: validate and print the effective configuration",
+    )
     parser.add_argument("--config", help="TOML or JSON configuration file (or LLM_SIDECAR_CONFIG)")
     parser.add_argument("--host", help="override server.host")
     parser.add_argument(
@@ -57,8 +82,9 @@ async def serve(settings: Settings) -> None:
     await sidecar.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The configuration the arguments, file and environment make; raises on any problem,
+    the environment's included (keys unset, unknown ``LLM_SIDECAR_*`` variables)."""
     server_overrides = {
         key: value
         for key, value in (
@@ -68,16 +94,28 @@ def main(argv: list[str] | None = None) -> int:
         )
         if value is not None
     }
+    check_nested_variables(dict(os.environ))
+    settings = load_settings(args.config)
+    if server_overrides:
+        # Validated like the file: an override can make a listener non-loopback.
+        server = ServerSettings(**{**settings.server.model_dump(), **server_overrides})
+        settings = settings.model_copy(update={"server": server})
+    check_environment(settings, dict(os.environ))
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
-        settings = load_settings(args.config)
-        if server_overrides:
-            # Validated like the file: an override can make a listener non-loopback.
-            server = ServerSettings(**{**settings.server.model_dump(), **server_overrides})
-            settings = settings.model_copy(update={"server": server})
+        settings = settings_from(args)
     except (ValidationError, ValueError, OSError) as exc:
         print(f"llm-sidecar: bad configuration: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.telemetry.log_level, settings.telemetry.log_format)
+        return BAD_CONFIGURATION
+    if args.command == "check-config":
+        print(json.dumps(redacted(settings), indent=2, sort_keys=True))
+        print("llm-sidecar: configuration OK", file=sys.stderr)
+        return 0
+    configure_logging(settings.telemetry)
     if settings.server.uvloop:
         try:
             import uvloop
@@ -85,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             uvloop.install()
         except ImportError:
             pass
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except ListenError as exc:
+        print(f"llm-sidecar: {exc}", file=sys.stderr)
+        return BAD_CONFIGURATION
     return 0
 
 

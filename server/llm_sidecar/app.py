@@ -25,14 +25,17 @@ from llm_sidecar.core.routing.health import HealthMonitor
 from llm_sidecar.core.state.cache import CacheBudget
 from llm_sidecar.providers import HttpPools
 from llm_sidecar.service import LLMService
+from llm_sidecar.telemetry.access import AccessLog
 from llm_sidecar.telemetry.gauges import register_gauges
 from llm_sidecar.telemetry.logs import withhold_library_log_arguments
 from llm_sidecar.telemetry.setup import TelemetryHandles, setup_telemetry
 from llm_sidecar.transport.server import (
     HEALTH_SERVICES,
     NOT_SERVING,
+    PROVIDERS_HEALTH_SERVICE,
     SERVING,
     SHARED_STATE_HEALTH_SERVICE,
+    ListenError,
     bind,
     build_servers,
 )
@@ -98,14 +101,22 @@ class Sidecar:
             store_status=self.service.store_status,
             usage_dropped_users=lambda: self.state.memory.usage.dropped_users,
         )
-        self.servers = build_servers(s.server, self.service, self.obs)
+        self.access = AccessLog(
+            enabled=s.telemetry.access_log,
+            sample_rate=s.telemetry.access_log_sample_rate,
+            user_ref=self.obs.user_ref,
+        )
+        self.servers = build_servers(s.server, self.service, self.obs, self.access)
         self.health = self.servers.health
         self.health_monitor = HealthMonitor(
             self.router,
             interval_seconds=s.failover.health_interval_seconds,
             probe_timeout_seconds=s.failover.probe_timeout_seconds,
-            on_serving_change=self._serving_changed,
+            on_serving_change=self._providers_changed,
         )
+        # A circuit that opens or closes during calls changes provider health at once,
+        # probes or not.
+        self.router.events.on_circuit_change = self.health_monitor.publish
 
     async def start(self) -> None:
         """Check the shared store, bind the listeners and start serving."""
@@ -117,12 +128,23 @@ class Sidecar:
                     extra={"durability": self.settings.redis.durability},
                 )
             store_serving = self.store.status().serving
-        self.addresses = bind(self.servers, self.settings.server)
+        try:
+            self.addresses = bind(self.servers, self.settings.server)
+        except ListenError:
+            await self._release()  # nothing started: only what construction opened
+            raise
         await self.servers.start()
+        # The process's own health: SERVING from now until SIGTERM. Provider and Redis
+        # outages are shared by every pod, so they have health names of their own and
+        # never reach the probes, which would restart or unready every pod at once.
         for name in HEALTH_SERVICES:
             await self.health.set(name, SERVING)
         await self.health.set(
             SHARED_STATE_HEALTH_SERVICE, SERVING if store_serving else NOT_SERVING
+        )
+        providers_serving = self.health_monitor.publish()
+        await self.health.set(
+            PROVIDERS_HEALTH_SERVICE, SERVING if providers_serving else NOT_SERVING
         )
         self.health_monitor.start()
         self.monitor.start()
@@ -141,15 +163,18 @@ class Sidecar:
         """Background tasks running now (sweeper, store watch, health publishing, monitors)."""
         return len(self._tasks) + self.health_monitor.running + self.monitor.running
 
-    def _serving_changed(self, serving: bool) -> None:
+    def _providers_changed(self, serving: bool) -> None:
         if self._stopping:
             return
-        status = SERVING if serving else NOT_SERVING
-        (log.info if serving else log.warning)("serving status", extra={"serving": serving})
+        if serving:
+            log.info("providers serving: some provider of some route can answer")
+        else:
+            log.warning("no provider of any route can answer")
 
         async def publish() -> None:
-            for name in HEALTH_SERVICES:
-                await self.health.set(name, status)
+            # The state now, not the one that scheduled this: changes may have piled up.
+            status = SERVING if self.health_monitor.serving else NOT_SERVING
+            await self.health.set(PROVIDERS_HEALTH_SERVICE, status)
 
         self._spawn(publish(), "publish-health")
 
@@ -203,6 +228,11 @@ class Sidecar:
         grace = self.settings.server.grace_period_seconds if grace is None else grace
         with contextlib.suppress(Exception):
             await self.health.enter_graceful_shutdown()
+        drain = self.settings.server.drain_delay_seconds
+        if drain > 0:
+            # Readiness sees NOT_SERVING while calls are still taken, before listeners close.
+            log.info("draining", extra={"seconds": drain})
+            await asyncio.sleep(drain)
         await self.servers.stop(grace)
         await self.health_monitor.stop()
         await self.monitor.stop()
@@ -211,12 +241,16 @@ class Sidecar:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self.registry.close_all()
+        await self._release()
+        log.info("sidecar stopped", extra={"seconds": round(time.perf_counter() - start, 3)})
+        self._stopped.set()
+
+    async def _release(self) -> None:
+        """Close what construction opened: store connections, provider sessions, exporters."""
         with contextlib.suppress(Exception):
             await self.state.aclose()
         await self.http.aclose()
         self.telemetry.shutdown()
-        log.info("sidecar stopped", extra={"seconds": round(time.perf_counter() - start, 3)})
-        self._stopped.set()
 
     async def wait_closed(self) -> None:
         """Until stop() has finished."""

@@ -12,12 +12,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from llm_sidecar.core.admission.limits import DEFAULT_USER_LIMITS
@@ -35,6 +36,11 @@ from llm_sidecar.core.state.conversation import DEFAULT_HISTORY_BOUNDS
 ENV_PREFIX = "LLM_SIDECAR_"
 CONFIG_ENV = "LLM_SIDECAR_CONFIG"
 
+# RFC 9110 token characters; an environment variable name as POSIX shells accept it.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,6 +55,9 @@ class ServerSettings(_Section):
     #: Unix socket path; empty disables it.
     unix_socket: str = ""
     grace_period_seconds: float = Field(default=10.0, ge=0)
+    #: After SIGTERM, how long health reports NOT_SERVING while calls are still taken,
+    #: before the listeners close (so readiness drops first). 0: close at once.
+    drain_delay_seconds: float = Field(default=0.0, ge=0, le=300)
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_prompt_chars: int = Field(default=256 * 1024, ge=1)
     max_concurrent_rpcs: int = Field(default=0, ge=0)
@@ -138,8 +147,17 @@ class ProviderSettings(_Section):
     name: str
     kind: Literal["openai", "anthropic", "simulated"] = "openai"
     base_url: str = ""
-    #: Name of the environment variable holding the API key (never the key itself).
+    #: Name of the environment variable holding the API key (never the key itself),
+    #: sent the kind's way (``Authorization: Bearer`` for openai, ``x-api-key`` for
+    #: anthropic). The variable must be set and non-empty when the sidecar starts.
     api_key_env: str = ""
+    #: This provider takes no key (vLLM, Ollama, a gateway that authenticates by
+    #: network): said explicitly, so a forgotten ``api_key_env`` is never silent.
+    no_api_key: bool = False
+    #: Header values read from environment variables at start: header name ->
+    #: variable name (``{"api-key" = "AZURE_OPENAI_API_KEY"}``). Keys belong here,
+    #: never in ``headers``, which the file holds in clear.
+    header_env: dict[str, str] = Field(default_factory=dict)
     #: Upstream model id.
     model: str = ""
     timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0)
@@ -147,7 +165,10 @@ class ProviderSettings(_Section):
     #: Lower goes first; unset means the position in the list. Providers given
     #: the same priority share load in proportion to their weights.
     priority: int | None = None
+    #: Literal headers sent with every request (no secrets: see ``header_env``).
     headers: dict[str, str] = Field(default_factory=dict)
+    #: Query parameters added to every request's URL (``{"api-version" = "2024-10-21"}``).
+    query: dict[str, str] = Field(default_factory=dict)
     #: Connections to this provider at once; calls beyond wait in a counted queue.
     #: The default fits a pod with a thousand concurrent calls.
     max_connections: int = Field(default=1024, ge=1)
@@ -166,6 +187,41 @@ class ProviderSettings(_Section):
     def api_key(self) -> str:
         """The key, read from the environment at use."""
         return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+
+    def env_headers(self) -> dict[str, str]:
+        """The ``header_env`` headers with their values read from the environment."""
+        return {name: os.environ.get(var, "") for name, var in self.header_env.items()}
+
+    def secret_variables(self) -> list[str]:
+        """Every environment variable this provider reads its credentials from."""
+        names = [self.api_key_env] if self.api_key_env else []
+        return names + list(self.header_env.values())
+
+    @model_validator(mode="after")
+    def _credentials_said(self) -> ProviderSettings:
+        for header in (*self.headers, *self.header_env):
+            if _HEADER_NAME.fullmatch(header) is None:
+                raise ValueError(f"provider {self.name!r}: {header!r} is not a header name")
+        for variable in self.header_env.values():
+            if _ENV_NAME.fullmatch(variable) is None:
+                raise ValueError(
+                    f"provider {self.name!r}: header_env names {variable!r}, "
+                    "which is not an environment variable name"
+                )
+        if self.kind == "simulated":
+            return self
+        if self.no_api_key and self.secret_variables():
+            raise ValueError(
+                f"provider {self.name!r}: no_api_key = true, yet a key is configured "
+                "(api_key_env or header_env)"
+            )
+        if not self.no_api_key and not self.secret_variables():
+            raise ValueError(
+                f"provider {self.name!r}: no credentials configured. Set api_key_env to the "
+                "variable holding its key (or header_env for a key in another header), or "
+                "no_api_key = true for a provider that takes none (vLLM, Ollama)"
+            )
+        return self
 
 
 class ModelRoute(_Section):
@@ -298,8 +354,24 @@ class TelemetrySettings(_Section):
     #: Prometheus /metrics port; -1 disables it.
     metrics_port: int = Field(default=-1, ge=-1, le=65535)
     metrics_host: str = "127.0.0.1"
+    #: The sidecar's own records: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
+    #: Every library's records (grpc, aiohttp, OpenTelemetry, redis): quiet unless asked.
+    library_log_level: str = "WARNING"
     log_format: Literal["json", "text"] = "json"
+    #: One line per call (logger ``llm_sidecar.access``): method, status, duration,
+    #: route, provider, attempts, tokens, cost, request id, pseudonymous user. Never content.
+    access_log: bool = True
+    #: Share of successful calls logged (failed ones always are): 1 logs every call.
+    access_log_sample_rate: float = Field(default=1.0, ge=0, le=1)
+
+    @field_validator("log_level", "library_log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"{value!r} is not one of {', '.join(_LOG_LEVELS)}")
+        return level
 
 
 class RedisSettings(_Section):
@@ -405,3 +477,120 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     values: dict[str, Any] = read_config_file(path) if path else {}
     values.update(overrides)
     return Settings(**values)
+
+
+class ConfigurationError(ValueError):
+    """The configuration cannot run; the message says what to change."""
+
+
+def _known_path(model: type[BaseModel], parts: list[str]) -> bool:
+    """Whether ``parts`` (lowercase, from a variable name split on ``__``) names a setting."""
+    if not parts:
+        return True
+    field = model.model_fields.get(parts[0])
+    if field is None:
+        return False
+    annotation = field.annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _known_path(annotation, parts[1:])
+    # A map (models, headers) takes any key below it; a scalar takes nothing more.
+    return len(parts) == 1 or str(annotation).startswith("dict")
+
+
+def referenced_variables(settings: Settings) -> set[str]:
+    """Environment variables the configuration names (keys, tokens, pseudonym key)."""
+    names = {CONFIG_ENV, settings.telemetry.pseudonym_key_env}
+    if settings.server.auth_token_env:
+        names.add(settings.server.auth_token_env)
+    for route in settings.models.values():
+        for provider in route.providers:
+            names.update(provider.secret_variables())
+    return names
+
+
+def unknown_variables(
+    environ: dict[str, str], referenced: frozenset[str] | set[str] = frozenset()
+) -> list[str]:
+    """``LLM_SIDECAR_*`` variables that name no setting (a typo would otherwise be
+    ignored), apart from ``referenced`` ones (variables the configuration reads keys from)."""
+    unknown = []
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX) or name in referenced:
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if not _known_path(Settings, parts):
+            unknown.append(name)
+    return unknown
+
+
+def unknown_setting(name: str) -> str:
+    """The complaint about a variable that names no setting."""
+    return (
+        f"{name} is not a setting (settings are LLM_SIDECAR_<SECTION>__<KEY>, "
+        "e.g. LLM_SIDECAR_SERVER__PORT)"
+    )
+
+
+def check_nested_variables(environ: dict[str, str]) -> None:
+    """Refuse ``LLM_SIDECAR_<SECTION>__<KEY>`` variables naming no setting, before the
+    settings are read (which would refuse them too, without naming the variable)."""
+    nested = [name for name in unknown_variables(environ) if "__" in name]
+    if nested:
+        raise ConfigurationError("; ".join(unknown_setting(name) for name in nested))
+
+
+def environment_problems(settings: Settings, environ: dict[str, str]) -> list[str]:
+    """What in the environment keeps ``settings`` from running, one sentence each."""
+    problems = [
+        unknown_setting(name) for name in unknown_variables(environ, referenced_variables(settings))
+    ]
+    for route_name, route in settings.models.items():
+        for provider in route.providers:
+            for variable in provider.secret_variables():
+                if not environ.get(variable, "").strip():
+                    problems.append(
+                        f"models.{route_name}: provider {provider.name!r} reads its key from "
+                        f"${variable}, which is unset or empty"
+                    )
+    token = settings.server.auth_token_env
+    if token and not environ.get(token, "").strip():
+        problems.append(f"server.auth_token_env names ${token}, which is unset or empty")
+    return problems
+
+
+def check_environment(settings: Settings, environ: dict[str, str] | None = None) -> None:
+    """Raise :class:`ConfigurationError` listing every problem :func:`environment_problems`
+    finds."""
+    problems = environment_problems(settings, dict(os.environ if environ is None else environ))
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+
+
+_SECRET_NAME = re.compile(r"key|token|secret|password|sig|auth|credential", re.IGNORECASE)
+REDACTED = "<redacted>"
+
+
+def _redact_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    hidden = f"{user}:{REDACTED}" if colon else REDACTED  # "user:pass" or a bare password
+    return f"{scheme}://{hidden}@{host}"
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The effective configuration with every secret replaced: header values, query
+    values with secret-like names, and a password in the Redis URL. Variable names stay
+    (they are not secrets)."""
+    data = settings.model_dump(mode="json")
+    data["redis"]["url"] = _redact_url(data["redis"]["url"])
+    for route in data["models"].values():
+        for provider in route["providers"]:
+            provider["headers"] = {name: REDACTED for name in provider["headers"]}
+            provider["query"] = {
+                name: REDACTED if _SECRET_NAME.search(name) else value
+                for name, value in provider["query"].items()
+            }
+    return data

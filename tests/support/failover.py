@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import grpc
 from llm_manager.v1 import llm_manager_pb2 as pb
 from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
@@ -42,10 +39,3 @@ async def provider_states(sidecar: Sidecar) -> dict[str, pb.ProviderStatus]:
             pb.ListProvidersRequest(), timeout=5
         )
     return {p.name: p for p in reply.providers}
-
-
-async def eventually(predicate, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)

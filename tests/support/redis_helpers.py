@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import grpc
@@ -34,16 +32,6 @@ async def health_of(port: int, service: str) -> int:
             health_pb2.HealthCheckRequest(service=service), timeout=5
         )
     return int(reply.status)
-
-
-async def eventually(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if await check():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 def reported_usage(*upstreams: FakeUpstream) -> tuple[int, int]:

@@ -132,7 +132,7 @@ def shared_redis_url() -> tuple[str, RedisServer | None]:
     url = os.environ.get("REDIS_URL")
     if url:
         return url, None
-    if os.environ.get("LLM_SIDECAR_TEST_REAL_SERVICES") == "1":
+    if os.environ.get("SIDECAR_TESTS_REAL_SERVICES") == "1":
         raise RuntimeError("--real-services needs REDIS_URL")
     server = RedisServer().start()
     return server.url, server

@@ -22,12 +22,15 @@ ROOT = Path(__file__).resolve().parents[2]
 def provider(
     name: str, url: str, *, kind: str = "openai", timeout: float = 5.0, **extra: Any
 ) -> dict[str, Any]:
+    keyed = "api_key_env" in extra or "header_env" in extra
     return {
         "name": name,
         "kind": kind,
         "base_url": url,
         "model": f"{name}-model",
         "timeout_seconds": timeout,
+        # The fake upstreams take no key; a real provider's entry names its variable.
+        **({} if keyed else {"no_api_key": True}),
         **extra,
     }
 

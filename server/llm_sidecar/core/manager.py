@@ -24,7 +24,7 @@ from llm_sidecar.core.admission.quota_store import Settlement
 from llm_sidecar.core.admission.quotas import Reservation
 from llm_sidecar.core.billing import Billing, Charges
 from llm_sidecar.core.context import UserExecutionContext
-from llm_sidecar.core.errors import IsolationViolationError
+from llm_sidecar.core.errors import IsolationViolationError, StoreUnavailableError
 from llm_sidecar.core.models import (
     AskInput,
     AskResult,
@@ -192,10 +192,10 @@ class LLMManager:
         it refused, and free the rest of its reservation. The call's own error is what
         the caller gets; a failure here is logged, not raised over it."""
         charges = self.billing.charges(prep.session_id or "", prep.route, refused)
-        settlement = reservation.settlement(charges.spend) if reservation is not None else None
+        settlement = reservation.end(charges.spend) if reservation is not None else None
         try:
             if charges.rows or settlement is not None:
-                await self.turns.commit(Turn(charges.rows, settlement=settlement))
+                await self.turns.commit_undelivered(Turn(charges.rows, settlement=settlement))
         except Exception as exc:
             log.error(
                 "spend of an unanswered call not recorded",
@@ -248,6 +248,7 @@ class LLMManager:
             structured=structured,
             tool_calls=completion.tool_calls,
             cost_micro_usd=0,
+            route=prep.route,
         )
 
     async def _settle(
@@ -277,7 +278,7 @@ class LLMManager:
         charges = self.billing.charges(
             prep.session_id or "", prep.route, refused, (routed.provider, usage, False)
         )
-        settlement = reservation.settlement(charges.spend) if reservation is not None else None
+        settlement = reservation.end(charges.spend) if reservation is not None else None
         await self._commit(prep, inp, charges, text, completion, settlement)
         return AskResult(
             text=text,
@@ -293,6 +294,7 @@ class LLMManager:
             structured=document,
             tool_calls=completion.tool_calls,
             cost_micro_usd=charges.cost,
+            route=prep.route,
         )
 
     async def _commit(
@@ -307,7 +309,14 @@ class LLMManager:
         """Bill the answer, in a conversation remember the exchange, and end the call's
         quota reservation (the writer applies it even when the writes fail)."""
         thread, messages = exchange(prep, inp, answer, completion)
-        await self.turns.commit(Turn(charges.rows, thread, messages, settlement))
+        turn = Turn(charges.rows, thread, messages, settlement)
+        try:
+            await self.turns.commit(turn)
+        except StoreUnavailableError:
+            # The provider answered and billed, but the caller gets UNAVAILABLE: the
+            # spend is billed as refused, with the settlement, once the store is back.
+            await self.turns.commit_undelivered(turn.undelivered())
+            raise
 
     async def ask_stream(
         self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None = None

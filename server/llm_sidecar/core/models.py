@@ -154,6 +154,8 @@ class AskResult:
     tool_calls: tuple[ToolCall, ...] = ()
     #: What the answer cost in micro-USD (0 for a cache hit); None: no price, unknown.
     cost_micro_usd: int | None = None
+    #: The configured model route that answered.
+    route: str = ""
 
 
 @dataclass(frozen=True, slots=True)

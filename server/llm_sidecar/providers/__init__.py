@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from llm_sidecar.config import ProviderSettings
 from llm_sidecar.core.providers import Provider
+from llm_sidecar.providers._endpoint import Endpoint
 from llm_sidecar.providers._pool import HttpPools
 from llm_sidecar.providers.anthropic import AnthropicProvider
 from llm_sidecar.providers.openai import OpenAIProvider
@@ -29,16 +30,24 @@ def build_provider(settings: ProviderSettings, pools: HttpPools) -> Provider:
     cls: type[OpenAIProvider] | type[AnthropicProvider] = (
         OpenAIProvider if settings.kind == "openai" else AnthropicProvider
     )
-    return cls(
-        name=settings.name,
+    headers = {
+        **cls.credentials(settings.api_key()),
+        **settings.headers,
+        **settings.env_headers(),
+    }
+    endpoint = Endpoint(
         base_url=settings.base_url,
-        model=settings.model,
-        api_key=settings.api_key(),
+        headers=headers,
+        query=settings.query,
         pool=pools.new(
             max_connections=settings.max_connections,
             max_wait_seconds=settings.max_connection_wait_seconds,
         ),
-        headers=dict(settings.headers),
+    )
+    return cls(
+        name=settings.name,
+        model=settings.model,
+        endpoint=endpoint,
         probe=settings.probe,
         prompt_caching=settings.prompt_caching == "auto",
     )

@@ -5,77 +5,38 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-
 from llm_sidecar.core.errors import ErrorKind, ProviderError
 from llm_sidecar.core.models import ChatRequest, Completion, Usage
-from llm_sidecar.core.providers import Connections
 from llm_sidecar.core.tools import ToolCall
 from llm_sidecar.providers._anthropic_body import messages_body
-from llm_sidecar.providers._http import (
-    connection_error,
-    error_for_status,
-    joined,
-    json_body,
-    obj,
-    parse_json_body,
-)
-from llm_sidecar.providers._pool import HttpPool
+from llm_sidecar.providers._endpoint import HttpProvider
+from llm_sidecar.providers._http import joined, json_body, obj
 from llm_sidecar.providers._sse import Event, SSEReader, event_object
 from llm_sidecar.providers._tools import ToolCallParts, arguments_text, checked
 
 API_VERSION = "2023-06-01"
+_PATH = "/v1/messages"
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
     """POST {base_url}/v1/messages with an x-api-key."""
 
     system = "anthropic"
+    models_path = "/v1/models"
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        base_url: str,
-        model: str,
-        api_key: str,
-        pool: HttpPool,
-        headers: dict[str, str] | None = None,
-        probe: str = "models",
-        prompt_caching: bool = True,
-    ) -> None:
-        self.name = name
-        self.model = model
-        self._base = base_url.rstrip("/")
-        self._pool = pool
-        self._session = pool.session
-        self._probe_mode = probe
-        self._prompt_caching = prompt_caching
-        self._headers = {
-            "Content-Type": "application/json",
-            "anthropic-version": API_VERSION,
-            **(headers or {}),
-        }
+    @staticmethod
+    def credentials(api_key: str) -> dict[str, str]:
+        """The headers that carry ``api_key`` (and the API version every call names)."""
+        headers = {"anthropic-version": API_VERSION}
         if api_key:
-            self._headers["x-api-key"] = api_key
+            headers["x-api-key"] = api_key
+        return headers
 
     async def complete(self, request: ChatRequest) -> Completion:
         payload = json_body(
             messages_body(self.model, request, stream=False, prompt_caching=self._prompt_caching)
         )
-        try:
-            async with (
-                self._pool.connection(request.deadline),
-                self._session.post(
-                    self._base + "/v1/messages", data=payload, headers=self._headers
-                ) as response,
-            ):
-                raw = await response.read()
-                if response.status != 200:
-                    raise error_for_status(response.status, response.headers)
-        except aiohttp.ClientError as exc:
-            raise connection_error(exc) from None
-        body = parse_json_body(raw)
+        body = await self._endpoint.post_json(_PATH, payload, request.deadline)
         raw_usage = obj(body.get("usage"), "usage")
         try:
             usage = _Tokens().update(raw_usage).usage() if raw_usage else None
@@ -107,45 +68,17 @@ class AnthropicProvider:
             messages_body(self.model, request, stream=True, prompt_caching=self._prompt_caching)
         )
         state = _StreamState(self.model)
-        try:
-            async with (
-                self._pool.connection(request.deadline),
-                self._session.post(
-                    self._base + "/v1/messages", data=payload, headers=self._headers
-                ) as response,
-            ):
-                if response.status != 200:
-                    await response.read()
-                    raise error_for_status(response.status, response.headers)
-                events = SSEReader(response)
-                while not state.done and (batch := await events.read()) is not None:
-                    text = state.feed(batch)
-                    if text:
-                        yield text
-                    while state.finished:  # whole tool calls, in the order they closed
-                        yield state.finished.pop(0)
-        except aiohttp.ClientError as exc:
-            raise connection_error(exc) from None
+        async with self._endpoint.post(_PATH, payload, request.deadline) as reply:
+            events = SSEReader(reply)
+            while not state.done and (batch := await events.read()) is not None:
+                text = state.feed(batch)
+                if text:
+                    yield text
+                while state.finished:  # whole tool calls, in the order they closed
+                    yield state.finished.pop(0)
         if not state.done:
             raise ProviderError(ErrorKind.BAD_RESPONSE, "the stream ended early")
         yield state.completion()
-
-    def connections(self) -> Connections:
-        pool = self._pool
-        return Connections(pool.in_use, pool.waiting, pool.max_connections)
-
-    async def probe(self) -> None:
-        if self._probe_mode == "none":
-            return
-        try:
-            async with self._session.get(
-                self._base + "/v1/models", headers=self._headers
-            ) as response:
-                await response.read()
-                if response.status >= 500 or response.status in (401, 403, 429):
-                    raise error_for_status(response.status, response.headers)
-        except aiohttp.ClientError as exc:
-            raise connection_error(exc) from None
 
 
 class _StreamState:

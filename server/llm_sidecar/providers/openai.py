@@ -5,23 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-
 from llm_sidecar.core.errors import ErrorKind, ProviderError
 from llm_sidecar.core.models import ChatMessage, ChatRequest, Completion, GenerationParams, Usage
-from llm_sidecar.core.providers import Connections
 from llm_sidecar.core.tools import ToolCall
-from llm_sidecar.providers._http import (
-    connection_error,
-    error_for_status,
-    joined,
-    json_body,
-    obj,
-    parse_json_body,
-)
-from llm_sidecar.providers._pool import HttpPool
+from llm_sidecar.providers._endpoint import HttpProvider
+from llm_sidecar.providers._http import joined, json_body, obj
 from llm_sidecar.providers._sse import Event, SSEReader, event_object, is_done
 from llm_sidecar.providers._tools import ToolCallParts, checked, data_url, portable_id
+
+_PATH = "/chat/completions"
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:
@@ -139,51 +131,23 @@ def _usage(raw: Any) -> Usage | None:
     return Usage(prompt, completion, total, cached_input_tokens=cached, reasoning_tokens=reasoning)
 
 
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
     """POST {base_url}/chat/completions with a bearer key."""
 
     system = "openai"
+    models_path = "/models"
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        base_url: str,
-        model: str,
-        api_key: str,
-        pool: HttpPool,
-        headers: dict[str, str] | None = None,
-        probe: str = "models",
-        prompt_caching: bool = True,
-    ) -> None:
-        self.name = name
-        self.model = model
-        self._base = base_url.rstrip("/")
-        self._pool = pool
-        self._session = pool.session
-        self._probe_mode = probe
-        self._prompt_caching = prompt_caching
-        self._headers = {"Content-Type": "application/json", **(headers or {})}
-        if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
+    @staticmethod
+    def credentials(api_key: str) -> dict[str, str]:
+        """The headers that carry ``api_key`` (none without one)."""
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     async def complete(self, request: ChatRequest) -> Completion:
         payload = json_body(
             _body(self.model, request, stream=False, prompt_caching=self._prompt_caching)
         )
-        try:
-            async with (
-                self._pool.connection(request.deadline),
-                self._session.post(
-                    self._base + "/chat/completions", data=payload, headers=self._headers
-                ) as response,
-            ):
-                raw = await response.read()
-                if response.status != 200:
-                    raise error_for_status(response.status, response.headers)
-        except aiohttp.ClientError as exc:
-            raise connection_error(exc) from None
-        return self._parse(parse_json_body(raw))
+        body = await self._endpoint.post_json(_PATH, payload, request.deadline)
+        return self._parse(body)
 
     def _parse(self, body: dict[str, Any]) -> Completion:
         usage = _usage(body.get("usage"))
@@ -219,23 +183,12 @@ class OpenAIProvider:
             _body(self.model, request, stream=True, prompt_caching=self._prompt_caching)
         )
         state = _StreamState(self.model)
-        try:
-            async with (
-                self._pool.connection(request.deadline),
-                self._session.post(
-                    self._base + "/chat/completions", data=payload, headers=self._headers
-                ) as response,
-            ):
-                if response.status != 200:
-                    await response.read()
-                    raise error_for_status(response.status, response.headers)
-                events = SSEReader(response)
-                while not state.done and (batch := await events.read()) is not None:
-                    text = state.feed(batch)
-                    if text:
-                        yield text
-        except aiohttp.ClientError as exc:
-            raise connection_error(exc) from None
+        async with self._endpoint.post(_PATH, payload, request.deadline) as reply:
+            events = SSEReader(reply)
+            while not state.done and (batch := await events.read()) is not None:
+                text = state.feed(batch)
+                if text:
+                    yield text
         if not state.done and not state.finish:
             raise ProviderError(ErrorKind.BAD_RESPONSE, "the stream ended early")
         try:
@@ -246,25 +199,13 @@ class OpenAIProvider:
             yield call
         yield state.completion(tuple(calls))
 
-    def connections(self) -> Connections:
-        pool = self._pool
-        return Connections(pool.in_use, pool.waiting, pool.max_connections)
-
     async def probe(self) -> None:
-        if self._probe_mode == "none":
-            return
         if self._probe_mode == "chat":
             await self.complete(
                 ChatRequest((ChatMessage("user", "ping"),), GenerationParams(max_tokens=1))
             )
             return
-        try:
-            async with self._session.get(self._base + "/models", headers=self._headers) as response:
-                await response.read()
-                if response.status >= 500 or response.status in (401, 403, 429):
-                    raise error_for_status(response.status, response.headers)
-        except aiohttp.ClientError as exc:
-            raise connection_error(exc) from None
+        await super().probe()
 
 
 class _StreamState:

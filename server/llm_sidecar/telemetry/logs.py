@@ -16,6 +16,8 @@ import traceback
 
 from opentelemetry import trace
 
+from llm_sidecar.config import TelemetrySettings
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -43,19 +45,40 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    """Send the process's logs to stderr in the chosen format."""
+class TextFormatter(logging.Formatter):
+    """One line per record for people: the message, then the record's fields as
+    ``key=value`` (ids, counts and error classes only, as in the JSON form)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = [
+            f"{key}={value}"
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD and not key.startswith("_")
+        ]
+        return f"{line} {' '.join(fields)}" if fields else line
+
+
+def configure_logging(settings: TelemetrySettings) -> None:
+    """Send the process's logs to stderr in the chosen format: the sidecar's own at
+    ``log_level``, every library's (grpc, aiohttp, OpenTelemetry, redis) at
+    ``library_log_level``, so turning the sidecar's level to debug shows its own
+    records, not a flood of grpc internals."""
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
+    if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(TextFormatter())
     # Every library's records, not only the known ones, lose arguments and tracebacks.
     handler.addFilter(_FILTER)
     withhold_library_log_arguments()
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(settings.library_log_level.upper())
+    logging.getLogger(_OWN).setLevel(settings.log_level.upper())
 
 
 #: Library loggers known to quote what a caller sent: grpcio logs "Invalid
@@ -81,6 +104,9 @@ QUOTING_LOGGERS = (
 )
 _WITHHELD = "<withheld>"
 _OWN = "llm_sidecar"
+#: Library loggers whose arguments are an operator's own settings and a collector's
+#: answers, never a caller's data: the OTLP exporters name the endpoint and the error.
+_TRUSTED = ("opentelemetry.exporter.otlp",)
 
 
 class WithholdArguments(logging.Filter):
@@ -95,7 +121,7 @@ class WithholdArguments(logging.Filter):
         if record.name.startswith(_OWN) or getattr(record, "_withheld", False):
             return True
         record._withheld = True
-        if record.args:
+        if record.args and not record.name.startswith(_TRUSTED):
             count = len(record.args) if isinstance(record.args, tuple) else 1
             try:
                 record.msg = str(record.msg) % ((_WITHHELD,) * count)

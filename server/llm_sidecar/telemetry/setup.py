@@ -10,17 +10,26 @@ endpoints, headers and sampling follow the SDK's own variables. A Prometheus
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from llm_sidecar.config import TelemetrySettings
 from llm_sidecar.core.observability import Observability
+
+#: Longest a shutdown waits for telemetry still buffered to reach its collector.
+FLUSH_SECONDS = 1.0
 
 
 @dataclass
@@ -31,9 +40,31 @@ class TelemetryHandles:
     tracer_provider: TracerProvider | None = None
     meter_provider: MeterProvider | None = None
     extra: list[Any] = field(default_factory=list)
+    #: The exporters behind the providers, stopped before the providers are.
+    exporters: list[Any] = field(default_factory=list)
 
-    def shutdown(self) -> None:
-        """Flush and stop exporters."""
+    def shutdown(self, flush_seconds: float = FLUSH_SECONDS) -> None:
+        """Flush what is buffered for at most ``flush_seconds``, then stop exporting.
+
+        The SDK's own shutdown exports what is left and retries an unreachable
+        collector for up to its export timeout (10 s) per provider. Here a
+        collector that failed its last export is not waited for at all, and any
+        other only as long as the bound: stopping the exporters first ends their
+        retries, so the providers' shutdown drops what is left instead of waiting.
+        """
+        providers = [p for p in (self.tracer_provider, self.meter_provider) if p is not None]
+        if providers and not any(getattr(e, "failing", False) for e in self.exporters):
+            # The SDK's force_flush waits for an export in progress whatever its timeout
+            # says, so it runs aside and is waited for only as long as the bound.
+            flush = threading.Thread(
+                target=lambda: [p.force_flush() for p in providers],
+                name="telemetry-flush",
+                daemon=True,
+            )
+            flush.start()
+            flush.join(flush_seconds)
+        for exporter in self.exporters:
+            exporter.shutdown()
         if self.tracer_provider is not None:
             self.tracer_provider.shutdown()
         if self.meter_provider is not None:
@@ -54,35 +85,20 @@ def span_exporter(name: str) -> SpanExporter | None:
     if name == "console":
         return ConsoleSpanExporter()
     if name == "otlp":
-        if _protocol().startswith("http"):
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-                OTLPSpanExporter as Http,
-            )
+        from llm_sidecar.telemetry.exporters import FastOTLPSpanExporter, HttpSpanExporter
 
-            return Http()
-        from llm_sidecar.telemetry.exporters import FastOTLPSpanExporter
-
-        return FastOTLPSpanExporter()
+        return HttpSpanExporter() if _protocol().startswith("http") else FastOTLPSpanExporter()
     return None
 
 
-def _metric_reader(name: str) -> MetricReader | None:
+def metric_exporter(name: str) -> MetricExporter | None:
+    """The SDK exporter an ``OTEL_METRICS_EXPORTER`` value names, or None."""
     if name == "console":
-        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
-
-        return PeriodicExportingMetricReader(ConsoleMetricExporter())
+        return ConsoleMetricExporter()
     if name == "otlp":
-        if _protocol().startswith("http"):
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-                OTLPMetricExporter as HttpMetric,
-            )
+        from llm_sidecar.telemetry.exporters import GrpcMetricExporter, HttpMetricExporter
 
-            return PeriodicExportingMetricReader(HttpMetric())
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as GrpcMetric,
-        )
-
-        return PeriodicExportingMetricReader(GrpcMetric())
+        return HttpMetricExporter() if _protocol().startswith("http") else GrpcMetricExporter()
     return None
 
 
@@ -108,9 +124,9 @@ def setup_telemetry(
     if env_exporter is not None:
         exporters.append(env_exporter)
     readers = list(metric_readers or [])
-    env_reader = _metric_reader(os.environ.get("OTEL_METRICS_EXPORTER", "none").strip().lower())
-    if env_reader is not None:
-        readers.append(env_reader)
+    env_metrics = metric_exporter(os.environ.get("OTEL_METRICS_EXPORTER", "none").strip().lower())
+    if env_metrics is not None:
+        readers.append(PeriodicExportingMetricReader(env_metrics))
     extra: list[Any] = []
     if settings.metrics_port >= 0:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -122,7 +138,9 @@ def setup_telemetry(
 
     tracer_provider = None
     if settings.tracing and exporters:
-        tracer_provider = TracerProvider(resource=resource)
+        # No exit hook: the sidecar shuts its providers down itself, bounded (the SDK's
+        # hook would retry an unreachable collector at interpreter exit, unbounded).
+        tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         for exporter in exporters:
             tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     meter_provider = None
@@ -134,7 +152,10 @@ def setup_telemetry(
             None if "OTEL_METRICS_EXEMPLAR_FILTER" in os.environ else AlwaysOffExemplarFilter()
         )
         meter_provider = MeterProvider(
-            resource=resource, metric_readers=readers, exemplar_filter=exemplars
+            resource=resource,
+            metric_readers=readers,
+            exemplar_filter=exemplars,
+            shutdown_on_exit=False,
         )
     observability = Observability(
         tracer_provider,
@@ -143,4 +164,5 @@ def setup_telemetry(
         user_id_mode=settings.user_id_mode,
         pseudonym_key=_pseudonym_key(settings),
     )
-    return TelemetryHandles(observability, tracer_provider, meter_provider, extra)
+    built = [e for e in (env_exporter, env_metrics) if e is not None]
+    return TelemetryHandles(observability, tracer_provider, meter_provider, extra, built)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -120,6 +122,22 @@ def to_status(exc: SidecarError) -> grpc.Status:
         code=getattr(code_pb2, code.name), message=exc.message, details=details
     )
     return rpc_status.to_status(proto)
+
+
+class _Status(grpc.Status):  # type: ignore[misc]  # grpc.Status is an untyped ABC
+    """A status with its trailing metadata (grpc.Status is an interface, not a value)."""
+
+    def __init__(
+        self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[tuple[str, Any], ...]
+    ) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
+
+
+def with_metadata(status: grpc.Status, *pairs: tuple[str, str]) -> grpc.Status:
+    """``status`` with ``pairs`` added to its trailing metadata."""
+    return _Status(status.code, status.details, (*(status.trailing_metadata or ()), *pairs))
 
 
 def internal_status(request_id: str = "") -> grpc.Status:

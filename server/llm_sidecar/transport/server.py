@@ -15,6 +15,7 @@ from llm_manager.v1 import llm_manager_pb2 as pb
 from llm_sidecar.config import ServerSettings
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.service import LLMService
+from llm_sidecar.telemetry.access import AccessLog
 from llm_sidecar.transport.accept import AcceptSlots, available
 from llm_sidecar.transport.handlers import add_service
 from llm_sidecar.transport.servicer import (
@@ -106,7 +107,9 @@ def _reflect(server: grpc.aio.Server, *services: str) -> None:
     reflection.enable_server_reflection((*services, reflection.SERVICE_NAME), server)
 
 
-def build_servers(settings: ServerSettings, service: LLMService, obs: Observability) -> Servers:
+def build_servers(
+    settings: ServerSettings, service: LLMService, obs: Observability, access: AccessLog
+) -> Servers:
     """Servers with every service added, not yet listening (see :func:`bind`)."""
     token = settings.auth_token()
     if settings.auth_token_env and not token:
@@ -119,7 +122,7 @@ def build_servers(settings: ServerSettings, service: LLMService, obs: Observabil
     handlers = add_service(
         main,
         pb.DESCRIPTOR.services_by_name["LLMManagerService"],
-        LLMManagerServicer(service, obs, token=token),
+        LLMManagerServicer(service, obs, access, token=token),
         pb,
         max_request_bytes=settings.max_request_bytes,
     )
@@ -127,7 +130,7 @@ def build_servers(settings: ServerSettings, service: LLMService, obs: Observabil
     add_service(
         admin,
         pb.DESCRIPTOR.services_by_name["LLMAdminService"],
-        LLMAdminServicer(service, obs, token=token),
+        LLMAdminServicer(service, obs, access, token=token),
         pb,
         max_request_bytes=ADMIN_MAX_REQUEST_BYTES,
     )
@@ -159,16 +162,37 @@ def _credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
     )
 
 
+class ListenError(Exception):
+    """A listener could not be bound; the message names the address and why."""
+
+
 def _listen(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials | None) -> str:
     """Bind one address; return it with the real port."""
     if address.startswith("unix:"):
-        server.add_insecure_port(address)  # file permissions guard a socket, not TLS
+        directory = Path(address[5:]).parent
+        if not directory.is_dir():
+            raise ListenError(
+                f"cannot listen on {address}: the directory {directory} does not exist "
+                "(create it, or set server.unix_socket to a path in one that does)"
+            )
+        try:
+            server.add_insecure_port(address)  # file permissions guard a socket, not TLS
+        except RuntimeError:
+            raise ListenError(
+                f"cannot listen on {address}: the socket cannot be created there (permissions?)"
+            ) from None
         return address
-    port = (
-        server.add_insecure_port(address)
-        if creds is None
-        else server.add_secure_port(address, creds)
-    )
+    try:
+        port = (
+            server.add_insecure_port(address)
+            if creds is None
+            else server.add_secure_port(address, creds)
+        )
+    except RuntimeError:
+        raise ListenError(
+            f"cannot listen on {address}: the port is in use, or the host is not an "
+            "address of this machine"
+        ) from None
     host = address.rpartition(":")[0]
     return f"{host}:{port}"
 
@@ -192,7 +216,13 @@ def bind(servers: Servers, settings: ServerSettings) -> list[str]:
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+#: The process's own health (the probes): SERVING once started, NOT_SERVING only while
+#: draining after SIGTERM.
 HEALTH_SERVICES = ("", SERVICE_NAME, ADMIN_SERVICE_NAME)
+#: Health of the providers alone: NOT_SERVING while no provider of any route can
+#: answer (every circuit open or every probe failing). For dashboards and alerts;
+#: no probe points at it, since a provider outage is shared by every pod.
+PROVIDERS_HEALTH_SERVICE = "llm_manager.v1.Providers"
 #: Health of the shared state store alone: NOT_SERVING while Redis is
 #: unreachable or replaying. The sidecar itself stays SERVING (best_effort
 #: serves from memory), so Kubernetes does not restart pods for a Redis outage.

@@ -9,11 +9,12 @@ import grpc
 from llm_manager.v1 import llm_manager_pb2 as pb
 
 from llm_sidecar.core.context import UserExecutionContext
-from llm_sidecar.core.models import StreamEvent
+from llm_sidecar.core.models import AskResult, StreamEvent
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.structured import parse_schema
 from llm_sidecar.core.tools import ToolCall
 from llm_sidecar.service import LLMService
+from llm_sidecar.telemetry.access import AccessLog
 from llm_sidecar.transport.convert import (
     ask_input,
     message_msg,
@@ -23,7 +24,7 @@ from llm_sidecar.transport.convert import (
     tool_call_msg,
     usage_row_msg,
 )
-from llm_sidecar.transport.rpc import RpcRunner
+from llm_sidecar.transport.rpc import RpcRunner, answered
 
 SERVICE_NAME = "llm_manager.v1.LLMManagerService"
 ADMIN_SERVICE_NAME = "llm_manager.v1.LLMAdminService"
@@ -31,6 +32,11 @@ ADMIN_SERVICE_NAME = "llm_manager.v1.LLMAdminService"
 ADMIN_MAX_REQUEST_BYTES = 4096
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
+
+
+def stream_result(item: str | ToolCall | StreamEvent) -> AskResult | None:
+    """The answer a stream's last item carries."""
+    return item.result if isinstance(item, StreamEvent) else None
 
 
 def stream_chunk(item: str | ToolCall | StreamEvent, index: int) -> pb.AskStreamChunk:
@@ -45,12 +51,16 @@ def stream_chunk(item: str | ToolCall | StreamEvent, index: int) -> pb.AskStream
 class LLMManagerServicer:
     """Maps each RPC onto :class:`LLMService` (registered by ``handlers.add_service``)."""
 
-    def __init__(self, service: LLMService, obs: Observability, *, token: str = "") -> None:
+    def __init__(
+        self, service: LLMService, obs: Observability, access: AccessLog, *, token: str = ""
+    ) -> None:
         self._service = service
-        self._rpc = RpcRunner(SERVICE_NAME, obs, token=token)
+        self._rpc = RpcRunner(SERVICE_NAME, obs, token=token, access=access)
         # grpc.aio serves a stream from an async generator function: this one is the
         # whole path from the core's stream to the wire.
-        self.AskStream = self._rpc.streaming("AskStream", self._ask_stream, stream_chunk)
+        self.AskStream = self._rpc.streaming(
+            "AskStream", self._ask_stream, stream_chunk, stream_result
+        )
 
     # -- handlers (context already validated) --------------------------------------
 
@@ -58,12 +68,14 @@ class LLMManagerServicer:
         self, ctx: UserExecutionContext, req: pb.AskRequest, deadline: float | None
     ) -> pb.AskResponse:
         result = await self._service.ask(ctx, ask_input(req), deadline)
+        answered(result)
         return pb.AskResponse(text=result.text)
 
     async def _ask_full(
         self, ctx: UserExecutionContext, req: pb.AskRequest, deadline: float | None
     ) -> pb.AskFullResponse:
         result = await self._service.ask(ctx, ask_input(req), deadline)
+        answered(result)
         return pb.AskFullResponse(
             text=result.text,
             metadata=metadata_msg(result),
@@ -75,6 +87,7 @@ class LLMManagerServicer:
     ) -> pb.AskStructuredResponse:
         schema = parse_schema(req.json_schema)
         result = await self._service.ask(ctx, ask_input(req, schema), deadline)
+        answered(result)
         return pb.AskStructuredResponse(
             json=result.text,
             metadata=metadata_msg(result),
@@ -161,12 +174,14 @@ class LLMManagerServicer:
 class LLMAdminServicer:
     """Operator views: aggregates only, no user identity or content."""
 
-    def __init__(self, service: LLMService, obs: Observability, *, token: str = "") -> None:
+    def __init__(
+        self, service: LLMService, obs: Observability, access: AccessLog, *, token: str = ""
+    ) -> None:
         self._service = service
-        self._rpc = RpcRunner(ADMIN_SERVICE_NAME, obs, needs_user=False, token=token)
+        self._rpc = RpcRunner(ADMIN_SERVICE_NAME, obs, needs_user=False, token=token, access=access)
 
     async def _providers(
-        self, _: object, req: pb.ListProvidersRequest, d: float | None
+        self, caller: object, req: pb.ListProvidersRequest, deadline: float | None
     ) -> pb.ListProvidersResponse:
         return pb.ListProvidersResponse(
             providers=[
@@ -190,7 +205,7 @@ class LLMAdminServicer:
         )
 
     async def _resources(
-        self, _: object, req: pb.GetResourceStatusRequest, d: float | None
+        self, caller: object, req: pb.GetResourceStatusRequest, deadline: float | None
     ) -> pb.GetResourceStatusResponse:
         store = self._service.store_status()
         shared = pb.SharedStateStatus(

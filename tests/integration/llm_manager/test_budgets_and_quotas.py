@@ -30,7 +30,7 @@ from llm_sidecar.stores.redis import RedisBackend
 from llm_sidecar.stores.redis.keys import UserKeys
 from llm_sidecar.stores.redis.quotas import RedisUserQuota
 from tests.support.redis_cluster import RedisCluster
-from tests.support.redis_helpers import SHARED_STATE, eventually, health_of, resource_status
+from tests.support.redis_helpers import SHARED_STATE, health_of, resource_status
 from tests.support.redis_server import RedisServer
 from tests.support.sidecar import (
     SidecarProcess,
@@ -40,6 +40,7 @@ from tests.support.sidecar import (
     write_process_config,
 )
 from tests.support.upstream import FakeUpstream
+from tests.support.waiting import eventually
 
 # USD per million tokens, with fractions, so rounding and every class show.
 PRICE = {

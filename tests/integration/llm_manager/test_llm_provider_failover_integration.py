@@ -190,7 +190,7 @@ async def test_multi_provider_health_monitoring(pair, sidecar_factory) -> None:
     async def health() -> int:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.port}") as channel:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=5
+                health_pb2.HealthCheckRequest(service="llm_manager.v1.Providers"), timeout=5
             )
             return reply.status
 

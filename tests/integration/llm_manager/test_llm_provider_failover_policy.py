@@ -12,8 +12,9 @@ from llm_manager_client import (
     DeadlineExceededError,
     UnavailableError,
 )
-from tests.support.failover import chain_settings, client_for, eventually, provider_states
+from tests.support.failover import chain_settings, client_for, provider_states
 from tests.support.sidecar import make_settings, provider
+from tests.support.waiting import eventually
 
 
 async def test_retry_after_holds_a_provider_for_every_user(pair, sidecar_factory) -> None:

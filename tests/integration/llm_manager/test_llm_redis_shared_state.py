@@ -28,7 +28,6 @@ from llm_sidecar.core.state.usage import answer_row
 from llm_sidecar.stores.redis import RedisBackend, RedisStateStore
 from tests.support.redis_helpers import (
     SHARED_STATE,
-    eventually,
     health_of,
     redis_client,
     reported_usage,
@@ -43,6 +42,7 @@ from tests.support.sidecar import (
     write_process_config,
 )
 from tests.support.upstream import FakeUpstream
+from tests.support.waiting import eventually
 
 # -- two processes, one Redis --------------------------------------------------------------
 

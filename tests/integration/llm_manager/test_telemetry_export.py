@@ -114,11 +114,12 @@ async def test_json_logs_carry_trace_ids(
                 pb.AskRequest(prompt="who am i"), metadata=(("x-user-id", "null"),), timeout=5
             )
     entries = [json.loads(line) for line in json_logs.lines]
-    (failed,) = [e for e in entries if e["msg"] == "rpc failed"]
+    (failed,) = [e for e in entries if e["logger"] == "llm_sidecar.access"]
     (span,) = [s for s in traced.spans() if s.name == ASK]
     assert failed["trace_id"] == format(span.context.trace_id, "032x")
     assert failed["span_id"] == format(span.context.span_id, "016x")
-    assert failed["grpc_code"] == "INVALID_ARGUMENT" and failed["level"] == "INFO"
+    assert failed["status"] == "INVALID_ARGUMENT" and failed["level"] == "INFO"
+    assert failed["reason"] == "INVALID_USER_CONTEXT"
 
 
 # -- OTLP ----------------------------------------------------------------------------

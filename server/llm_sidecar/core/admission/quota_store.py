@@ -13,8 +13,9 @@ so every replica sees one set of figures.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,11 +61,24 @@ class Settlement:
     amounts: tuple[int, ...]
     #: Where the reservation is held (a writer may fold the settle in only there).
     store: UserQuota
-    #: Settles it on its own, wherever it is held.
-    apply: Callable[[], Awaitable[None]]
-    #: Whether ``store`` alone holds it (false for a fail-open admission, which is
-    #: committed to the shared store too).
-    foldable: bool = True
+    #: For a call admitted by this process alone while the shared store was down
+    #: (fail_open): the shared store, which is settled too, so its figures catch up.
+    shared: UserQuota | None = None
+
+    @property
+    def foldable(self) -> bool:
+        """Whether ``store`` alone holds it, so a writer may settle it in its own write."""
+        return self.shared is None
+
+    async def apply(self) -> None:
+        """Settle it on its own, wherever it is held."""
+        await self.store.settle(self.reservation_id, self.claims, self.amounts)
+        if self.shared is not None:
+            await self.shared.settle(self.reservation_id, self.claims, self.amounts)
+
+    def released(self) -> Settlement:
+        """This settlement committing nothing: the reservation only ends."""
+        return dataclasses.replace(self, amounts=(0,) * len(self.amounts))
 
 
 class UserQuota(Protocol):

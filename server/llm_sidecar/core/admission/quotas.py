@@ -181,7 +181,7 @@ class QuotaTotals:
 
 @dataclass(slots=True)
 class Reservation:
-    """A call's held worst case, until :meth:`settle`."""
+    """A call's held worst case, until :meth:`end`."""
 
     gate: QuotaGate
     store: UserQuota
@@ -192,22 +192,15 @@ class Reservation:
     shared: UserQuota | None = None
     settled: bool = field(default=False)
 
-    def settlement(self, actual: Spend) -> Settlement | None:
-        """The end of this reservation with ``actual`` committed (None when it has already
-        ended: a reservation ends once)."""
+    def end(self, actual: Spend) -> Settlement | None:
+        """End this reservation: the settlement committing ``actual`` (None when it has
+        already ended: a reservation ends once)."""
         if self.settled:
             return None
         self.settled = True
         self.gate.ended(self)
         amounts = tuple(actual.of(c.quota) for c in self.claims)
-        rid, claims, store, shared = self.reservation_id, self.claims, self.store, self.shared
-
-        async def apply() -> None:
-            await store.settle(rid, claims, amounts)
-            if shared is not None:
-                await shared.settle(rid, claims, amounts)
-
-        return Settlement(rid, claims, amounts, store, apply, foldable=shared is None)
+        return Settlement(self.reservation_id, self.claims, amounts, self.store, self.shared)
 
 
 class QuotaGate:

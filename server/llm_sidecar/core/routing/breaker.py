@@ -56,15 +56,20 @@ class CircuitBreaker:
         self._failures: deque[float] = deque()
         self._opened_at = 0.0
         self._trials = 0
+        #: Told of every change of state (old, new): the router logs it and republishes
+        #: provider health.
+        self.on_change: Callable[[CircuitState, CircuitState], None] | None = None
 
     def _transition(self, new: CircuitState) -> None:
-        self._state = new
+        old, self._state = self._state, new
         if new is CircuitState.OPEN:
             self._opened_at = self._clock()
         if new is not CircuitState.CLOSED:
             self._trials = 0
         if new is CircuitState.CLOSED:
             self._failures.clear()
+        if self.on_change is not None and old is not new:
+            self.on_change(old, new)
 
     @property
     def state(self) -> CircuitState:

@@ -42,14 +42,23 @@ class HealthMonitor(Periodic):
     async def probe_once(self) -> None:
         """Probe every provider once, concurrently."""
         await asyncio.gather(*(self._probe(slot) for slot in self.router.slots()))
-        self._publish()
+        self.publish()
 
-    def _publish(self) -> None:
+    @property
+    def serving(self) -> bool:
+        """Whether some provider of some route can answer, as last published."""
+        return bool(self._serving)
+
+    def publish(self) -> bool:
+        """Re-evaluate provider health; tell the listener when it changed. The first call
+        only records it. Returns whether some provider can answer."""
         serving = self.router.any_serving()
         if serving != self._serving:
+            first = self._serving is None
             self._serving = serving
-            if self._on_serving_change is not None:
+            if not first and self._on_serving_change is not None:
                 self._on_serving_change(serving)
+        return serving
 
     async def _probe(self, slot: ProviderSlot) -> None:
         try:

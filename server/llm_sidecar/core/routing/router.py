@@ -47,6 +47,7 @@ from llm_sidecar.core.observability import NOOP, Observability
 from llm_sidecar.core.providers import Provider
 from llm_sidecar.core.routing.breaker import Permit
 from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy, order
+from llm_sidecar.core.routing.events import RoutingEvents
 from llm_sidecar.core.routing.verdict import MIN_ATTEMPT_SECONDS, exhausted, next_round_delay
 from llm_sidecar.core.routing.watch import AttemptWatch
 from llm_sidecar.core.tools import ToolCall
@@ -104,6 +105,16 @@ class Router:
         self._has_ties = {
             name: len({s.priority for s in slots}) != len(slots) for name, slots in routes.items()
         }
+        #: Logs each routing event and tells a listener of circuit changes.
+        self.events = RoutingEvents()
+        for slot in self.slots():
+            slot.breaker.on_change = self._circuit_listener(slot)
+
+    def _circuit_listener(self, slot: ProviderSlot) -> Callable[[Any, Any], None]:
+        def changed(old: Any, new: Any) -> None:
+            self.events.circuit(slot.name, slot.route, old, new)
+
+        return changed
 
     # -- lookup -------------------------------------------------------------
 
@@ -346,8 +357,13 @@ class Router:
         genai.record_failure(self.obs, slot.provider, span, kind.value, seconds)
         genai.record_http_status(span, error)
         slot.stats.record(False, seconds * 1000, kind.value)
+        self.events.attempt_failed(slot.name, slot.route, error)
         if error.retry_after is not None:
-            slot.hold(self._clock(), min(error.retry_after, self.policy.max_hold_seconds))
+            now = self._clock()
+            seconds = min(error.retry_after, self.policy.max_hold_seconds)
+            if slot.hold_until <= now:  # a new hold, not one extended
+                self.events.held(slot.name, slot.route, seconds)
+            slot.hold(now, seconds)
         # A 429 that said when to come back is a schedule, not ill health.
         polite = kind is ErrorKind.RATE_LIMITED and error.retry_after is not None
         if kind.counts_against_provider and not polite:
@@ -376,6 +392,7 @@ class Router:
         self, route: str, previous: ProviderSlot, slot: ProviderSlot, error: ProviderError
     ) -> None:
         self.obs.failovers.add(1, {"llm_sidecar.route": route})
+        self.events.failover(route, previous.name, slot.name, error.kind.value)
         genai.event(
             "llm_sidecar.failover",
             {

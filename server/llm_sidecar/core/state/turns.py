@@ -3,18 +3,28 @@
 The default writes them through the user's ledger and conversation store one
 after the other. A shared store may do both in one round trip (the Redis
 adapter does: one script per answer instead of two).
+
+A quota window and a bill never disagree: a turn's settlement commits the same
+spend its usage rows bill, and is applied with them or not at all. When a turn
+cannot be written (a required store is down), the caller gets no answer, but the
+provider billed it: :meth:`TurnWriter.commit_undelivered` then records that spend as
+refused spend together with the settlement, whenever the store can take it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from llm_sidecar.core.admission.quota_store import Settlement
+from llm_sidecar.core.errors import StoreUnavailableError
 from llm_sidecar.core.models import ChatMessage
 from llm_sidecar.core.state.conversation import UserConversations
-from llm_sidecar.core.state.usage import UsageRow, UserUsage
+from llm_sidecar.core.state.usage import UsageRow, UserUsage, undelivered
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,17 +40,28 @@ class Turn:
     #: the same step where the store can).
     settlement: Settlement | None = None
 
+    def undelivered(self) -> Turn:
+        """This turn for a caller who never got the answer: no exchange to remember, the
+        provider's spend billed as refused, and the same settlement (the same spend)."""
+        return Turn(undelivered(self.usage), None, (), self.settlement)
+
 
 class TurnWriter(Protocol):
     """Writes turns of one user."""
 
     async def commit(self, turn: Turn) -> None:
         """Record the usage, append the exchange (when ``turn.thread`` is set) and apply
-        the settlement, even when the writes fail."""
+        the settlement. Raises StoreUnavailableError when a required store is down, and
+        then applies nothing: the caller follows with :meth:`commit_undelivered`."""
+
+    async def commit_undelivered(self, turn: Turn) -> None:
+        """Record ``turn``'s usage and apply its settlement, together and exactly once,
+        now or when the store is back; never raises for an outage. (No exchange: the
+        caller got no answer.)"""
 
 
 class SeparateWrites:
-    """The default: the ledger, then the conversation store."""
+    """The default: the conversation store, then the ledger, then the settlement."""
 
     __slots__ = ("_conversations", "_usage")
 
@@ -49,11 +70,23 @@ class SeparateWrites:
         self._usage = usage
 
     async def commit(self, turn: Turn) -> None:
+        # The exchange first: if it cannot be written, nothing has been billed yet.
+        if turn.thread is not None:
+            await self._conversations.append(*turn.thread, turn.messages)
+        if turn.usage:
+            await self._usage.record(turn.usage)
+        if turn.settlement is not None:
+            await turn.settlement.apply()
+
+    async def commit_undelivered(self, turn: Turn) -> None:
+        settlement = turn.settlement
         try:
             if turn.usage:
                 await self._usage.record(turn.usage)
-            if turn.thread is not None:
-                await self._conversations.append(*turn.thread, turn.messages)
-        finally:
-            if turn.settlement is not None:
-                await turn.settlement.apply()
+        except StoreUnavailableError:
+            # The bill cannot be written (a required shared ledger is down): the window
+            # must not count the spend either, so the reservation only ends.
+            log.error("spend of an undelivered answer not recorded: its ledger is down")
+            settlement = settlement.released() if settlement is not None else None
+        if settlement is not None:
+            await settlement.apply()

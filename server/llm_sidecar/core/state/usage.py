@@ -123,6 +123,32 @@ def refused_row(
     )
 
 
+def undelivered(rows: Sequence[UsageRow]) -> tuple[UsageRow, ...]:
+    """The rows of a call whose answer never reached the caller (it could not be
+    recorded): a provider's answer stays billed, as refused spend; a cache hit, which
+    cost nothing, leaves nothing."""
+    out = []
+    for row in rows:
+        if row.cache_hits:
+            continue
+        if not row.requests:
+            out.append(row)  # already refused spend
+            continue
+        out.append(
+            UsageRow(
+                row.session_id,
+                row.model,
+                row.provider,
+                refused_answers=row.requests,
+                refused_prompt_tokens=row.prompt_tokens,
+                refused_completion_tokens=row.completion_tokens,
+                refused_cost_micro_usd=row.cost_micro_usd,
+                unpriced_answers=row.unpriced_answers,
+            )
+        )
+    return tuple(out)
+
+
 class UserUsage(Protocol):
     """One user's ledger."""
 

@@ -17,6 +17,7 @@ reconnects when needed; a background task pings while writes are pending.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -132,6 +133,7 @@ class RedisBackend:
                 continue
             if not self.up:
                 log.info("redis reachable again", extra={"replayed": self.replayed_writes})
+                await self.retire_connections()
             self.up = True
             return
 
@@ -159,6 +161,14 @@ class RedisBackend:
             self.mark_down(exc)
             return False
         return True
+
+    async def retire_connections(self) -> None:
+        """Close the idle pooled connections after an outage: they were opened to a
+        Redis that is gone, and each would fail its next command. Connections in use
+        are left to their calls (a failure there is retried on a fresh connection)."""
+        if isinstance(self.client, aioredis.Redis):
+            with contextlib.suppress(*FAULTS):
+                await self.client.connection_pool.disconnect(inuse_connections=False)
 
     async def aclose(self) -> None:
         """Stop replaying and close every connection."""

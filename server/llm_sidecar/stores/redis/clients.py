@@ -16,9 +16,25 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from llm_sidecar.config import RedisSettings
+
+
+def fresh_connection_retry() -> Retry:
+    """One more try, at once, on a new connection, after a connection error.
+
+    A connection pooled before Redis restarted is dead: its first command fails with a
+    connection error (the socket was reset). redis-py's connections make no retry unless
+    given one, so each dead connection failed one call, and under concurrency the
+    pool handed out dead ones for minutes. Retrying is safe for every command the
+    sidecar sends: writes carry a write id that a script applies once, reservations
+    are keyed by their id, and the rest read. A timeout is not retried: Redis that is
+    slow counts as down (``socket_timeout_seconds``).
+    """
+    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
 def _connections(settings: RedisSettings) -> dict[str, Any]:
@@ -35,7 +51,10 @@ def _connections(settings: RedisSettings) -> dict[str, Any]:
 def client(settings: RedisSettings) -> aioredis.Redis:
     """One server: a blocking pool (callers wait for a free connection, bounded)."""
     pool = aioredis.BlockingConnectionPool.from_url(
-        settings.url, timeout=settings.socket_timeout_seconds, **_connections(settings)
+        settings.url,
+        timeout=settings.socket_timeout_seconds,
+        retry=fresh_connection_retry(),
+        **_connections(settings),
     )
     return aioredis.Redis(connection_pool=pool)
 

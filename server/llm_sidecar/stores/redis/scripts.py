@@ -114,12 +114,14 @@ end
 """
 )
 
-# Reserve a call's worst case in every window (KEYS[3..]), all or none. ARGV:
+# Reserve a call's worst case in every window (KEYS[3..]), all or none, once per id (a
+# reservation retried after a lost reply is already held and is not held twice). ARGV:
 # id, now ms, reservation expiry ms, then per window: amount, limit, forget-at ms.
 # Returns {0} when held, or {i, used, reserved} for the first window without room.
 QUOTA_RESERVE = (
     _RELEASE_EXPIRED
     + """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {0} end
 local n = #KEYS - 2
 for i = 1, n do
   local base = 4 + (i - 1) * 3

@@ -48,23 +48,28 @@ class RedisTurnWriter:
 
     async def commit(self, turn: Turn) -> None:
         """Record the usage, append the exchange (when ``turn.thread`` is set) and apply
-        the settlement: in the same script call when the reservation is held here."""
+        the settlement: in the same script call when the reservation is held here.
+        Raises StoreUnavailableError (required durability, Redis down) having applied
+        nothing."""
+        await self._commit(turn, replay=False)
+
+    async def commit_undelivered(self, turn: Turn) -> None:
+        """Record the usage and settle, in one script call queued until Redis takes it,
+        in every durability mode: the spend happened, and is applied exactly once."""
+        await self._commit(turn, replay=True)
+
+    async def _commit(self, turn: Turn, *, replay: bool) -> None:
         settlement = turn.settlement
         fold = settlement is not None and settlement.foldable and settlement.store is self._quota
-        try:
-            await self._write(
-                usage_increments(turn.usage),
-                turn.thread,
-                turn.messages,
-                settlement if fold else None,
-            )
-        except BaseException:
-            if fold and settlement is not None:
-                await settlement.apply()  # queued for replay, so the reservation still ends
-            raise
-        finally:
-            if settlement is not None and not fold:
-                await settlement.apply()
+        await self._write(
+            usage_increments(turn.usage),
+            turn.thread,
+            turn.messages,
+            settlement if fold else None,
+            replay=replay,
+        )
+        if settlement is not None and not fold:
+            await settlement.apply()
 
     async def append(
         self, session_id: str, thread_id: str, messages: Sequence[ChatMessage]
@@ -82,6 +87,8 @@ class RedisTurnWriter:
         thread: tuple[str, str] | None = None,
         messages: Sequence[ChatMessage] = (),
         settlement: Settlement | None = None,
+        *,
+        replay: bool = False,
     ) -> None:
         keys = self._keys
         script_keys = [keys.record(uuid.uuid4().hex), keys.usage]
@@ -103,4 +110,4 @@ class RedisTurnWriter:
         async def op() -> None:
             await script(keys=script_keys, args=args)
 
-        await self._backend.write(op)
+        await self._backend.write(op, replay=replay)

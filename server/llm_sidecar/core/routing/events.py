@@ -1,0 +1,70 @@
+"""What routing tells an operator: one log line per event, naming the provider and route.
+
+Circuit changes, failovers, Retry-After holds, exhausted connection pools and
+refused credentials are what an operator acts on during an outage, so each is
+logged once, when it happens, with the provider's configured name and the
+route (never a user id or any text of a request). The span events of the same
+moments live in :mod:`llm_sidecar.core.genai`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from llm_sidecar.core.errors import ErrorKind, ProviderError
+from llm_sidecar.core.routing.breaker import CircuitState
+
+log = logging.getLogger("llm_sidecar.routing")
+
+
+class RoutingEvents:
+    """Logs routing events, and tells a listener when a circuit changes (provider
+    health is republished from it)."""
+
+    def __init__(self) -> None:
+        #: Called after any circuit changed state.
+        self.on_circuit_change: Callable[[], object] | None = None
+
+    def circuit(self, provider: str, route: str, old: CircuitState, new: CircuitState) -> None:
+        """A provider's circuit moved from ``old`` to ``new``."""
+        level = logging.WARNING if new is CircuitState.OPEN else logging.INFO
+        log.log(
+            level,
+            f"circuit {new.value}",
+            extra={"provider": provider, "route": route, "from_state": old.value},
+        )
+        if self.on_circuit_change is not None:
+            self.on_circuit_change()
+
+    def failover(self, route: str, from_provider: str, to_provider: str, error_type: str) -> None:
+        """A call moved on to the next provider of its chain."""
+        log.info(
+            "failover",
+            extra={
+                "route": route,
+                "from_provider": from_provider,
+                "to_provider": to_provider,
+                "error_type": error_type,
+            },
+        )
+
+    def held(self, provider: str, route: str, seconds: float) -> None:
+        """A provider asked not to be called for ``seconds`` (Retry-After)."""
+        log.warning(
+            "provider held (Retry-After)",
+            extra={"provider": provider, "route": route, "hold_seconds": round(seconds, 3)},
+        )
+
+    def attempt_failed(self, provider: str, route: str, error: ProviderError) -> None:
+        """One attempt failed: refused credentials and a full connection pool are worth an
+        operator's attention on their own; other kinds show in failovers and circuits."""
+        if error.kind is ErrorKind.AUTH:
+            log.warning(
+                "provider refused the credentials",
+                extra={"provider": provider, "route": route, "http_status": error.status},
+            )
+        elif error.kind is ErrorKind.POOL_EXHAUSTED:
+            log.warning(
+                "provider connection pool exhausted", extra={"provider": provider, "route": route}
+            )
