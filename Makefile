@@ -9,7 +9,7 @@ BUF    := clients/ts/node_modules/.bin/buf
 #: The last released wire contract; `buf breaking` compares against it.
 CONTRACT := contract/llm_manager-v1.0.0.binpb
 
-.PHONY: setup proto proto-check stubs go-stubs contract-check deploy-check run test lint bench clean
+.PHONY: setup proto proto-check stubs go-stubs contract-check deploy-check run test test-stress soak lint bench clean
 
 setup:
 	python3 -m venv $(VENV)
@@ -67,6 +67,15 @@ run:
 
 test:
 	$(PY) tests/unified_test_runner.py
+
+# The suite with two CPU hogs beside it (a busy CI machine).
+test-stress:
+	bash .ci/test-stress.sh
+
+# Minutes of chaos on several sidecars sharing one Redis, then the books (not in `make test`).
+SOAK_MINUTES ?= 3
+soak:
+	$(PY) -m tests.soak --minutes $(SOAK_MINUTES)
 
 lint:
 	$(PY) -m ruff check server client tests bench

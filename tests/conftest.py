@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -158,3 +160,36 @@ async def client_factory(sidecar: Sidecar) -> AsyncIterator[Callable[..., AsyncL
     yield make
     for client in shared:
         await client.close()
+
+
+def _children() -> list[int]:
+    """Processes this test process started that are still alive (zombies excluded)."""
+    mine = str(os.getpid())
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1].decode() == mine and fields[0] != b"Z":
+            found.append(int(entry))
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every process the suite started ends with it: a child a test left behind (a
+    sidecar, a Redis) is named and killed here, so it can neither hold the run open
+    nor outlive it."""
+    leftovers = _children()
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    if leftovers:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"killed processes the tests left running: {leftovers}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -35,6 +36,16 @@ def provider(
     }
 
 
+#: Redis timeouts of test sidecars. The product's defaults (0.5 s) count a slow reply
+#: as an outage; on a machine running the suite beside other work a reply can take that
+#: long, and tests of outages kill Redis (refused at once) rather than slow it.
+PATIENT_REDIS = {"socket_timeout_seconds": 3.0, "connect_timeout_seconds": 3.0}
+
+
+def _patient(redis: Any) -> Any:
+    return {**PATIENT_REDIS, **redis} if isinstance(redis, dict) and redis.get("url") else redis
+
+
 def make_settings(
     providers: Sequence[dict[str, Any]] | None = None,
     *,
@@ -59,6 +70,8 @@ def make_settings(
             values[key] = {**values[key], **value}
         else:
             values[key] = value
+    if "redis" in values:
+        values["redis"] = _patient(values["redis"])
     return Settings(**values)
 
 
@@ -75,6 +88,8 @@ def write_process_config(path: Path, providers: Sequence[dict[str, Any]], **sect
     for key, value in sections.items():
         base = config.get(key)
         config[key] = {**base, **value} if isinstance(base, dict) else value
+    if "redis" in config:
+        config["redis"] = _patient(config["redis"])
     path.write_text(json.dumps(config))
     return path
 
@@ -92,12 +107,17 @@ def free_port() -> int:
 
 
 class SidecarProcess:
-    """The sidecar as a real child process (``python -m llm_sidecar``)."""
+    """The sidecar as a real child process (``python -m llm_sidecar``).
+
+    By default it binds a port of its own choosing (port 0) and the port is read
+    from its "listening on" line once it is ready: a port picked here and handed
+    over could be taken by another process in between (tests run in parallel).
+    """
 
     def __init__(
         self,
         config_path: Path,
-        port: int,
+        port: int = 0,
         env: dict[str, str] | None = None,
         *,
         output: Path | None = None,
@@ -136,19 +156,22 @@ class SidecarProcess:
         """Everything the process wrote so far."""
         return self._output.read_bytes()
 
+    def _bound_port(self) -> int | None:
+        found = _LISTENING.search(self.output())
+        return int(found.group(1)) if found else None
+
     async def wait_ready(self, timeout: float = 15.0) -> None:
+        """Until the child listens (and, with port 0, its port is known)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sidecar exited: {self.output().decode()[-2000:]}")
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                await writer.wait_closed()
+            bound = self._bound_port()
+            if bound is not None:
+                self.port = bound
                 return
-            except OSError:
-                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)
         raise TimeoutError("sidecar did not start")
 
     def stop(self) -> None:
@@ -163,3 +186,7 @@ class SidecarProcess:
     def __del__(self) -> None:
         if self._temporary is not None:
             self._temporary.unlink(missing_ok=True)
+
+
+#: The line the sidecar prints once every listener is bound.
+_LISTENING = re.compile(rb"llm-sidecar listening on [^\n]*?127\.0\.0\.1:(\d+)")

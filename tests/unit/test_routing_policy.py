@@ -30,6 +30,7 @@ from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.routing.breaker import BreakerPolicy, CircuitBreaker, CircuitState
 from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy
 from llm_sidecar.core.routing.router import Router
+from tests.support.waiting import eventually
 
 REQUEST = ChatRequest((ChatMessage("user", "hello"),))
 MODES = ["unary", "stream"]
@@ -107,6 +108,20 @@ def after_first_chunk(name: str) -> Any:
     raise AssertionError("streams only")
 
 
+class FakeClock:
+    """The router's and breakers' clock, moved by the test: holds and cool-downs end
+    when the test says, not after a sleep that a busy machine may stretch."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def router(
     *providers: Scripted,
     rounds: int = 0,
@@ -114,16 +129,24 @@ def router(
     cooldown: float = 30.0,
     timeout: float = 5.0,
     obs: Observability | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Router:
     policy = BreakerPolicy(failure_threshold=threshold, cooldown_seconds=cooldown)
     slots = [
-        ProviderSlot(p, "m", timeout_seconds=timeout, priority=i, breaker=CircuitBreaker(policy))
+        ProviderSlot(
+            p,
+            "m",
+            timeout_seconds=timeout,
+            priority=i,
+            breaker=CircuitBreaker(policy, clock=clock),
+        )
         for i, p in enumerate(providers)
     ]
     return Router(
         {"m": slots},
         default_model="m",
         policy=RetryPolicy(retry_rounds=rounds, backoff_base_seconds=0.001),
+        clock=clock,
         **({"observability": obs} if obs else {}),
     )
 
@@ -209,7 +232,8 @@ async def test_provider_timeout_counts_and_fails_over_with_a_full_event(mode: st
 async def test_retry_after_holds_the_provider_for_everyone_without_opening_it(mode: str) -> None:
     primary = Scripted("primary", fail(ErrorKind.RATE_LIMITED, retry_after=0.3), ok)
     fallback = Scripted("fallback", ok)
-    r = router(primary, fallback, threshold=1)
+    clock = FakeClock()
+    r = router(primary, fallback, threshold=1, clock=clock)
     first = await call(r, mode)
     assert first.provider == "fallback" and primary.calls == 1
     # Another caller inside the window: the primary is not asked at all.
@@ -221,7 +245,9 @@ async def test_retry_after_holds_the_provider_for_everyone_without_opening_it(mo
     ]
     # A schedule, not ill health: the circuit stayed closed.
     assert slot(r, "primary").breaker.state is CircuitState.CLOSED
-    await asyncio.sleep(0.31)
+    clock.advance(0.29)
+    assert (await call(r, mode)).provider == "fallback" and primary.calls == 1
+    clock.advance(0.02)
     assert (await call(r, mode)).provider == "primary"
 
 
@@ -239,14 +265,15 @@ async def test_a_round_waits_for_a_held_provider(mode: str) -> None:
 async def test_an_adapter_bug_fails_over_and_frees_the_trial_slot(mode: str) -> None:
     flaky = Scripted("flaky", fail(ErrorKind.SERVER_ERROR), broken_adapter, ok)
     fallback = Scripted("fallback", ok)
-    r = router(flaky, fallback, threshold=1, cooldown=0.05)
+    clock = FakeClock()
+    r = router(flaky, fallback, threshold=1, cooldown=0.05, clock=clock)
     assert (await call(r, mode)).provider == "fallback"  # opens the circuit
-    await asyncio.sleep(0.06)
+    clock.advance(0.06)
     result = await call(r, mode)  # the half-open trial meets the adapter bug
     assert result.provider == "fallback"
     assert result.attempts[0].error_type == "bad_response"
     assert slot(r, "flaky").breaker.state is CircuitState.OPEN  # a verdict, not a leak
-    await asyncio.sleep(0.06)
+    clock.advance(0.06)
     assert (await call(r, mode)).provider == "flaky"  # a new trial was let through
     assert slot(r, "flaky").breaker.state is CircuitState.CLOSED
 
@@ -254,13 +281,13 @@ async def test_an_adapter_bug_fails_over_and_frees_the_trial_slot(mode: str) -> 
 @pytest.mark.parametrize("mode", MODES)
 async def test_cancelled_trial_frees_its_slot(mode: str) -> None:
     slow = Scripted("slow", fail(ErrorKind.SERVER_ERROR), hang, ok)
-    r = router(slow, threshold=1, cooldown=0.02)
+    clock = FakeClock()
+    r = router(slow, threshold=1, cooldown=0.02, clock=clock)
     with pytest.raises(ProviderUnavailableError):
         await call(r, mode)
-    await asyncio.sleep(0.03)
+    clock.advance(0.03)
     task = asyncio.ensure_future(call(r, mode))
-    while slow.calls < 2:
-        await asyncio.sleep(0.001)
+    await eventually(lambda: slow.calls == 2, what="the trial call started")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

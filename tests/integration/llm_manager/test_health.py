@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from llm_manager_client import UnavailableError
 from tests.support.failover import chain_settings, client_for
-from tests.support.sidecar import SidecarProcess, free_port, provider, write_process_config
+from tests.support.sidecar import SidecarProcess, provider, write_process_config
 from tests.support.upstream import FakeUpstream
 from tests.support.waiting import eventually
 
@@ -160,15 +160,15 @@ async def test_circuits_opened_by_calls_flip_provider_health_without_probes(
 async def test_sigterm_turns_the_process_not_serving_before_listeners_close(
     upstream: FakeUpstream, tmp_path: Path, watch_process
 ) -> None:
-    port = free_port()
     config = write_process_config(
         tmp_path / "sidecar.json",
         [provider("primary", upstream.url)],
         server={"drain_delay_seconds": 1.0, "grace_period_seconds": 1.0},
     )
-    process = SidecarProcess(config, port)
+    process = SidecarProcess(config)
     try:
         await process.wait_ready()
+        port = process.port
         await eventually(lambda: _is(port, "", SERVING), what="serving after start")
         watched = Watched(port, "")
         watch_process.append(watched)

@@ -19,6 +19,7 @@ from llm_manager_client import (
 from llm_sidecar import Sidecar
 from tests.support.sidecar import make_settings, provider
 from tests.support.upstream import FakeUpstream
+from tests.support.waiting import eventually
 
 SCHEMA = {
     "type": "object",
@@ -314,10 +315,7 @@ async def test_stream_cancellation_stops_upstream(client_factory, upstream: Fake
         received.append(chunk)
         if len(received) == 2:
             break
-    for _ in range(100):
-        if upstream.streams_aborted:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: upstream.streams_aborted, what="the upstream stream aborted")
     assert upstream.streams_aborted == 1 and upstream.streams_completed == 0
     assert (await client.get_conversation()).messages == ()
 

@@ -17,6 +17,7 @@ from llm_manager_client import (
 from tests.support.failover import chain_settings, client_for, provider_states
 from tests.support.sidecar import make_settings, provider
 from tests.support.upstream import FakeUpstream
+from tests.support.waiting import eventually
 
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 
@@ -118,8 +119,11 @@ async def test_provider_circuit_breaker_functionality(pair, sidecar_factory) -> 
         assert len(primary.chat_requests) == 3
         # Cool-down over: one trial goes through; success closes the circuit.
         primary.mode = "healthy"
-        await asyncio.sleep(0.55)
-        assert (await provider_states(sidecar))["primary"].circuit_state == "half_open"
+
+        async def half_open() -> bool:
+            return (await provider_states(sidecar))["primary"].circuit_state == "half_open"
+
+        await eventually(half_open, what="the cool-down ended")
         result = await client.ask_full("trial")
         assert result.metadata.provider == "primary"
         assert (await provider_states(sidecar))["primary"].circuit_state == "closed"
@@ -127,7 +131,7 @@ async def test_provider_circuit_breaker_functionality(pair, sidecar_factory) -> 
         primary.mode = "error"
         for i in range(3):
             await client.ask(f"break again {i}")
-        await asyncio.sleep(0.55)
+        await eventually(half_open, what="the second cool-down ended")
         await client.ask("failing trial")
         assert (await provider_states(sidecar))["primary"].circuit_state == "open"
 

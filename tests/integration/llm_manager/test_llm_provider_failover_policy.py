@@ -37,6 +37,12 @@ async def test_retry_after_holds_a_provider_for_every_user(pair, sidecar_factory
         assert (await bob.ask_full("third")).metadata.provider == "primary"
 
 
+async def circuit_is(sidecar, name: str, state: str) -> bool:
+    """Whether provider ``name``'s circuit reads ``state`` (reading moves an open circuit
+    whose cool-down ended to half-open)."""
+    return (await provider_states(sidecar))[name].circuit_state == state
+
+
 async def test_stream_deadline_cut_spares_the_breaker(pair, sidecar_factory) -> None:
     primary, fallback = pair
     settings = chain_settings(primary, fallback, timeout=5.0, failover={"failure_threshold": 1})
@@ -70,7 +76,7 @@ async def test_anthropic_non_object_stream_event_fails_over_and_frees_the_trial(
         assert "".join(c.delta for c in chunks) == "claude says: healthy first (turn 1)"
         claude.mode = "error"
         await client.ask("open it")  # the claude circuit opens
-        await asyncio.sleep(0.25)
+        await eventually(lambda: circuit_is(sidecar, "claude", "half_open"))
         claude.mode, claude.fault_budget = "bad_event", 1
         chunks = [c async for c in client.ask_stream("half-open trial")]
         meta = chunks[-1].metadata
@@ -80,7 +86,7 @@ async def test_anthropic_non_object_stream_event_fails_over_and_frees_the_trial(
             "bad_response",
         )
         assert (await provider_states(sidecar))["claude"].circuit_state == "open"
-        await asyncio.sleep(0.25)
+        await eventually(lambda: circuit_is(sidecar, "claude", "half_open"))
         # The failed trial gave its slot back: a new trial goes through and closes it.
         chunks = [c async for c in client.ask_stream("recovered")]
         assert chunks[-1].metadata.provider == "claude"
@@ -124,10 +130,13 @@ async def test_full_connection_pool_is_visible_and_fails_fast(pair, sidecar_fact
     sidecar = await sidecar_factory(settings)
     async with await client_for(sidecar) as client:
         first = asyncio.ensure_future(client.ask("occupy the connection"))
-        while not primary.chat_requests:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: primary.chat_requests, what="the first call holds it")
         second = asyncio.ensure_future(client.ask("queued"))
-        await asyncio.sleep(0.1)
+
+        async def queued() -> bool:
+            return (await provider_states(sidecar))["primary"].connections_waiting == 1
+
+        await eventually(queued, what="the second call queued")
         status = (await provider_states(sidecar))["primary"]
         assert (status.connections_in_use, status.connections_waiting) == (1, 1)
         assert status.max_connections == 1
@@ -141,8 +150,7 @@ async def test_full_connection_pool_is_visible_and_fails_fast(pair, sidecar_fact
         assert state.circuit_state == "closed" and state.connections_waiting == 0
         # With another provider in the chain, a full pool fails over instead.
         held = asyncio.ensure_future(client.ask("busy again", model="with-fallback"))
-        while len(primary.chat_requests) < 2:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(primary.chat_requests) == 2, what="held again")
         routed = await client.ask_full("go elsewhere", model="with-fallback")
         assert routed.metadata.provider == "fallback"
         assert [(a.provider, a.error_type) for a in routed.metadata.attempts] == [

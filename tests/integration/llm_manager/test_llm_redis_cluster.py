@@ -152,6 +152,9 @@ async def test_a_burst_beyond_the_redis_pool_waits_for_a_connection(
             "mode": mode,
             "max_connections": 2,
             "durability": "required",
+            # The wait under test, not Redis's speed: generous on a busy machine.
+            "socket_timeout_seconds": 5,
+            "connect_timeout_seconds": 5,
         },
         limits={"max_concurrent_per_user": 0},
     )

@@ -162,15 +162,15 @@ async def test_routing_events_are_logged_once_with_provider_and_route(
 async def test_debug_level_shows_the_sidecar_not_the_libraries(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    port = free_port()
     config = write_process_config(
         tmp_path / "sidecar.json",
         [provider("primary", upstream.url)],
         telemetry={"log_level": "debug", "log_format": "json"},
     )
-    process = SidecarProcess(config, port)
+    process = SidecarProcess(config)
     try:
         await process.wait_ready()
+        port = process.port
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.LLMManagerServiceStub(channel)
             await stub.Ask(pb.AskRequest(prompt="hello"), metadata=(("x-user-id", "a"),))
@@ -192,7 +192,7 @@ async def test_debug_level_shows_the_sidecar_not_the_libraries(
 async def test_unreachable_collector_is_named_and_never_holds_up_shutdown(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    port, collector = free_port(), free_port()  # nothing listens on the collector's port
+    collector = free_port()  # nothing listens there
     config = write_process_config(
         tmp_path / "sidecar.json",
         [provider("primary", upstream.url)],
@@ -206,9 +206,10 @@ async def test_unreachable_collector_is_named_and_never_holds_up_shutdown(
         "OTEL_BSP_SCHEDULE_DELAY": "50",
         "OTEL_METRIC_EXPORT_INTERVAL": "100",
     }
-    process = SidecarProcess(config, port, env)
+    process = SidecarProcess(config, env=env)
     try:
         await process.wait_ready()
+        port = process.port
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.LLMManagerServiceStub(channel)
             await stub.Ask(pb.AskRequest(prompt="traced"), metadata=(("x-user-id", "a"),))

@@ -20,8 +20,9 @@ from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
 
 from llm_manager_client import AsyncLLMManagerClient, LLMManagerClient, UserContext
 from llm_sidecar import Sidecar
-from tests.support.sidecar import SidecarProcess, free_port, make_settings, provider
+from tests.support.sidecar import SidecarProcess, make_settings, provider
 from tests.support.upstream import FakeUpstream
+from tests.support.waiting import eventually
 
 
 def _grpcurl() -> str:
@@ -118,7 +119,6 @@ async def test_sync_client(sidecar: Sidecar) -> None:
 
 async def test_sigterm_drains_in_flight_calls(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.latency = 0.8
-    port = free_port()
     config = tmp_path / "sidecar.json"
     config.write_text(
         json.dumps(
@@ -130,13 +130,13 @@ async def test_sigterm_drains_in_flight_calls(upstream: FakeUpstream, tmp_path: 
             }
         )
     )
-    proc = SidecarProcess(config, port)
+    proc = SidecarProcess(config)
     try:
         await proc.wait_ready()
-        async with AsyncLLMManagerClient(f"127.0.0.1:{port}", UserContext("alice")) as client:
+        address = f"127.0.0.1:{proc.port}"
+        async with AsyncLLMManagerClient(address, UserContext("alice")) as client:
             call = asyncio.ensure_future(client.ask("slow question"))
-            while not upstream.chat_requests:
-                await asyncio.sleep(0.01)
+            await eventually(lambda: upstream.chat_requests, what="the call reached it")
             start = time.perf_counter()
             proc.proc.send_signal(signal.SIGTERM)
             assert await call == "primary says: slow question (turn 1)"

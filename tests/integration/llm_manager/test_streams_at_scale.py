@@ -21,6 +21,7 @@ from llm_sidecar import Sidecar
 from llm_sidecar.transport import accept
 from tests.support.sidecar import make_settings, provider
 from tests.support.upstream import FakeUpstream
+from tests.support.waiting import eventually
 
 METHODS = len(pb.DESCRIPTOR.services_by_name["LLMManagerService"].methods)
 
@@ -107,8 +108,7 @@ async def test_stopping_under_load_ends_every_slot_and_answers_every_call(
     slots = sidecar.servers.accept
     assert slots is not None
     burst = asyncio.ensure_future(_streams(sidecar.port, 100))
-    while len(upstream.chat_requests) < 100:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: len(upstream.chat_requests) == 100, what="100 streams open")
     start = time.perf_counter()
     await sidecar.stop(grace=5.0)  # the streams end within it: drained, not cut
     assert time.perf_counter() - start < 5.0
@@ -172,8 +172,7 @@ async def test_a_call_that_cannot_get_a_connection_before_its_deadline_is_told_w
         metadata = [("x-user-id", "alice")]
         held = stub.Ask(pb.AskRequest(prompt="occupy"), metadata=metadata, timeout=10)
         held_task = asyncio.ensure_future(held)
-        while not upstream.chat_requests:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: upstream.chat_requests, what="the held call arrived")
         start = time.perf_counter()
         with pytest.raises(grpc.aio.AioRpcError) as info:
             request = pb.AskRequest(prompt="queued")

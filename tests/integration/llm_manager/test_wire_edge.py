@@ -23,7 +23,7 @@ from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
 from llm_sidecar import Sidecar
 from llm_sidecar.transport.server import MESSAGE_CEILING_BYTES, METADATA_LIMIT_BYTES
 from tests.support import raw_grpc
-from tests.support.sidecar import ROOT, SidecarProcess, free_port, make_settings, provider
+from tests.support.sidecar import ROOT, SidecarProcess, make_settings, provider
 from tests.support.upstream import FakeUpstream
 
 ASK = "/llm_manager.v1.LLMManagerService/Ask"
@@ -204,23 +204,22 @@ async def test_no_log_line_carries_metadata_or_content_in_process(
 async def test_no_log_line_carries_metadata_or_content_from_the_process(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    port = free_port()
     config = tmp_path / "sidecar.json"
     config.write_text(
         json.dumps(
             {
                 "default_model": "m",
                 "models": {"m": {"providers": [provider("primary", upstream.url)]}},
-                "telemetry": {"log_level": "DEBUG"},
+                "telemetry": {"log_level": "DEBUG", "library_log_level": "DEBUG"},
                 "failover": {"health_interval_seconds": 0},
             }
         )
     )
     marker = f"Mk{uuid.uuid4().hex[:10]}"
-    proc = SidecarProcess(config, port, env={"GRPC_VERBOSITY": "DEBUG"})
+    proc = SidecarProcess(config, env={"GRPC_VERBOSITY": "DEBUG"})
     try:
         await proc.wait_ready()
-        replies = await asyncio.to_thread(_hostile_calls, port, marker)
+        replies = await asyncio.to_thread(_hostile_calls, proc.port, marker)
         assert all(r.status is not None for r in replies)
     finally:
         proc.stop()
