@@ -100,14 +100,14 @@ def _tracemalloc_figures() -> tuple[float, float]:
     import gc
     import tracemalloc
 
-    from llm_sidecar.core.context import UserExecutionContext
-    from llm_sidecar.core.models import CachedAnswer, Completion, Usage
-    from llm_sidecar.core.registry import LLMManagerFactory, ManagerRegistry
     from llm_sidecar.core.routing.chain import ProviderSlot
     from llm_sidecar.core.routing.router import Router
     from llm_sidecar.core.state.cache import CacheBudget
     from llm_sidecar.core.state.conversation import HistoryBounds
     from llm_sidecar.core.state.store import MemoryStateStore
+    from llm_sidecar.core.turn.registry import LLMManagerFactory, ManagerRegistry
+    from llm_sidecar.core.vocabulary.context import UserExecutionContext
+    from llm_sidecar.core.vocabulary.models import CachedAnswer, Completion, Usage
     from llm_sidecar.providers.simulated import SimulatedProvider
 
     router = Router({"m": [ProviderSlot(SimulatedProvider(name="sim"), "m")]}, default_model="m")

@@ -5,8 +5,10 @@ The public surface is re-exported here; everything else is internal.
 
 from llm_sidecar.app import Sidecar
 from llm_sidecar.config import Settings, load_settings
-from llm_sidecar.core.context import UserExecutionContext
-from llm_sidecar.core.errors import (
+from llm_sidecar.core.turn.manager import LLMManager
+from llm_sidecar.core.turn.registry import LLMManagerFactory, ManagerRegistry, get_llm_manager
+from llm_sidecar.core.vocabulary.context import UserExecutionContext
+from llm_sidecar.core.vocabulary.errors import (
     DeadlineExceededError,
     InvalidContextError,
     InvalidRequestError,
@@ -15,8 +17,6 @@ from llm_sidecar.core.errors import (
     ResourceExhaustedError,
     SidecarError,
 )
-from llm_sidecar.core.manager import LLMManager
-from llm_sidecar.core.registry import LLMManagerFactory, ManagerRegistry, get_llm_manager
 
 __all__ = [
     "DeadlineExceededError",

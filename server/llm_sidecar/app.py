@@ -19,10 +19,10 @@ from typing import Any
 
 from llm_sidecar import wiring
 from llm_sidecar.config import Settings
-from llm_sidecar.core.admission.resources import ResourceMonitor
-from llm_sidecar.core.registry import LLMManagerFactory, ManagerRegistry
 from llm_sidecar.core.routing.health import HealthMonitor
 from llm_sidecar.core.state.cache import CacheBudget
+from llm_sidecar.core.turn.registry import LLMManagerFactory, ManagerRegistry
+from llm_sidecar.core.turn.supervisor import ResourceMonitor
 from llm_sidecar.providers import HttpPools
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.access import AccessLog

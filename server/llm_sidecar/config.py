@@ -23,15 +23,15 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from llm_sidecar.core.admission.limits import DEFAULT_USER_LIMITS
 from llm_sidecar.core.admission.quotas import DEFAULT_QUOTA_LIMITS
-from llm_sidecar.core.admission.resources import (
-    DEFAULT_SAMPLE_INTERVAL_SECONDS,
-    DEFAULT_THRESHOLDS,
-)
-from llm_sidecar.core.registry import DEFAULT_IDLE_TTL_SECONDS, DEFAULT_MAX_MANAGERS
 from llm_sidecar.core.routing.breaker import DEFAULT_BREAKER_POLICY
 from llm_sidecar.core.routing.chain import DEFAULT_RETRY_POLICY, DEFAULT_TIMEOUT_SECONDS
 from llm_sidecar.core.state.cache import DEFAULT_CACHE_LIMITS
 from llm_sidecar.core.state.conversation import DEFAULT_HISTORY_BOUNDS
+from llm_sidecar.core.turn.registry import DEFAULT_IDLE_TTL_SECONDS, DEFAULT_MAX_MANAGERS
+from llm_sidecar.core.turn.supervisor import (
+    DEFAULT_SAMPLE_INTERVAL_SECONDS,
+    DEFAULT_THRESHOLDS,
+)
 
 ENV_PREFIX = "LLM_SIDECAR_"
 CONFIG_ENV = "LLM_SIDECAR_CONFIG"

@@ -11,23 +11,23 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from llm_sidecar.core.admission.quotas import QuotaTotals, QuotaView
-from llm_sidecar.core.admission.resources import ResourceMonitor, ResourceSnapshot
-from llm_sidecar.core.context import SESSION_ID_KEY, UserExecutionContext, validate_id
-from llm_sidecar.core.errors import InvalidRequestError, RequestTooLargeError
-from llm_sidecar.core.models import AskInput, AskResult, ChatMessage, StreamEvent
-from llm_sidecar.core.providers import Connections
-from llm_sidecar.core.registry import LLMManagerFactory, ManagerRegistry
 from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.conversation import UserConversations
 from llm_sidecar.core.state.store import UserState
 from llm_sidecar.core.state.store_status import MEMORY_ONLY, StoreHealth, StoreStatus
 from llm_sidecar.core.state.usage import UsageRow, total_of
-from llm_sidecar.core.tools import ToolCall
-from llm_sidecar.core.turn_checks import (
+from llm_sidecar.core.turn.checks import (
     check_agent_input,
     check_tool_results,
     unanswered_tool_results,
 )
+from llm_sidecar.core.turn.registry import LLMManagerFactory, ManagerRegistry
+from llm_sidecar.core.turn.supervisor import ResourceMonitor, ResourceSnapshot
+from llm_sidecar.core.vocabulary.context import SESSION_ID_KEY, UserExecutionContext, validate_id
+from llm_sidecar.core.vocabulary.errors import InvalidRequestError, RequestTooLargeError
+from llm_sidecar.core.vocabulary.models import AskInput, AskResult, ChatMessage, StreamEvent
+from llm_sidecar.core.vocabulary.providers import Connections
+from llm_sidecar.core.vocabulary.tools import ToolCall
 
 MAX_MODEL_NAME = 128
 MAX_PROMPT_SETTING = "server.max_prompt_chars"

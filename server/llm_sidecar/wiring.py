@@ -9,19 +9,19 @@ from __future__ import annotations
 from decimal import Decimal
 
 from llm_sidecar.config import Settings
+from llm_sidecar.core.admission.billing import Billing
 from llm_sidecar.core.admission.limits import UserLimits
-from llm_sidecar.core.admission.quota_store import MemoryQuotaLedger
+from llm_sidecar.core.admission.pricing import Price, PriceBook, price_of
 from llm_sidecar.core.admission.quotas import QuotaGate, QuotaLimits
-from llm_sidecar.core.admission.resources import Thresholds
-from llm_sidecar.core.billing import Billing
 from llm_sidecar.core.observability import Observability
-from llm_sidecar.core.pricing import Price, PriceBook, price_of
 from llm_sidecar.core.routing.breaker import BreakerPolicy, CircuitBreaker
 from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy
 from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.cache import CacheLimits
 from llm_sidecar.core.state.conversation import HistoryBounds
+from llm_sidecar.core.state.quota_store import MemoryQuotaLedger
 from llm_sidecar.core.state.store import MemoryStateStore, StateStore
+from llm_sidecar.core.turn.supervisor import Thresholds
 from llm_sidecar.providers import HttpPools, build_provider
 from llm_sidecar.stores.redis import RedisBackend, RedisStateStore
 

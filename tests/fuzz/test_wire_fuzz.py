@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from llm_manager.v1 import llm_manager_pb2 as pb
 
-from llm_sidecar.core.context import validate_id
-from llm_sidecar.core.errors import InvalidContextError
+from llm_sidecar.core.vocabulary.context import validate_id
+from llm_sidecar.core.vocabulary.errors import InvalidContextError
 from tests.support import raw_grpc
 from tests.support.sidecar import SidecarProcess
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from llm_sidecar.core.models import ChatMessage, GenerationParams
 from llm_sidecar.core.state.cache_keys import cache_key
+from llm_sidecar.core.vocabulary.models import ChatMessage, GenerationParams
 
 BASE = {
     "user_id": "alice",
@@ -22,7 +22,7 @@ def test_key_is_the_same_in_another_process() -> None:
     # Python's hash() is salted per process; the key must not be.
     code = (
         "from llm_sidecar.core.state.cache_keys import cache_key\n"
-        "from llm_sidecar.core.models import ChatMessage, GenerationParams\n"
+        "from llm_sidecar.core.vocabulary.models import ChatMessage, GenerationParams\n"
         "print(cache_key(user_id='alice', session_id='s1', thread_id='t1', model='m',"
         " params=GenerationParams(), messages=[ChatMessage('user', 'hello')]))"
     )

@@ -10,9 +10,9 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
+from llm_sidecar.core.admission.pricing import PriceBook, price_of
 from llm_sidecar.core.admission.quotas import QuotaLimits
-from llm_sidecar.core.models import Usage
-from llm_sidecar.core.pricing import PriceBook, price_of
+from llm_sidecar.core.vocabulary.models import Usage
 
 PRICES = st.decimals(min_value=0, max_value=1000, places=4, allow_nan=False)
 COUNTS = st.integers(min_value=0, max_value=2_000_000)

@@ -18,18 +18,24 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from llm_sidecar.core.errors import (
+from llm_sidecar.core.observability import Observability
+from llm_sidecar.core.routing.breaker import BreakerPolicy, CircuitBreaker, CircuitState
+from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy
+from llm_sidecar.core.routing.router import Router
+from llm_sidecar.core.vocabulary.errors import (
     DeadlineExceededError,
     ErrorKind,
     ProviderError,
     ProviderUnavailableError,
     StreamInterruptedError,
 )
-from llm_sidecar.core.models import ChatMessage, ChatRequest, Completion, RoutedCompletion, Usage
-from llm_sidecar.core.observability import Observability
-from llm_sidecar.core.routing.breaker import BreakerPolicy, CircuitBreaker, CircuitState
-from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy
-from llm_sidecar.core.routing.router import Router
+from llm_sidecar.core.vocabulary.models import (
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    RoutedCompletion,
+    Usage,
+)
 from tests.support.waiting import eventually
 
 REQUEST = ChatRequest((ChatMessage("user", "hello"),))

@@ -8,7 +8,7 @@ import pytest
 from aiohttp import StreamReader
 from aiohttp.base_protocol import BaseProtocol
 
-from llm_sidecar.core.errors import ProviderError
+from llm_sidecar.core.vocabulary.errors import ProviderError
 from llm_sidecar.providers._sse import SSEReader, event_object, is_done
 
 

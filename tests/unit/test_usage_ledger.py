@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from llm_sidecar.core.models import Usage
 from llm_sidecar.core.state.usage import MemoryUsageLedger, answer_row, refused_row, total_of
+from llm_sidecar.core.vocabulary.models import Usage
 
 
 async def test_dropping_a_users_figures_is_counted() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llm_sidecar.config import ProviderSettings
-from llm_sidecar.core.providers import Provider
+from llm_sidecar.core.vocabulary.providers import Provider
 from llm_sidecar.providers._endpoint import Endpoint
 from llm_sidecar.providers._pool import HttpPools
 from llm_sidecar.providers.anthropic import AnthropicProvider

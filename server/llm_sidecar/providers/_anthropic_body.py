@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llm_sidecar.core.models import ChatMessage, ChatRequest
-from llm_sidecar.core.tools import Image, ToolChoice
+from llm_sidecar.core.vocabulary.models import ChatMessage, ChatRequest
+from llm_sidecar.core.vocabulary.tools import Image, ToolChoice
 from llm_sidecar.providers._tools import base64_data, portable_id
 
 DEFAULT_MAX_TOKENS = 1024

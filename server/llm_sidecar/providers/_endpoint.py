@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from llm_sidecar.core.providers import Connections
+from llm_sidecar.core.vocabulary.providers import Connections
 from llm_sidecar.providers._http import connection_error, error_for_status, parse_json_body
 from llm_sidecar.providers._pool import HttpPool
 

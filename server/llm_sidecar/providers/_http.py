@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from llm_sidecar.core.errors import ErrorKind, ProviderError
+from llm_sidecar.core.vocabulary.errors import ErrorKind, ProviderError
 
 
 def parse_retry_after(value: str | None) -> float | None:

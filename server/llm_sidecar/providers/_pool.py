@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 
-from llm_sidecar.core.errors import ErrorKind, ProviderError
+from llm_sidecar.core.vocabulary.errors import ErrorKind, ProviderError
 
 # Connections beyond the gate's slots, for health probes (they do not queue behind calls).
 _PROBE_HEADROOM = 4

@@ -7,8 +7,8 @@ import base64
 import json
 import re
 
-from llm_sidecar.core.errors import ErrorKind, ProviderError
-from llm_sidecar.core.tools import Image, ToolCall
+from llm_sidecar.core.vocabulary.errors import ErrorKind, ProviderError
+from llm_sidecar.core.vocabulary.tools import Image, ToolCall
 
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from llm_sidecar.core.errors import ErrorKind, ProviderError
-from llm_sidecar.core.models import ChatRequest, Completion, Usage
-from llm_sidecar.core.tools import ToolCall
+from llm_sidecar.core.vocabulary.errors import ErrorKind, ProviderError
+from llm_sidecar.core.vocabulary.models import ChatRequest, Completion, Usage
+from llm_sidecar.core.vocabulary.tools import ToolCall
 from llm_sidecar.providers._anthropic_body import messages_body
 from llm_sidecar.providers._endpoint import HttpProvider
 from llm_sidecar.providers._http import joined, json_body, obj

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 from hashlib import blake2b
 from typing import Any
 
-from llm_sidecar.core.models import ChatRequest, Completion, Usage
-from llm_sidecar.core.providers import NO_POOL, Connections
-from llm_sidecar.core.structured import canonical_json
-from llm_sidecar.core.tools import ToolCall
+from llm_sidecar.core.turn.structured import canonical_json
+from llm_sidecar.core.vocabulary.models import ChatRequest, Completion, Usage
+from llm_sidecar.core.vocabulary.providers import NO_POOL, Connections
+from llm_sidecar.core.vocabulary.tools import ToolCall
 
 
 def example_for(schema: Any) -> Any:

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llm_sidecar.core.models import AskResult
+from llm_sidecar.core.vocabulary.models import AskResult
 
 log = logging.getLogger("llm_sidecar.access")
 

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from llm_sidecar.core.admission.resources import read_rss
-from llm_sidecar.core.registry import ManagerRegistry
 from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.cache import CacheBudget
 from llm_sidecar.core.state.store_status import StoreStatus
+from llm_sidecar.core.turn.registry import ManagerRegistry
+from llm_sidecar.core.turn.supervisor import read_rss
 
 _CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 

@@ -10,17 +10,18 @@ from typing import Any
 from llm_manager.v1 import llm_manager_pb2 as pb
 
 from llm_sidecar.core.admission.quotas import QuotaTotals, QuotaView
-from llm_sidecar.core.errors import AttemptRecord, InvalidRequestError
-from llm_sidecar.core.models import (
+from llm_sidecar.core.state.usage import UsageRow
+from llm_sidecar.core.vocabulary.errors import InvalidRequestError
+from llm_sidecar.core.vocabulary.models import (
     DEFAULT_PARAMS,
     AskInput,
     AskResult,
+    AttemptRecord,
     ChatMessage,
     GenerationParams,
     Usage,
 )
-from llm_sidecar.core.state.usage import UsageRow
-from llm_sidecar.core.tools import Image, Tool, ToolCall, ToolChoice
+from llm_sidecar.core.vocabulary.tools import Image, Tool, ToolCall, ToolChoice
 
 
 def params_from(msg: pb.GenerationParams) -> GenerationParams:

@@ -17,7 +17,7 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
-from llm_sidecar.core.errors import InvalidRequestError, RequestTooLargeError
+from llm_sidecar.core.vocabulary.errors import InvalidRequestError, RequestTooLargeError
 
 #: The setting whose limit an oversized request is refused against.
 MAX_REQUEST_SETTING = "server.max_request_bytes"

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm_sidecar.core.context import CONTEXT_KEYS, UserExecutionContext
-from llm_sidecar.core.errors import InvalidContextError
+from llm_sidecar.core.vocabulary.context import CONTEXT_KEYS, UserExecutionContext
+from llm_sidecar.core.vocabulary.errors import InvalidContextError
 
 _CONTEXT_KEYS = frozenset(CONTEXT_KEYS)
 _TRACE_KEYS = frozenset({"traceparent", "tracestate", "baggage"})

@@ -25,10 +25,10 @@ import grpc
 from opentelemetry import propagate
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from llm_sidecar.core.context import REQUEST_ID_KEY, UserExecutionContext, validate_id
-from llm_sidecar.core.errors import InvalidContextError, SidecarError
-from llm_sidecar.core.models import AskResult
 from llm_sidecar.core.observability import Observability
+from llm_sidecar.core.vocabulary.context import REQUEST_ID_KEY, UserExecutionContext, validate_id
+from llm_sidecar.core.vocabulary.errors import InvalidContextError, SidecarError
+from llm_sidecar.core.vocabulary.models import AskResult
 from llm_sidecar.telemetry.access import OFF, AccessLog, CallRecord
 from llm_sidecar.telemetry.logs import frames_only
 from llm_sidecar.transport.errors import internal_status, to_status, with_metadata

@@ -8,11 +8,11 @@ from typing import TypeAlias
 import grpc
 from llm_manager.v1 import llm_manager_pb2 as pb
 
-from llm_sidecar.core.context import UserExecutionContext
-from llm_sidecar.core.models import AskResult, StreamEvent
 from llm_sidecar.core.observability import Observability
-from llm_sidecar.core.structured import parse_schema
-from llm_sidecar.core.tools import ToolCall
+from llm_sidecar.core.turn.structured import parse_schema
+from llm_sidecar.core.vocabulary.context import UserExecutionContext
+from llm_sidecar.core.vocabulary.models import AskResult, StreamEvent
+from llm_sidecar.core.vocabulary.tools import ToolCall
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.access import AccessLog
 from llm_sidecar.transport.convert import (

@@ -25,7 +25,7 @@ from llm_manager_client import (
     UserContext,
 )
 from llm_sidecar.config import RedisSettings
-from llm_sidecar.core.admission.quota_store import Claim, MemoryQuotaLedger
+from llm_sidecar.core.state.quota_store import Claim, MemoryQuotaLedger
 from llm_sidecar.stores.redis import RedisBackend
 from llm_sidecar.stores.redis.keys import UserKeys
 from llm_sidecar.stores.redis.quotas import RedisUserQuota

@@ -13,9 +13,9 @@ import pytest
 
 from llm_manager_client import AsyncLLMManagerClient, UserContext
 from llm_sidecar import Sidecar, UserExecutionContext, get_llm_manager
-from llm_sidecar.core.errors import IsolationViolationError
-from llm_sidecar.core.models import ChatMessage, GenerationParams
 from llm_sidecar.core.state.cache_keys import cache_key
+from llm_sidecar.core.vocabulary.errors import IsolationViolationError
+from llm_sidecar.core.vocabulary.models import ChatMessage, GenerationParams
 from tests.support.sidecar import make_settings, provider
 from tests.support.upstream import FakeUpstream
 
@@ -48,7 +48,7 @@ async def test_factory_creates_isolated_managers(sidecar: Sidecar, client_factor
 
 
 def _inp(prompt: str):
-    from llm_sidecar.core.models import AskInput
+    from llm_sidecar.core.vocabulary.models import AskInput
 
     return AskInput(prompt=prompt)
 
@@ -118,7 +118,7 @@ async def test_user_context_scoped_cache_keys(client_factory) -> None:
     # Stable across processes (Python's hash() is salted per process; ours is not).
     code = (
         "from llm_sidecar.core.state.cache_keys import cache_key;"
-        "from llm_sidecar.core.models import ChatMessage, GenerationParams;"
+        "from llm_sidecar.core.vocabulary.models import ChatMessage, GenerationParams;"
         "print(cache_key(user_id='alice', session_id=None, thread_id=None, model='m',"
         "params=GenerationParams(temperature=0.2), messages=(ChatMessage('user','hi'),)))"
     )

@@ -11,10 +11,10 @@ import pytest
 
 from llm_manager_client import UnavailableError
 from llm_sidecar.config import RedisSettings
-from llm_sidecar.core.models import ChatMessage, Usage
 from llm_sidecar.core.state.conversation import HistoryBounds
 from llm_sidecar.core.state.store import MemoryStateStore
 from llm_sidecar.core.state.usage import answer_row
+from llm_sidecar.core.vocabulary.models import ChatMessage, Usage
 from llm_sidecar.stores.redis import RedisBackend, RedisStateStore
 from tests.support.redis_helpers import (
     redis_client,

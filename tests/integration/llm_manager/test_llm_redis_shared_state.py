@@ -21,10 +21,10 @@ from redis.crc import key_slot
 from llm_manager_client import UnavailableError
 from llm_sidecar import Sidecar
 from llm_sidecar.config import RedisSettings
-from llm_sidecar.core.models import ChatMessage, Usage
 from llm_sidecar.core.state.conversation import HistoryBounds
 from llm_sidecar.core.state.store import MemoryStateStore
 from llm_sidecar.core.state.usage import answer_row
+from llm_sidecar.core.vocabulary.models import ChatMessage, Usage
 from llm_sidecar.stores.redis import RedisBackend, RedisStateStore
 from tests.support.redis_helpers import (
     SHARED_STATE,

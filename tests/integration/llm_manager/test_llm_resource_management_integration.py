@@ -20,8 +20,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from llm_manager_client import AsyncLLMManagerClient, ResourceExhaustedError, UserContext
 from llm_sidecar import Sidecar
-from llm_sidecar.core.admission.resources import read_rss
 from llm_sidecar.core.state.cache import ENTRY_OVERHEAD_BYTES
+from llm_sidecar.core.turn.supervisor import read_rss
 from llm_sidecar.telemetry.setup import setup_telemetry
 from tests.support.sidecar import make_settings, provider
 from tests.support.upstream import FakeUpstream

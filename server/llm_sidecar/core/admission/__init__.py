@@ -1,1 +1,1 @@
-"""Admission: per-user limits and process-wide resource pressure."""
+"""May this user spend now: per-user limits, quotas, prices and the bill of each call."""

@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llm_sidecar.core.errors import ResourceExhaustedError
+from llm_sidecar.core.vocabulary.errors import ResourceExhaustedError
 
 _WINDOW = 60.0
 

@@ -26,16 +26,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from llm_sidecar.core.admission.quota_store import (
+from llm_sidecar.core.observability import NOOP, Observability
+from llm_sidecar.core.state.quota_store import (
     Claim,
     MemoryQuotaLedger,
     Refusal,
     Settlement,
     UserQuota,
 )
-from llm_sidecar.core.errors import QuotaExceededError, StoreUnavailableError
-from llm_sidecar.core.models import ChatRequest
-from llm_sidecar.core.observability import NOOP, Observability
+from llm_sidecar.core.vocabulary.errors import QuotaExceededError, StoreUnavailableError
+from llm_sidecar.core.vocabulary.models import ChatRequest
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from llm_sidecar.core.providers import Provider
 from llm_sidecar.core.routing.breaker import CircuitBreaker, CircuitState
 from llm_sidecar.core.routing.stats import ProviderStats
+from llm_sidecar.core.vocabulary.providers import Provider
 
 #: Per-attempt timeout (idle time between chunks for a stream).
 DEFAULT_TIMEOUT_SECONDS = 30.0

@@ -3,8 +3,8 @@
 Circuit changes, failovers, Retry-After holds, exhausted connection pools and
 refused credentials are what an operator acts on during an outage, so each is
 logged once, when it happens, with the provider's configured name and the
-route (never a user id or any text of a request). The span events of the same
-moments live in :mod:`llm_sidecar.core.genai`.
+route (never a user id or any text of a request). A circuit change is also an
+event on the current span; the router adds the other moments' span events.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from llm_sidecar.core.errors import ErrorKind, ProviderError
+from llm_sidecar.core.observability import genai
 from llm_sidecar.core.routing.breaker import CircuitState
+from llm_sidecar.core.vocabulary.errors import ErrorKind, ProviderError
 
 log = logging.getLogger("llm_sidecar.routing")
 
@@ -33,6 +34,11 @@ class RoutingEvents:
             level,
             f"circuit {new.value}",
             extra={"provider": provider, "route": route, "from_state": old.value},
+        )
+        # On the current span: the failed attempt's when a call's failure opened it.
+        genai.event(
+            "llm_sidecar.circuit.state_change",
+            {"llm_sidecar.provider": provider, "from": old.value, "to": new.value},
         )
         if self.on_circuit_change is not None:
             self.on_circuit_change()
@@ -54,6 +60,14 @@ class RoutingEvents:
         log.warning(
             "provider held (Retry-After)",
             extra={"provider": provider, "route": route, "hold_seconds": round(seconds, 3)},
+        )
+
+    def adapter_failed(self, provider: str, route: str, exc: Exception) -> None:
+        """An adapter raised what it should not have: a bug, logged as one (the attempt
+        fails over like a bad answer)."""
+        log.error(
+            "provider adapter failed",
+            extra={"provider": provider, "route": route, "error_type": type(exc).__name__},
         )
 
     def attempt_failed(self, provider: str, route: str, error: ProviderError) -> None:

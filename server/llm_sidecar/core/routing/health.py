@@ -7,10 +7,10 @@ import logging
 from collections.abc import Callable
 
 from llm_sidecar.core.background import BackgroundTask, Periodic
-from llm_sidecar.core.errors import ProviderError
 from llm_sidecar.core.routing.breaker import CircuitState
 from llm_sidecar.core.routing.chain import ProviderSlot
 from llm_sidecar.core.routing.router import Router
+from llm_sidecar.core.vocabulary.errors import ProviderError
 
 log = logging.getLogger(__name__)
 

@@ -24,44 +24,36 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, NoReturn
 
-from opentelemetry.trace import Span
-
-from llm_sidecar.core import genai
-from llm_sidecar.core.errors import (
-    AttemptRecord,
-    DeadlineExceededError,
-    ErrorKind,
-    ProviderError,
-    ProviderRejectedError,
-    SidecarError,
-    StreamInterruptedError,
-    UnknownModelError,
-)
-from llm_sidecar.core.models import ChatRequest, Completion, RoutedCompletion, Usage
-from llm_sidecar.core.observability import NOOP, Observability
-from llm_sidecar.core.providers import Provider
-from llm_sidecar.core.routing.breaker import Permit
+from llm_sidecar.core.observability import NOOP, Observability, genai
+from llm_sidecar.core.routing.attempt import Attempt, Refused, Tries, Validate
+from llm_sidecar.core.routing.breaker import CircuitState, Permit
 from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy, order
 from llm_sidecar.core.routing.events import RoutingEvents
 from llm_sidecar.core.routing.verdict import MIN_ATTEMPT_SECONDS, exhausted, next_round_delay
-from llm_sidecar.core.routing.watch import AttemptWatch
-from llm_sidecar.core.tools import ToolCall
+from llm_sidecar.core.vocabulary.errors import (
+    DeadlineExceededError,
+    ProviderError,
+    ProviderRejectedError,
+    StreamInterruptedError,
+    UnknownModelError,
+)
+from llm_sidecar.core.vocabulary.models import (
+    AttemptRecord,
+    ChatRequest,
+    Completion,
+    RoutedCompletion,
+)
+from llm_sidecar.core.vocabulary.providers import Provider
+from llm_sidecar.core.vocabulary.tools import ToolCall
 
-log = logging.getLogger(__name__)
+__all__ = ["Refused", "Router", "Validate"]
 
 # A hold that ends within this is over: timers may fire a hair early.
 _HOLD_SLACK = 0.002
-
-Validate = Callable[[Completion], Any]
-#: Where refused but billed answers are noted: (provider name, usage).
-Refused = list[tuple[str, Usage]]
-#: Opens one attempt: deltas (str) as they arrive, then one Completion.
-Opener = Callable[[Provider, ChatRequest], AsyncIterator["str | ToolCall | Completion"]]
 
 
 async def _unary(
@@ -99,7 +91,8 @@ class Router:
         self.default_model = default_model
         self.policy = policy or RetryPolicy()
         self.obs = observability
-        self._clock = clock
+        #: The clock of holds and deadlines (``time.monotonic``; tests move a fake one).
+        self.clock = clock
         # Asked on every call's admission: built once.
         self._names = {name: tuple(s.name for s in slots) for name, slots in routes.items()}
         self._has_ties = {
@@ -110,8 +103,8 @@ class Router:
         for slot in self.slots():
             slot.breaker.on_change = self._circuit_listener(slot)
 
-    def _circuit_listener(self, slot: ProviderSlot) -> Callable[[Any, Any], None]:
-        def changed(old: Any, new: Any) -> None:
+    def _circuit_listener(self, slot: ProviderSlot) -> Callable[[CircuitState, CircuitState], None]:
+        def changed(old: CircuitState, new: CircuitState) -> None:
             self.events.circuit(slot.name, slot.route, old, new)
 
         return changed
@@ -165,10 +158,10 @@ class Router:
         """
         result: RoutedCompletion | None = None
         # Consumed to its end, so the generator finishes here and needs no finaliser.
-        async for item in self._route(route, request, deadline, validate, _unary, refused):
+        async for item in self.route(route, request, deadline, validate, refused, stream=False):
             if isinstance(item, RoutedCompletion):
                 result = item
-        assert result is not None  # _route ends with a result or raises
+        assert result is not None  # route() ends with a result or raises
         return result
 
     def stream(
@@ -180,135 +173,48 @@ class Router:
     ) -> AsyncIterator[str | ToolCall | RoutedCompletion]:
         """Deltas and whole tool calls as they arrive, then one :class:`RoutedCompletion`.
         Refused but billed answers are noted in ``refused``, as in :meth:`complete`."""
-        return self._route(route, request, deadline, None, _streaming, refused)
+        return self.route(route, request, deadline, None, refused, stream=True)
 
     # -- the attempt loop -------------------------------------------------------
 
-    async def _route(
+    async def route(
         self,
         route: str,
         request: ChatRequest,
         deadline: float | None,
-        validate: Validate | None,
-        open_attempt: Opener,
+        validate: Validate | None = None,
         refused: Refused | None = None,
+        *,
+        stream: bool,
     ) -> AsyncIterator[str | ToolCall | RoutedCompletion]:
+        """The policy: rounds over the chain, each provider tried once per round unless
+        held or open, until one answers; deltas (streams only) as they arrive, then
+        the :class:`RoutedCompletion`."""
         if request.deadline != deadline:
             request = dataclasses.replace(request, deadline=deadline)
-        attempts: list[AttemptRecord] = []
-        errors: list[ProviderError] = []
-        round_no = 0
-        while True:
+        open_attempt = _streaming if stream else _unary
+        tries = Tries(refused=refused)
+        for round_no in itertools.count(1):
             previous: ProviderSlot | None = None
             for slot in self.chain(route):
-                now = self._clock()
-                if deadline is not None and deadline - now < MIN_ATTEMPT_SECONDS:
-                    raise DeadlineExceededError(
-                        "the deadline passed before a provider answered", attempts
-                    )
-                if slot.hold_until > now + _HOLD_SLACK:
-                    attempts.append(
-                        AttemptRecord(slot.name, "skipped_retry_after", 0.0, "rate_limited")
-                    )
-                    genai.event("llm_sidecar.provider.held", {"llm_sidecar.provider": slot.name})
-                    continue
-                permit = slot.breaker.acquire()
+                permit = self._permit(slot, deadline, tries)
                 if permit is None:
-                    attempts.append(
-                        AttemptRecord(slot.name, "skipped_circuit_open", 0.0, "circuit_open")
-                    )
-                    genai.event("llm_sidecar.circuit.skipped", {"llm_sidecar.provider": slot.name})
                     continue
                 if previous is not None:
-                    self._failover_event(route, previous, slot, errors[-1])
-                result: RoutedCompletion | None = None
-                failure: ProviderError | None = None
-                sent = 0
-                with permit, genai.attempt_span(self.obs, slot.provider, route, request) as span:
-                    start = time.perf_counter()
-                    iterator = open_attempt(slot.provider, request)
-                    watch = AttemptWatch(slot.timeout_seconds, self._loop_deadline(deadline))
-                    watch.start()
-                    try:
-                        while True:
-                            watch.waiting()
-                            try:
-                                item = await anext(iterator)
-                            except asyncio.CancelledError:
-                                if not watch.ended_wait():
-                                    raise
-                                # Cut by the caller's deadline rather than the provider's
-                                # timeout: running out of time says nothing of the provider.
-                                if watch.cut:
-                                    self._deadline_cut(slot, span, start, attempts)
-                                raise ProviderError(
-                                    ErrorKind.TIMEOUT,
-                                    f"no data within {slot.timeout_seconds:.3f}s",
-                                ) from None
-                            except StopAsyncIteration:
-                                raise ProviderError(
-                                    ErrorKind.BAD_RESPONSE, "the answer ended without a result"
-                                ) from None
-                            finally:
-                                watch.waited()
-                            if not isinstance(item, Completion):
-                                if item:  # a delta, or a whole tool call
-                                    sent += 1
-                                    yield item
-                                continue
-                            try:
-                                document = validate(item) if validate is not None else None
-                            except ProviderError as error:
-                                raise error.billing(item.usage) from None
-                            result = self._succeeded(
-                                slot, permit, span, item, document, start, attempts
-                            )
-                            break
-                    except ProviderError as error:
-                        failure = error
-                    except SidecarError:
-                        raise
-                    except (asyncio.CancelledError, GeneratorExit):
-                        elapsed = (time.perf_counter() - start) * 1000
-                        attempts.append(AttemptRecord(slot.name, "cancelled", elapsed))
-                        raise
-                    except Exception as exc:
-                        # An adapter bug must fail over like a bad answer, not escape the loop.
-                        log.error(
-                            "provider adapter failed",
-                            extra={"provider": slot.name, "error_type": type(exc).__name__},
-                        )
-                        failure = ProviderError(
-                            ErrorKind.BAD_RESPONSE, f"the adapter failed ({type(exc).__name__})"
-                        )
-                    finally:
-                        watch.stop()
-                        aclose = getattr(iterator, "aclose", None)
-                        if aclose is not None:
-                            await aclose()
-                    if failure is not None:
-                        self._failed(slot, permit, span, failure, start, attempts)
-                        if failure.billed is not None and refused is not None:
-                            refused.append((slot.name, failure.billed))
-                if result is not None:
-                    yield result
+                    self._failover_event(route, previous, slot, tries.errors[-1])
+                attempt = Attempt(self, slot, permit, request, open_attempt, validate, tries)
+                async with attempt:
+                    while attempt.result is None:
+                        item = await attempt.next()
+                        if item:
+                            yield item
+                if attempt.result is not None:
+                    yield attempt.result
                     return
-                assert failure is not None
-                if sent:
-                    raise StreamInterruptedError(
-                        f"provider '{slot.name}' failed after {sent} chunks ({failure.kind.value})"
-                    )
-                if not failure.kind.fails_over:
-                    raise ProviderRejectedError(
-                        f"provider '{slot.name}' rejected the request"
-                        + (f" (HTTP {failure.status})" if failure.status else ""),
-                        attempts,
-                    )
-                errors.append(failure)
+                self._fail_over_or_raise(slot, attempt, tries)
                 previous = slot
-            round_no += 1
             delay = next_round_delay(
-                self.routes[route], self.policy, round_no, errors, deadline, self._clock()
+                self.routes[route], self.policy, round_no, tries.errors, deadline, self.clock()
             )
             if delay is None:
                 break
@@ -316,77 +222,58 @@ class Router:
                 "llm_sidecar.retry", {"llm_sidecar.round": round_no, "llm_sidecar.delay_s": delay}
             )
             await asyncio.sleep(delay)
-        raise exhausted(route, self.routes[route], attempts, errors, deadline, self._clock())
+        raise exhausted(
+            route, self.routes[route], tries.records, tries.errors, deadline, self.clock()
+        )
 
-    def _loop_deadline(self, deadline: float | None) -> float | None:
-        """The caller's deadline on the event loop's clock."""
-        if deadline is None:
+    def _permit(self, slot: ProviderSlot, deadline: float | None, tries: Tries) -> Permit | None:
+        """A breaker permit to try ``slot`` now, or None to skip it (held by Retry-After,
+        or its circuit open). Raises when the caller's deadline leaves no time."""
+        now = self.clock()
+        if deadline is not None and deadline - now < MIN_ATTEMPT_SECONDS:
+            raise DeadlineExceededError(
+                "the deadline passed before a provider answered", tries.records
+            )
+        if slot.hold_until > now + _HOLD_SLACK:
+            tries.records.append(
+                AttemptRecord(slot.name, "skipped_retry_after", 0.0, "rate_limited")
+            )
+            genai.event("llm_sidecar.provider.held", {"llm_sidecar.provider": slot.name})
             return None
-        return asyncio.get_running_loop().time() + (deadline - self._clock())
+        permit = slot.breaker.acquire()
+        if permit is None:
+            tries.records.append(
+                AttemptRecord(slot.name, "skipped_circuit_open", 0.0, "circuit_open")
+            )
+            genai.event("llm_sidecar.circuit.skipped", {"llm_sidecar.provider": slot.name})
+        return permit
 
-    # -- outcomes of one attempt --------------------------------------------------
+    def _fail_over_or_raise(self, slot: ProviderSlot, attempt: Attempt, tries: Tries) -> None:
+        """After a failed attempt: end the call when no other provider may answer (a stream
+        that already sent chunks, a request the upstream rejected), else note the failure
+        for the next round's decision."""
+        failure = attempt.failure
+        assert failure is not None
+        if attempt.sent:
+            raise StreamInterruptedError(
+                f"provider '{slot.name}' failed after {attempt.sent} chunks ({failure.kind.value})"
+            )
+        if not failure.kind.fails_over:
+            raise ProviderRejectedError(
+                f"provider '{slot.name}' rejected the request"
+                + (f" (HTTP {failure.status})" if failure.status else ""),
+                tries.records,
+            )
+        tries.errors.append(failure)
 
-    def _succeeded(
-        self,
-        slot: ProviderSlot,
-        permit: Permit,
-        span: Span,
-        completion: Completion,
-        document: Any,
-        start: float,
-        attempts: list[AttemptRecord],
-    ) -> RoutedCompletion:
-        seconds = time.perf_counter() - start
-        genai.record_success(self.obs, slot.provider, span, completion, seconds)
-        slot.stats.record(True, seconds * 1000)
-        permit.success()
-        attempts.append(AttemptRecord(slot.name, "ok", seconds * 1000))
-        return RoutedCompletion(completion, slot.name, tuple(attempts), document)
-
-    def _failed(
-        self,
-        slot: ProviderSlot,
-        permit: Permit,
-        span: Span,
-        error: ProviderError,
-        start: float,
-        attempts: list[AttemptRecord],
-    ) -> None:
-        seconds = time.perf_counter() - start
-        kind = error.kind
-        genai.record_failure(self.obs, slot.provider, span, kind.value, seconds)
-        genai.record_http_status(span, error)
-        slot.stats.record(False, seconds * 1000, kind.value)
-        self.events.attempt_failed(slot.name, slot.route, error)
-        if error.retry_after is not None:
-            now = self._clock()
-            seconds = min(error.retry_after, self.policy.max_hold_seconds)
-            if slot.hold_until <= now:  # a new hold, not one extended
-                self.events.held(slot.name, slot.route, seconds)
-            slot.hold(now, seconds)
-        # A 429 that said when to come back is a schedule, not ill health.
-        polite = kind is ErrorKind.RATE_LIMITED and error.retry_after is not None
-        if kind.counts_against_provider and not polite:
-            before = slot.breaker.state
-            permit.failure()
-            after = slot.breaker.state
-            if before is not after:
-                genai.event(
-                    "llm_sidecar.circuit.state_change",
-                    {"llm_sidecar.provider": slot.name, "from": before.value, "to": after.value},
-                )
-        else:
-            permit.release()
-        outcome = "timeout" if kind is ErrorKind.TIMEOUT else "error"
-        attempts.append(AttemptRecord(slot.name, outcome, seconds * 1000, kind.value))
-
-    def _deadline_cut(
-        self, slot: ProviderSlot, span: Span, start: float, attempts: list[AttemptRecord]
-    ) -> NoReturn:
-        seconds = time.perf_counter() - start
-        genai.record_failure(self.obs, slot.provider, span, "deadline_exceeded", seconds)
-        attempts.append(AttemptRecord(slot.name, "deadline", seconds * 1000, "deadline"))
-        raise DeadlineExceededError("the deadline passed before a provider answered", attempts)
+    def hold(self, slot: ProviderSlot, retry_after: float) -> None:
+        """Leave ``slot`` alone for every user's calls for ``retry_after`` seconds (at most
+        the policy's longest hold): it answered with Retry-After."""
+        now = self.clock()
+        seconds = min(retry_after, self.policy.max_hold_seconds)
+        if slot.hold_until <= now:  # a new hold, not one extended
+            self.events.held(slot.name, slot.route, seconds)
+        slot.hold(now, seconds)
 
     def _failover_event(
         self, route: str, previous: ProviderSlot, slot: ProviderSlot, error: ProviderError

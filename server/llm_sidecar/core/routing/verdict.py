@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from llm_sidecar.core.errors import (
-    AttemptRecord,
+from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy
+from llm_sidecar.core.vocabulary.errors import (
     DeadlineExceededError,
     ErrorKind,
     ProviderError,
     ProviderUnavailableError,
     StructuredOutputError,
 )
-from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy
+from llm_sidecar.core.vocabulary.models import AttemptRecord
 
 # Below this much time left an attempt cannot finish; fail fast instead.
 MIN_ATTEMPT_SECONDS = 0.002

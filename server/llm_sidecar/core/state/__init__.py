@@ -1,1 +1,2 @@
-"""Per-user state: response cache, conversations, usage ledger and the turns that write them."""
+"""Where per-user data lives: response cache, conversations, usage ledger, quota
+windows, and the turns that write them."""

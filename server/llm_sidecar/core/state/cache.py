@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llm_sidecar.core.models import CachedAnswer
+from llm_sidecar.core.vocabulary.models import CachedAnswer
 
 # Cost of one entry beyond its text: the 64-character key, the OrderedDict nodes
 # in the user cache and in the budget, the entry, answer and Completion objects.

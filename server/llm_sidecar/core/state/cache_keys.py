@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from hashlib import blake2b
 from typing import Any
 
-from llm_sidecar.core.models import ChatMessage, GenerationParams
-from llm_sidecar.core.tools import AUTO, Tool, ToolChoice
+from llm_sidecar.core.vocabulary.models import ChatMessage, GenerationParams
+from llm_sidecar.core.vocabulary.tools import AUTO, Tool, ToolChoice
 
 KEY_VERSION = b"llmsc-cache-v1"
 

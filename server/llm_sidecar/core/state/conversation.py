@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from llm_sidecar.core.models import ChatMessage
+from llm_sidecar.core.vocabulary.models import ChatMessage
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from llm_sidecar.core.admission.quota_store import MemoryQuotaLedger, UserQuota
 from llm_sidecar.core.state.conversation import (
     HistoryBounds,
     MemoryUserConversations,
     UserConversations,
 )
+from llm_sidecar.core.state.quota_store import MemoryQuotaLedger, UserQuota
 from llm_sidecar.core.state.turns import SeparateWrites, TurnWriter
 from llm_sidecar.core.state.usage import MemoryUsageLedger, UserUsage
 

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from llm_sidecar.core.admission.quota_store import Settlement
-from llm_sidecar.core.errors import StoreUnavailableError
-from llm_sidecar.core.models import ChatMessage
 from llm_sidecar.core.state.conversation import UserConversations
+from llm_sidecar.core.state.quota_store import Settlement
 from llm_sidecar.core.state.usage import UsageRow, UserUsage, undelivered
+from llm_sidecar.core.vocabulary.errors import StoreUnavailableError
+from llm_sidecar.core.vocabulary.models import ChatMessage
 
 log = logging.getLogger(__name__)
 

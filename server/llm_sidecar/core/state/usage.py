@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from llm_sidecar.core.models import Usage
+from llm_sidecar.core.vocabulary.models import Usage
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from llm_sidecar.config import RedisSettings
-from llm_sidecar.core.errors import StoreUnavailableError
 from llm_sidecar.core.state.store_status import StoreState, StoreStatus
+from llm_sidecar.core.vocabulary.errors import StoreUnavailableError
 from llm_sidecar.stores.redis import scripts
 from llm_sidecar.stores.redis.clients import client, cluster_client
 

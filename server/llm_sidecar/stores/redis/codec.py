@@ -6,9 +6,9 @@ import base64
 import json
 from collections.abc import Sequence
 
-from llm_sidecar.core.models import ChatMessage, Role
 from llm_sidecar.core.state.usage import COUNTERS, UsageRow
-from llm_sidecar.core.tools import Image, ToolCall
+from llm_sidecar.core.vocabulary.models import ChatMessage, Role
+from llm_sidecar.core.vocabulary.tools import Image, ToolCall
 
 # A stored message is one role letter followed by the content: decoding the
 # history is on every turn's path, and this measured far cheaper than JSON.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from llm_sidecar.core.models import ChatMessage
 from llm_sidecar.core.state.conversation import MemoryUserConversations
+from llm_sidecar.core.vocabulary.models import ChatMessage
 from llm_sidecar.stores.redis.backend import FAULTS, RedisBackend
 from llm_sidecar.stores.redis.codec import decode_message
 from llm_sidecar.stores.redis.keys import UserKeys

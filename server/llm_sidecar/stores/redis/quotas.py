@@ -9,7 +9,7 @@ from typing import Any
 
 from redis.exceptions import ClusterDownError, ClusterError, TryAgainError
 
-from llm_sidecar.core.admission.quota_store import Claim, Refusal
+from llm_sidecar.core.state.quota_store import Claim, Refusal
 from llm_sidecar.stores.redis.backend import FAULTS, RedisBackend
 from llm_sidecar.stores.redis.keys import UserKeys
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from llm_sidecar.core.admission.quota_store import UserQuota
 from llm_sidecar.core.state.conversation import (
     HistoryBounds,
     MemoryUserConversations,
     UserConversations,
 )
+from llm_sidecar.core.state.quota_store import UserQuota
 from llm_sidecar.core.state.store import MemoryStateStore, UserState
 from llm_sidecar.core.state.turns import SeparateWrites, TurnWriter
 from llm_sidecar.core.state.usage import UserUsage

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from llm_sidecar.core.admission.quota_store import Settlement
-from llm_sidecar.core.models import ChatMessage
 from llm_sidecar.core.state.conversation import HistoryBounds, MemoryUserConversations
+from llm_sidecar.core.state.quota_store import Settlement
 from llm_sidecar.core.state.turns import Turn
 from llm_sidecar.core.state.usage import UsageRow
+from llm_sidecar.core.vocabulary.models import ChatMessage
 from llm_sidecar.stores.redis.backend import RedisBackend
 from llm_sidecar.stores.redis.codec import encode_message, usage_increments
 from llm_sidecar.stores.redis.keys import UserKeys

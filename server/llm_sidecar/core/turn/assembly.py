@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from jsonschema.protocols import Validator
 
-from llm_sidecar.core.context import UserExecutionContext
-from llm_sidecar.core.models import AskInput, ChatMessage, ChatRequest, Completion, Usage
 from llm_sidecar.core.state.cache_keys import cache_key
-from llm_sidecar.core.structured import compile_schema
+from llm_sidecar.core.turn.structured import compile_schema
+from llm_sidecar.core.vocabulary.context import UserExecutionContext
+from llm_sidecar.core.vocabulary.models import AskInput, ChatMessage, ChatRequest, Completion, Usage
 
 
 @dataclass(slots=True)

@@ -6,8 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from llm_sidecar.core.errors import AttemptRecord
-from llm_sidecar.core.tools import AUTO, Image, Tool, ToolCall, ToolChoice
+from llm_sidecar.core.vocabulary.tools import AUTO, Image, Tool, ToolCall, ToolChoice
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -104,6 +103,16 @@ class Completion:
     usage: Usage | None = None
     #: Tools the model called (finish_reason "tool_calls"), arguments checked as JSON.
     tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One try of one provider while answering a request."""
+
+    provider: str
+    outcome: str
+    latency_ms: float
+    error_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import jsonschema
 from jsonschema.exceptions import SchemaError as _JsonSchemaError
 from jsonschema.protocols import Validator
 
-from llm_sidecar.core.errors import ErrorKind, ProviderError, SchemaError
+from llm_sidecar.core.vocabulary.errors import ErrorKind, ProviderError, SchemaError
 
 MAX_SCHEMA_BYTES = 64 * 1024
 

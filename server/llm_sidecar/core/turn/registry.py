@@ -8,15 +8,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from llm_sidecar.core.admission.billing import Billing
 from llm_sidecar.core.admission.limits import DEFAULT_USER_LIMITS, UserLimiter, UserLimits
-from llm_sidecar.core.billing import Billing
-from llm_sidecar.core.context import UserExecutionContext
-from llm_sidecar.core.errors import IsolationViolationError, ResourceExhaustedError
-from llm_sidecar.core.manager import LLMManager
 from llm_sidecar.core.observability import NOOP, Observability
 from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.cache import DEFAULT_CACHE_LIMITS, CacheBudget, CacheLimits, UserCache
 from llm_sidecar.core.state.store import StateStore
+from llm_sidecar.core.turn.manager import LLMManager
+from llm_sidecar.core.vocabulary.context import UserExecutionContext
+from llm_sidecar.core.vocabulary.errors import IsolationViolationError, ResourceExhaustedError
 
 DEFAULT_MAX_MANAGERS = 10_000
 DEFAULT_IDLE_TTL_SECONDS = 1800.0

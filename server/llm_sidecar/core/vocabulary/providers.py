@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from llm_sidecar.core.models import ChatRequest, Completion
-from llm_sidecar.core.tools import ToolCall
+from llm_sidecar.core.vocabulary.models import ChatRequest, Completion
+from llm_sidecar.core.vocabulary.tools import ToolCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +26,8 @@ NO_POOL = Connections()
 class Provider(Protocol):
     """One configured upstream: a base URL, credentials and a model id.
 
-    Implementations raise :class:`~llm_sidecar.core.errors.ProviderError` with
-    the right :class:`~llm_sidecar.core.errors.ErrorKind` for every failure,
+    Implementations raise :class:`~llm_sidecar.core.vocabulary.errors.ProviderError` with
+    the right :class:`~llm_sidecar.core.vocabulary.errors.ErrorKind` for every failure,
     and never put credentials or URLs in error text. Timeouts are enforced by
     the caller (the router), so adapters need not set their own.
     """

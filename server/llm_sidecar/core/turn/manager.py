@@ -19,13 +19,21 @@ from typing import Any
 
 from opentelemetry import trace
 
+from llm_sidecar.core.admission.billing import Billing, Charges
 from llm_sidecar.core.admission.limits import UserLimiter
-from llm_sidecar.core.admission.quota_store import Settlement
 from llm_sidecar.core.admission.quotas import Reservation
-from llm_sidecar.core.billing import Billing, Charges
-from llm_sidecar.core.context import UserExecutionContext
-from llm_sidecar.core.errors import IsolationViolationError, StoreUnavailableError
-from llm_sidecar.core.models import (
+from llm_sidecar.core.observability import NOOP, Observability
+from llm_sidecar.core.routing.router import Refused, Router
+from llm_sidecar.core.state.cache import UserCache
+from llm_sidecar.core.state.quota_store import Settlement
+from llm_sidecar.core.state.store import UserState
+from llm_sidecar.core.state.turns import Turn
+from llm_sidecar.core.state.usage import UsageRow
+from llm_sidecar.core.turn.assembly import Prepared, estimate_usage, exchange, prepare
+from llm_sidecar.core.turn.structured import canonical_json, validate_output
+from llm_sidecar.core.vocabulary.context import UserExecutionContext
+from llm_sidecar.core.vocabulary.errors import IsolationViolationError, StoreUnavailableError
+from llm_sidecar.core.vocabulary.models import (
     AskInput,
     AskResult,
     CachedAnswer,
@@ -36,15 +44,7 @@ from llm_sidecar.core.models import (
     StreamEvent,
     Usage,
 )
-from llm_sidecar.core.observability import NOOP, Observability
-from llm_sidecar.core.routing.router import Refused, Router
-from llm_sidecar.core.state.cache import UserCache
-from llm_sidecar.core.state.store import UserState
-from llm_sidecar.core.state.turns import Turn
-from llm_sidecar.core.state.usage import UsageRow
-from llm_sidecar.core.structured import canonical_json, validate_output
-from llm_sidecar.core.tools import ToolCall
-from llm_sidecar.core.turn_assembly import Prepared, estimate_usage, exchange, prepare
+from llm_sidecar.core.vocabulary.tools import ToolCall
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llm_sidecar.core.admission.quota_store import UserQuota
+from llm_sidecar.core.admission.pricing import PriceBook
 from llm_sidecar.core.admission.quotas import (
     DEFAULT_QUOTA_LIMITS,
     QuotaGate,
@@ -22,10 +22,10 @@ from llm_sidecar.core.admission.quotas import (
     Spend,
     input_token_bound,
 )
-from llm_sidecar.core.models import ChatRequest, Usage
 from llm_sidecar.core.observability import NOOP, Observability
-from llm_sidecar.core.pricing import PriceBook
+from llm_sidecar.core.state.quota_store import UserQuota
 from llm_sidecar.core.state.usage import UsageRow, answer_row, refused_row
+from llm_sidecar.core.vocabulary.models import ChatRequest, Usage
 
 
 @dataclass(frozen=True, slots=True)

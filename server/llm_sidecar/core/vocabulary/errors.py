@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from llm_sidecar.core.models import Usage
+from llm_sidecar.core.vocabulary.models import AttemptRecord, Usage
 
 
 class SidecarError(Exception):
@@ -136,16 +133,6 @@ class ProviderError(SidecarError):
         """This error, noting the usage the provider billed for the refused answer."""
         self.billed = usage
         return self
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """One try of one provider while answering a request."""
-
-    provider: str
-    outcome: str
-    latency_ms: float
-    error_type: str = ""
 
 
 class ProviderRejectedError(SidecarError):

@@ -9,10 +9,10 @@ import json
 import re
 from collections.abc import Sequence
 
-from llm_sidecar.core.errors import InvalidRequestError
-from llm_sidecar.core.models import AskInput, ChatMessage
-from llm_sidecar.core.structured import checked_schema
-from llm_sidecar.core.tools import IMAGE_TYPES, Image, ToolCall
+from llm_sidecar.core.turn.structured import checked_schema
+from llm_sidecar.core.vocabulary.errors import InvalidRequestError
+from llm_sidecar.core.vocabulary.models import AskInput, ChatMessage
+from llm_sidecar.core.vocabulary.tools import IMAGE_TYPES, Image, ToolCall
 
 MAX_TOOLS = 128
 MAX_MESSAGES = 1024

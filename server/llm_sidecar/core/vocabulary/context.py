@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from llm_sidecar.core.errors import InvalidContextError
+from llm_sidecar.core.vocabulary.errors import InvalidContextError
 
 USER_ID_KEY = "x-user-id"
 SESSION_ID_KEY = "x-session-id"

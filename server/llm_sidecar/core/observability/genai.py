@@ -16,10 +16,10 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from llm_sidecar.core.errors import ProviderError
-from llm_sidecar.core.models import ChatRequest, Completion
 from llm_sidecar.core.observability import NO_SPAN, Observability
-from llm_sidecar.core.providers import Provider
+from llm_sidecar.core.vocabulary.errors import ProviderError
+from llm_sidecar.core.vocabulary.models import ChatRequest, Completion
+from llm_sidecar.core.vocabulary.providers import Provider
 
 OPERATION = "chat"
 

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from llm_sidecar.core.background import BackgroundTask, Periodic
-from llm_sidecar.core.registry import ManagerRegistry
 from llm_sidecar.core.state.cache import CacheBudget
+from llm_sidecar.core.turn.registry import ManagerRegistry
 
 log = logging.getLogger(__name__)
 

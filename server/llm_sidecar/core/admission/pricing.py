@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
-from llm_sidecar.core.models import Usage
+from llm_sidecar.core.vocabulary.models import Usage
 
 
 @dataclass(frozen=True, slots=True)
