@@ -42,47 +42,55 @@ from llm_sidecar.transport.server import (
 
 log = logging.getLogger("llm_sidecar")
 
+#: Longest shutdown waits for the store's or the providers' connections to close.
+RELEASE_SECONDS = 2.0
+
 
 class Sidecar:
     """One running sidecar: gRPC server, managers, providers and background tasks."""
 
     def __init__(self, settings: Settings, *, telemetry: TelemetryHandles | None = None) -> None:
-        s = settings
         self.settings = settings
         withhold_library_log_arguments()
-        self.telemetry = telemetry or setup_telemetry(s.telemetry)
+        self.telemetry = telemetry or setup_telemetry(settings.telemetry)
         self.obs = self.telemetry.observability
         #: Bound listener addresses, known once started.
         self.addresses: list[str] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._stopping = False
+        self._build_core(settings)
+        self._build_edges(settings)
+
+    def _build_core(self, settings: Settings) -> None:
+        """Providers, router, stores, billing, the manager factory and registry, the
+        resource supervisor, and the service over them."""
         #: Every provider's connection pool.
         self.http = HttpPools()
-        self.router = wiring.router(s, self.http, self.obs)
-        self.state, self.store = wiring.state_store(s)
-        self.budget = CacheBudget(s.cache.global_max_bytes)
-        self.billing = wiring.billing(s, self.state, self.obs)
+        self.router = wiring.router(settings, self.http, self.obs)
+        self.state, self.store = wiring.state_store(settings)
+        self.budget = CacheBudget(settings.cache.global_max_bytes)
+        self.billing = wiring.billing(settings, self.obs)
         self.factory = LLMManagerFactory(
             router=self.router,
             budget=self.budget,
             state=self.state,
-            cache_limits=wiring.cache_limits(s),
-            user_limits=wiring.user_limits(s),
+            cache_limits=wiring.cache_limits(settings),
+            user_limits=wiring.user_limits(settings),
             billing=self.billing,
             observability=self.obs,
         )
         self.registry = ManagerRegistry(
             self.factory.create_llm_manager,
-            max_managers=s.managers.max_managers,
-            idle_ttl_seconds=s.managers.idle_ttl_seconds,
+            max_managers=settings.managers.max_managers,
+            idle_ttl_seconds=settings.managers.idle_ttl_seconds,
         )
         self.monitor = ResourceMonitor(
             registry=self.registry,
             budget=self.budget,
-            thresholds=wiring.thresholds(s),
+            thresholds=wiring.thresholds(settings),
             in_flight=lambda: self.registry.in_flight,
-            interval_seconds=s.resources.sample_interval_seconds,
+            interval_seconds=settings.resources.sample_interval_seconds,
             on_alert=lambda level, what: self.obs.alerts.add(1, {"level": level, "resource": what}),
         )
         self.service = LLMService(
@@ -90,9 +98,12 @@ class Sidecar:
             factory=self.factory,
             router=self.router,
             monitor=self.monitor,
-            max_prompt_chars=s.server.max_prompt_chars,
+            max_prompt_chars=settings.server.max_prompt_chars,
             store=self.store,
         )
+
+    def _build_edges(self, settings: Settings) -> None:
+        """Gauges, the access log, the servers and their health, and provider probes."""
         register_gauges(
             self.obs.meter,
             registry=self.registry,
@@ -102,16 +113,16 @@ class Sidecar:
             usage_dropped_users=lambda: self.state.memory.usage.dropped_users,
         )
         self.access = AccessLog(
-            enabled=s.telemetry.access_log,
-            sample_rate=s.telemetry.access_log_sample_rate,
+            enabled=settings.telemetry.access_log,
+            sample_rate=settings.telemetry.access_log_sample_rate,
             user_ref=self.obs.user_ref,
         )
-        self.servers = build_servers(s.server, self.service, self.obs, self.access)
+        self.servers = build_servers(settings.server, self.service, self.obs, self.access)
         self.health = self.servers.health
         self.health_monitor = HealthMonitor(
             self.router,
-            interval_seconds=s.failover.health_interval_seconds,
-            probe_timeout_seconds=s.failover.probe_timeout_seconds,
+            interval_seconds=settings.failover.health_interval_seconds,
+            probe_timeout_seconds=settings.failover.probe_timeout_seconds,
             on_serving_change=self._providers_changed,
         )
         # A circuit that opens or closes during calls changes provider health at once,
@@ -246,10 +257,19 @@ class Sidecar:
         self._stopped.set()
 
     async def _release(self) -> None:
-        """Close what construction opened: store connections, provider sessions, exporters."""
-        with contextlib.suppress(Exception):
-            await self.state.aclose()
-        await self.http.aclose()
+        """Close what construction opened: store connections, provider sessions, exporters.
+        Each step is bounded: a store that does not answer must not hold the exit."""
+        for name, close in (
+            ("shared state store", self.state.aclose),
+            ("providers", self.http.aclose),
+        ):
+            try:
+                async with asyncio.timeout(RELEASE_SECONDS):
+                    await close()
+            except Exception as exc:
+                log.warning(
+                    "not closed cleanly", extra={"what": name, "error_type": type(exc).__name__}
+                )
         self.telemetry.shutdown()
 
     async def wait_closed(self) -> None:

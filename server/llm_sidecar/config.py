@@ -296,7 +296,7 @@ class LimitSettings(_Section):
     tokens_per_minute_per_user: int = Field(default=DEFAULT_USER_LIMITS.tokens_per_minute, ge=0)
 
 
-_Q = DEFAULT_QUOTA_LIMITS
+_QUOTA_DEFAULTS = DEFAULT_QUOTA_LIMITS
 
 
 class QuotaSettings(_Section):
@@ -310,19 +310,19 @@ class QuotaSettings(_Section):
     requests_per_minute: int = Field(default=0, ge=0)
     #: Output cap sent with a call that sets no max_tokens while a USD or token quota
     #: is on (so its reservation is a real bound).
-    default_max_tokens: int = Field(default=_Q.default_max_tokens, ge=1)
+    default_max_tokens: int = Field(default=_QUOTA_DEFAULTS.default_max_tokens, ge=1)
     #: Input tokens reserved for each image.
-    tokens_per_image: int = Field(default=_Q.tokens_per_image, ge=0)
+    tokens_per_image: int = Field(default=_QUOTA_DEFAULTS.tokens_per_image, ge=0)
     #: Longest a reservation lives when its call never ends (a crashed replica).
-    reservation_ttl_seconds: float = Field(default=_Q.reservation_ttl_seconds, gt=0)
+    reservation_ttl_seconds: float = Field(default=_QUOTA_DEFAULTS.reservation_ttl_seconds, gt=0)
     #: Redis unreachable: "fail_closed" refuses calls (UNAVAILABLE); "fail_open"
     #: enforces the limits in this sidecar alone, logged, counted, SharedState NOT_SERVING.
-    on_store_down: Literal["fail_closed", "fail_open"] = _Q.on_store_down
+    on_store_down: Literal["fail_closed", "fail_open"] = _QUOTA_DEFAULTS.on_store_down
     #: Window lengths, for tests and drills: 60, 86400 (UTC days) and 0 (UTC calendar
     #: months) are the real ones.
-    minute_seconds: float = Field(default=_Q.minute_seconds, ge=1)
-    day_seconds: float = Field(default=_Q.day_seconds, ge=1)
-    month_seconds: float = Field(default=_Q.month_seconds, ge=0)
+    minute_seconds: float = Field(default=_QUOTA_DEFAULTS.minute_seconds, ge=1)
+    day_seconds: float = Field(default=_QUOTA_DEFAULTS.day_seconds, ge=1)
+    month_seconds: float = Field(default=_QUOTA_DEFAULTS.month_seconds, ge=0)
 
 
 class ResourceSettings(_Section):

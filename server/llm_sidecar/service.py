@@ -25,7 +25,7 @@ from llm_sidecar.core.turn.registry import LLMManagerFactory, ManagerRegistry
 from llm_sidecar.core.turn.supervisor import ResourceMonitor, ResourceSnapshot
 from llm_sidecar.core.vocabulary.context import SESSION_ID_KEY, UserExecutionContext, validate_id
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError, RequestTooLargeError
-from llm_sidecar.core.vocabulary.models import AskInput, AskResult, ChatMessage, StreamEvent
+from llm_sidecar.core.vocabulary.models import AskInput, AskResult, ChatMessage
 from llm_sidecar.core.vocabulary.providers import Connections
 from llm_sidecar.core.vocabulary.tools import ToolCall
 
@@ -118,7 +118,7 @@ class LLMService:
 
     def ask_stream(
         self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None
-    ) -> AsyncIterator[str | ToolCall | StreamEvent]:
+    ) -> AsyncIterator[str | ToolCall | AskResult]:
         """Stream an answer for the caller: text deltas and tool calls, then the result.
 
         Validates and finds the manager now; the manager's own stream is handed
@@ -131,7 +131,7 @@ class LLMService:
 
     async def _checked_stream(
         self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None
-    ) -> AsyncIterator[str | ToolCall | StreamEvent]:
+    ) -> AsyncIterator[str | ToolCall | AskResult]:
         await self._check_tool_results(ctx, inp)
         async for item in self.registry.get_or_create(ctx).ask_stream(ctx, inp, deadline):
             yield item
@@ -207,7 +207,7 @@ class LLMService:
         session = self._session(ctx, session_id, required=False) if session_id else None
         state = self._state(ctx)
         rows = await state.usage.rows(session)
-        quotas = await self.factory.billing.gate.status(ctx.user_id, state.quota)
+        quotas = await self.factory.billing.quota_status(state.quotas)
         return total_of(rows), rows, quotas
 
     # -- operator views ------------------------------------------------------------

@@ -28,39 +28,39 @@ from llm_sidecar.stores.redis import RedisBackend, RedisStateStore
 
 def router(settings: Settings, pools: HttpPools, obs: Observability) -> Router:
     """Every model's provider chain, each provider with its own breaker."""
-    f = settings.failover
+    failover = settings.failover
     breaker = BreakerPolicy(
-        failure_threshold=f.failure_threshold,
-        window_seconds=f.failure_window_seconds,
-        cooldown_seconds=f.cooldown_seconds,
-        half_open_max_calls=f.half_open_max_calls,
+        failure_threshold=failover.failure_threshold,
+        window_seconds=failover.failure_window_seconds,
+        cooldown_seconds=failover.cooldown_seconds,
+        half_open_max_calls=failover.half_open_max_calls,
     )
     routes: dict[str, list[ProviderSlot]] = {}
     for route_name, route in settings.models.items():
         slots = [
             ProviderSlot(
-                provider=build_provider(p, pools),
+                provider=build_provider(entry, pools),
                 route=route_name,
-                timeout_seconds=p.timeout_seconds,
-                weight=p.weight,
-                priority=index if p.priority is None else p.priority,
+                timeout_seconds=entry.timeout_seconds,
+                weight=entry.weight,
+                priority=index if entry.priority is None else entry.priority,
                 breaker=CircuitBreaker(breaker),
             )
-            for index, p in enumerate(route.providers)
+            for index, entry in enumerate(route.providers)
         ]
         routes[route_name] = sorted(slots, key=lambda slot: slot.priority)
     policy = RetryPolicy(
-        retry_rounds=f.retry_rounds,
-        backoff_base_seconds=f.backoff_base_seconds,
-        backoff_max_seconds=f.backoff_max_seconds,
-        max_hold_seconds=f.max_hold_seconds,
+        retry_rounds=failover.retry_rounds,
+        backoff_base_seconds=failover.backoff_base_seconds,
+        backoff_max_seconds=failover.backoff_max_seconds,
+        max_hold_seconds=failover.max_hold_seconds,
     )
     return Router(routes, default_model=settings.default_model, policy=policy, observability=obs)
 
 
 def history_bounds(settings: Settings) -> HistoryBounds:
-    h = settings.history
-    return HistoryBounds(h.max_turns, h.max_bytes, h.ttl_seconds)
+    history = settings.history
+    return HistoryBounds(history.max_turns, history.max_bytes, history.ttl_seconds)
 
 
 def state_store(settings: Settings) -> tuple[StateStore, RedisBackend | None]:
@@ -68,18 +68,18 @@ def state_store(settings: Settings) -> tuple[StateStore, RedisBackend | None]:
     bounds = history_bounds(settings)
     limits = quota_limits(settings)
     memory = MemoryStateStore(bounds, quotas=MemoryQuotaLedger(QuotaGate.keep_seconds(limits)))
-    r = settings.redis
-    quotas = r.quotas and bool(limits.active)
-    if not r.url or not (r.conversations or r.usage or quotas):
+    redis = settings.redis
+    quotas = redis.quotas and bool(limits.active)
+    if not redis.url or not (redis.conversations or redis.usage or quotas):
         return memory, None
-    backend = RedisBackend(r)
+    backend = RedisBackend(redis)
     store = RedisStateStore(
         backend,
         bounds,
         memory,
-        conversations=r.conversations,
-        usage=r.usage,
-        quotas=r.quotas,
+        conversations=redis.conversations,
+        usage=redis.usage,
+        quotas=redis.quotas,
     )
     return store, backend
 
@@ -88,16 +88,21 @@ def prices(settings: Settings) -> PriceBook:
     """Every priced (route, provider) pair."""
     book: dict[tuple[str, str], Price] = {}
     for route_name, route in settings.models.items():
-        for p in route.providers:
-            if p.price is not None:
-                book[(route_name, p.name)] = price_of(
-                    p.price.input,
-                    p.price.output,
-                    cached_input=p.price.cached_input,
-                    cache_write_input=p.price.cache_write_input,
-                    reasoning=p.price.reasoning,
+        for entry in route.providers:
+            price = entry.price
+            if price is not None:
+                book[(route_name, entry.name)] = price_of(
+                    price.input,
+                    price.output,
+                    cached_input=price.cached_input,
+                    cache_write_input=price.cache_write_input,
+                    reasoning=price.reasoning,
                 )
-    return PriceBook(book)
+    chains = {
+        name: tuple(entry.name for entry in route.providers)
+        for name, route in settings.models.items()
+    }
+    return PriceBook(book, chains)
 
 
 def _micro_usd(usd: Decimal) -> int:
@@ -105,35 +110,35 @@ def _micro_usd(usd: Decimal) -> int:
 
 
 def quota_limits(settings: Settings) -> QuotaLimits:
-    q = settings.quotas
+    quotas = settings.quotas
     return QuotaLimits(
-        usd_per_day_micro=_micro_usd(q.usd_per_day),
-        usd_per_month_micro=_micro_usd(q.usd_per_month),
-        tokens_per_minute=q.tokens_per_minute,
-        requests_per_minute=q.requests_per_minute,
-        default_max_tokens=q.default_max_tokens,
-        tokens_per_image=q.tokens_per_image,
-        reservation_ttl_seconds=q.reservation_ttl_seconds,
-        on_store_down=q.on_store_down,
-        minute_seconds=q.minute_seconds,
-        day_seconds=q.day_seconds,
-        month_seconds=q.month_seconds,
+        usd_per_day_micro=_micro_usd(quotas.usd_per_day),
+        usd_per_month_micro=_micro_usd(quotas.usd_per_month),
+        tokens_per_minute=quotas.tokens_per_minute,
+        requests_per_minute=quotas.requests_per_minute,
+        default_max_tokens=quotas.default_max_tokens,
+        tokens_per_image=quotas.tokens_per_image,
+        reservation_ttl_seconds=quotas.reservation_ttl_seconds,
+        on_store_down=quotas.on_store_down,
+        minute_seconds=quotas.minute_seconds,
+        day_seconds=quotas.day_seconds,
+        month_seconds=quotas.month_seconds,
     )
 
 
-def billing(settings: Settings, state: StateStore, obs: Observability) -> Billing:
-    """Prices and the quota gate; fail-open admits against the in-process ledger."""
-    gate = QuotaGate(quota_limits(settings), fallback=state.memory.quotas, observability=obs)
+def billing(settings: Settings, obs: Observability) -> Billing:
+    """Prices and the quota gate."""
+    gate = QuotaGate(quota_limits(settings), observability=obs)
     return Billing(prices(settings), gate, observability=obs)
 
 
 def cache_limits(settings: Settings) -> CacheLimits:
-    c = settings.cache
+    cache = settings.cache
     return CacheLimits(
-        enabled=c.enabled,
-        max_entries=c.max_entries_per_user,
-        max_bytes=c.max_bytes_per_user,
-        ttl_seconds=c.ttl_seconds,
+        enabled=cache.enabled,
+        max_entries=cache.max_entries_per_user,
+        max_bytes=cache.max_bytes_per_user,
+        ttl_seconds=cache.ttl_seconds,
     )
 
 
@@ -147,16 +152,16 @@ def user_limits(settings: Settings) -> UserLimits:
 
 def thresholds(settings: Settings) -> Thresholds:
     """Resource thresholds in absolute figures (the settings give ratios of the budgets)."""
-    r = settings.resources
+    resources = settings.resources
     cache_max = settings.cache.global_max_bytes
     managers_max = settings.managers.max_managers
     return Thresholds(
-        rss_warning=r.rss_warning_bytes,
-        rss_critical=r.rss_critical_bytes,
-        cache_warning=int(cache_max * r.cache_warning_ratio),
-        cache_critical=int(cache_max * r.cache_critical_ratio),
-        managers_warning=int(managers_max * r.managers_warning_ratio),
-        managers_critical=int(managers_max * r.managers_critical_ratio),
-        keep_fraction=r.degraded_keep_fraction,
-        keep_turns=r.degraded_keep_turns,
+        rss_warning=resources.rss_warning_bytes,
+        rss_critical=resources.rss_critical_bytes,
+        cache_warning=int(cache_max * resources.cache_warning_ratio),
+        cache_critical=int(cache_max * resources.cache_critical_ratio),
+        managers_warning=int(managers_max * resources.managers_warning_ratio),
+        managers_critical=int(managers_max * resources.managers_critical_ratio),
+        keep_fraction=resources.degraded_keep_fraction,
+        keep_turns=resources.degraded_keep_turns,
     )

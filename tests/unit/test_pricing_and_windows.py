@@ -59,9 +59,10 @@ def test_unset_classes_take_the_input_or_output_price() -> None:
 
 
 def test_a_route_with_an_unpriced_provider_has_no_worst_case() -> None:
-    book = PriceBook({("m", "a"): price_of(1, 2), ("m", "b"): price_of(3, 1)})
-    assert book.worst_case("m", ["a", "b"], 10, 10) == 40
-    assert book.worst_case("m", ["a", "c"], 10, 10) is None
+    prices = {("m", "a"): price_of(1, 2), ("m", "b"): price_of(3, 1), ("n", "a"): price_of(1, 2)}
+    book = PriceBook(prices, {"m": ("a", "b"), "n": ("a", "c")})
+    assert book.worst_case("m", 10, 10) == 40
+    assert book.worst_case("n", 10, 10) is None
     assert book.cost("m", "c", Usage(1, 1, 2)) is None
 
 

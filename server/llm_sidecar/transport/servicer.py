@@ -11,7 +11,7 @@ from llm_manager.v1 import llm_manager_pb2 as pb
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.turn.structured import parse_schema
 from llm_sidecar.core.vocabulary.context import UserExecutionContext
-from llm_sidecar.core.vocabulary.models import AskResult, StreamEvent
+from llm_sidecar.core.vocabulary.models import AskResult
 from llm_sidecar.core.vocabulary.tools import ToolCall
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.access import AccessLog
@@ -34,18 +34,18 @@ ADMIN_MAX_REQUEST_BYTES = 4096
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
-def stream_result(item: str | ToolCall | StreamEvent) -> AskResult | None:
-    """The answer a stream's last item carries."""
-    return item.result if isinstance(item, StreamEvent) else None
+def stream_result(item: str | ToolCall | AskResult) -> AskResult | None:
+    """The answer a stream's last item is."""
+    return item if isinstance(item, AskResult) else None
 
 
-def stream_chunk(item: str | ToolCall | StreamEvent, index: int) -> pb.AskStreamChunk:
+def stream_chunk(item: str | ToolCall | AskResult, index: int) -> pb.AskStreamChunk:
     """One AskStream message: a delta, a whole tool call, or the last one with the metadata."""
     if isinstance(item, str):
         return pb.AskStreamChunk(delta=item, index=index)
     if isinstance(item, ToolCall):
         return pb.AskStreamChunk(index=index, tool_call=tool_call_msg(item))
-    return pb.AskStreamChunk(index=index, metadata=metadata_msg(item.result))
+    return pb.AskStreamChunk(index=index, metadata=metadata_msg(item))
 
 
 class LLMManagerServicer:
@@ -96,7 +96,7 @@ class LLMManagerServicer:
 
     def _ask_stream(
         self, ctx: UserExecutionContext, req: pb.AskRequest, deadline: float | None
-    ) -> AsyncIterator[str | ToolCall | StreamEvent]:
+    ) -> AsyncIterator[str | ToolCall | AskResult]:
         return self._service.ask_stream(ctx, ask_input(req), deadline)
 
     async def _is_cached(

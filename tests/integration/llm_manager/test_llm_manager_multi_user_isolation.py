@@ -34,8 +34,10 @@ async def test_factory_creates_isolated_managers(sidecar: Sidecar, client_factor
     assert a is not None and b is not None and a is not b
     assert a.context.user_id == "alice" and b.context.user_id == "bob"
     # No mutable state in common.
-    for attr in ("cache", "conversations", "usage_ledger", "limiter", "_thread_locks"):
+    for attr in ("cache", "state", "limiter", "pipeline"):
         assert getattr(a, attr) is not getattr(b, attr), attr
+    for store in ("conversations", "usage", "turns", "quotas"):
+        assert getattr(a.state, store) is not getattr(b.state, store), store
     assert len(a.cache) == 1 and len(b.cache) == 1
     # The registry keeps exactly one manager per user; the factory always builds a new one.
     ctx = UserExecutionContext(user_id="alice", session_id="s2")

@@ -1,29 +1,30 @@
 """What a call costs and whether a user's quotas admit it.
 
-The manager asks :class:`Billing` twice per call that reaches a provider:
-before it (``admit``: reserve the worst case, cap the output so the worst
-case is a real bound) and after it (``charges``: the ledger rows and the
-exact spend, priced per token class). A cache hit reaches no provider and is
-neither admitted nor charged.
+The pipeline asks :class:`Billing` twice per call that reaches a provider:
+before it (``admit``: reserve the worst case) and after it (``charges``: the
+ledger rows and the exact spend, priced per token class). A cache hit reaches
+no provider and is neither admitted nor charged. A call's output cap, which
+makes its worst case a real bound, is set while the call is prepared
+(``output_cap``), so what is sent is decided in one place.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from llm_sidecar.core.admission.pricing import PriceBook
 from llm_sidecar.core.admission.quotas import (
     DEFAULT_QUOTA_LIMITS,
     QuotaGate,
+    QuotaView,
     Reservation,
     Spend,
     input_token_bound,
 )
 from llm_sidecar.core.observability import NOOP, Observability
-from llm_sidecar.core.state.quota_store import UserQuota
+from llm_sidecar.core.state.quota_store import UserQuotas
 from llm_sidecar.core.state.usage import UsageRow, answer_row, refused_row
 from llm_sidecar.core.vocabulary.models import ChatRequest, Usage
 
@@ -36,6 +37,16 @@ class Charges:
     spend: Spend
     #: The accepted answer's cost (None: unknown, no price; 0 for a cache hit).
     cost: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Worst:
+    """The most one call may use: of ``route``, at most ``input_tokens`` in and
+    ``output_tokens`` out (0 for a call that produces no tokens, such as embeddings)."""
+
+    route: str
+    input_tokens: int
+    output_tokens: int
 
 
 class Billing:
@@ -52,32 +63,40 @@ class Billing:
         self.gate = gate or QuotaGate(DEFAULT_QUOTA_LIMITS)
         self._obs = observability
 
+    @property
+    def default_output_cap(self) -> int:
+        """The output cap of a call that sets none, when a quota needs one."""
+        return self.gate.limits.default_max_tokens
+
+    def output_cap(self) -> int | None:
+        """The output cap a call without one must be sent with, or None when no quota
+        counts tokens or money (then its output needs no bound)."""
+        limits = self.gate.limits
+        return limits.default_max_tokens if self.gate.active and limits.caps_output else None
+
+    def input_bound(self, request: ChatRequest) -> int:
+        """At least as many input tokens as ``request`` can be billed for."""
+        return input_token_bound(request, self.gate.limits.tokens_per_image)
+
     async def admit(
-        self,
-        user_id: str,
-        quota: UserQuota,
-        route: str,
-        providers: Sequence[str],
-        request: ChatRequest,
-        deadline: float | None,
-    ) -> tuple[ChatRequest, Reservation | None]:
-        """Reserve the call's worst case; the request to send (its output capped when a
-        quota needs a bound) and the reservation (None when no quota is on)."""
+        self, quotas: UserQuotas, worst_case: Callable[[], Worst], deadline: float | None
+    ) -> Reservation | None:
+        """Reserve the call's worst case (worked out only when a quota is on) in the
+        user's ``quotas``; None when no quota is on."""
         gate = self.gate
         if not gate.active:
-            return request, None
-        limits = gate.limits
-        if limits.caps_output and request.params.max_tokens is None:
-            params = dataclasses.replace(request.params, max_tokens=limits.default_max_tokens)
-            request = dataclasses.replace(request, params=params)
-        output = request.params.max_tokens or limits.default_max_tokens
-        inputs = input_token_bound(request, limits.tokens_per_image)
+            return None
+        worst = worst_case()
         usd = 0
-        if limits.needs_prices:
-            usd = self.prices.worst_case(route, providers, inputs, output) or 0
-        worst = Spend(requests=1, tokens=inputs + output, micro_usd=usd)
+        if gate.limits.needs_prices:
+            usd = self.prices.worst_case(worst.route, worst.input_tokens, worst.output_tokens) or 0
+        spend = Spend(requests=1, tokens=worst.input_tokens + worst.output_tokens, micro_usd=usd)
         left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        return request, await gate.admit(user_id, quota, worst, left)
+        return await gate.admit(quotas, spend, left)
+
+    async def quota_status(self, quotas: UserQuotas) -> list[QuotaView]:
+        """The user's active quotas in their current windows."""
+        return await self.gate.status(quotas)
 
     def charges(
         self,

@@ -8,7 +8,6 @@ answer. A provider with no price has an unknown cost (None), never 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
@@ -59,10 +58,16 @@ class Price:
 
 
 class PriceBook:
-    """Prices per (route, provider); a pair without one costs None (unknown)."""
+    """Prices per (route, provider); a pair without one costs None (unknown). It knows
+    each route's providers, so the worst case of a route covers its whole chain."""
 
-    def __init__(self, prices: dict[tuple[str, str], Price] | None = None) -> None:
+    def __init__(
+        self,
+        prices: dict[tuple[str, str], Price] | None = None,
+        chains: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self._prices = dict(prices or {})
+        self._chains = dict(chains or {})
 
     def price(self, route: str, provider: str) -> Price | None:
         """The price of ``provider`` when answering ``route``."""
@@ -73,13 +78,11 @@ class PriceBook:
         price = self._prices.get((route, provider))
         return None if price is None else price.cost_micro_usd(usage)
 
-    def worst_case(
-        self, route: str, providers: Iterable[str], input_tokens: int, output_tokens: int
-    ) -> int | None:
-        """The most one answer of ``route`` can cost from any of ``providers`` (None when
-        one of them has no price)."""
+    def worst_case(self, route: str, input_tokens: int, output_tokens: int) -> int | None:
+        """The most one answer of ``route`` can cost from any provider of its chain (None
+        when one of them has no price)."""
         worst = 0
-        for name in providers:
+        for name in self._chains.get(route, ()):
             price = self._prices.get((route, name))
             if price is None:
                 return None

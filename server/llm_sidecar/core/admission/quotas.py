@@ -29,10 +29,10 @@ from typing import Literal
 from llm_sidecar.core.observability import NOOP, Observability
 from llm_sidecar.core.state.quota_store import (
     Claim,
-    MemoryQuotaLedger,
     Refusal,
     Settlement,
     UserQuota,
+    UserQuotas,
 )
 from llm_sidecar.core.vocabulary.errors import QuotaExceededError, StoreUnavailableError
 from llm_sidecar.core.vocabulary.models import ChatRequest
@@ -41,12 +41,23 @@ log = logging.getLogger(__name__)
 
 OnStoreDown = Literal["fail_closed", "fail_open"]
 
-#: name -> (unit, window kind)
-QUOTAS: dict[str, tuple[str, str]] = {
-    "usd_per_day": ("micro_usd", "day"),
-    "usd_per_month": ("micro_usd", "month"),
-    "tokens_per_minute": ("tokens", "minute"),
-    "requests_per_minute": ("requests", "minute"),
+
+@dataclass(frozen=True, slots=True)
+class QuotaKind:
+    """What one quota counts, over which window, and which limit of
+    :class:`QuotaLimits` holds its size."""
+
+    unit: str
+    window: str
+    limit_field: str
+
+
+#: Every quota the sidecar knows, by name.
+QUOTAS: dict[str, QuotaKind] = {
+    "usd_per_day": QuotaKind("micro_usd", "day", "usd_per_day_micro"),
+    "usd_per_month": QuotaKind("micro_usd", "month", "usd_per_month_micro"),
+    "tokens_per_minute": QuotaKind("tokens", "minute", "tokens_per_minute"),
+    "requests_per_minute": QuotaKind("requests", "minute", "requests_per_minute"),
 }
 
 
@@ -73,12 +84,8 @@ class QuotaLimits:
 
     def limit(self, quota: str) -> int:
         """The limit of ``quota`` in its unit (0: off)."""
-        return {
-            "usd_per_day": self.usd_per_day_micro,
-            "usd_per_month": self.usd_per_month_micro,
-            "tokens_per_minute": self.tokens_per_minute,
-            "requests_per_minute": self.requests_per_minute,
-        }[quota]
+        limit: int = getattr(self, QUOTAS[quota].limit_field)
+        return limit
 
     @property
     def active(self) -> tuple[str, ...]:
@@ -89,12 +96,12 @@ class QuotaLimits:
     def caps_output(self) -> bool:
         """Whether a call's output must be capped for its reservation to be a bound
         (a quota counts tokens or money)."""
-        return any(QUOTAS[q][0] != "requests" for q in self.active)
+        return any(QUOTAS[q].unit != "requests" for q in self.active)
 
     @property
     def needs_prices(self) -> bool:
         """Whether a quota counts money."""
-        return any(QUOTAS[q][0] == "micro_usd" for q in self.active)
+        return any(QUOTAS[q].unit == "micro_usd" for q in self.active)
 
     def window(self, kind: str, now: float) -> tuple[str, float]:
         """(id, end) of the window of ``kind`` holding ``now``."""
@@ -148,7 +155,7 @@ class Spend:
     micro_usd: int = 0
 
     def of(self, quota: str) -> int:
-        unit = QUOTAS[quota][0]
+        unit = QUOTAS[quota].unit
         if unit == "requests":
             return self.requests
         return self.tokens if unit == "tokens" else self.micro_usd
@@ -206,27 +213,25 @@ class Reservation:
 class QuotaGate:
     """Admits calls against every user's quotas; one per process.
 
-    ``fallback`` is the per-process ledger that ``fail_open`` uses while the
-    shared store is down (each replica then enforces the limits alone).
+    While the shared store is down, ``fail_open`` admits against each user's local
+    windows (:class:`UserQuotas` ``.local``): each replica then enforces the limits alone.
     """
 
     def __init__(
         self,
         limits: QuotaLimits = DEFAULT_QUOTA_LIMITS,
         *,
-        fallback: MemoryQuotaLedger | None = None,
         observability: Observability = NOOP,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.limits = limits
         self.active = limits.active
-        self.fallback = fallback or MemoryQuotaLedger(self.keep_seconds(limits))
         self._obs = observability
         self._clock = clock
         self.totals = {name: QuotaTotals(name, limits.limit(name)) for name in self.active}
         self._failing_open = False
         #: (quota, window kind, limit) of each active quota.
-        self._active = [(n, QUOTAS[n][1], limits.limit(n)) for n in self.active]
+        self._active = [(n, QUOTAS[n].window, limits.limit(n)) for n in self.active]
         #: The current window of each kind: (start, end, id); a window changes rarely.
         self._windows: dict[str, tuple[float, float, str]] = {}
 
@@ -254,13 +259,9 @@ class QuotaGate:
         return window, ends_at
 
     async def admit(
-        self,
-        user_id: str,
-        store: UserQuota,
-        worst: Spend,
-        seconds_left: float | None,
+        self, quotas: UserQuotas, worst: Spend, seconds_left: float | None
     ) -> Reservation | None:
-        """Reserve ``worst`` for a call of ``user_id``; None when no quota is on.
+        """Reserve ``worst`` in one user's ``quotas``; None when no quota is on.
 
         Raises QuotaExceededError when a window has no room, and
         StoreUnavailableError when the shared store is down and quotas fail closed.
@@ -272,6 +273,7 @@ class QuotaGate:
         ttl = self.limits.reservation_ttl_seconds if seconds_left is None else seconds_left
         expires_at = now + min(ttl, self.limits.reservation_ttl_seconds) + 5.0
         rid = uuid.uuid4().hex
+        store: UserQuota = quotas.store
         shared: UserQuota | None = None
         try:
             refusal = await store.reserve(rid, claims, expires_at, now)
@@ -282,7 +284,7 @@ class QuotaGate:
                     "the quota store (Redis) is unreachable and quotas.on_store_down is fail_closed"
                 ) from None
             self._failed_open()
-            shared, store = store, self.fallback.for_user(user_id)
+            shared, store = store, quotas.local
             refusal = await store.reserve(rid, claims, expires_at, now)
         if refusal is not None:
             self.totals[refusal.claim.quota].refused += 1
@@ -299,22 +301,22 @@ class QuotaGate:
         for claim in reservation.claims:
             self.totals[claim.quota].in_flight -= 1
 
-    async def status(self, user_id: str, store: UserQuota) -> list[QuotaView]:
-        """Each active quota of ``user_id`` in its current window."""
+    async def status(self, quotas: UserQuotas) -> list[QuotaView]:
+        """Each active quota of one user in its current window."""
         if not self.active:
             return []
         now = self._clock()
         claims = self.claims(Spend(), now)
         try:
-            figures = await store.figures(claims, now)
+            figures = await quotas.store.figures(claims, now)
         except StoreUnavailableError:
             if self.limits.on_store_down == "fail_closed":
                 raise
-            figures = await self.fallback.for_user(user_id).figures(claims, now)
+            figures = await quotas.local.figures(claims, now)
         return [
             QuotaView(
                 c.quota,
-                QUOTAS[c.quota][0],
+                QUOTAS[c.quota].unit,
                 c.limit,
                 used,
                 held,
@@ -340,7 +342,7 @@ class QuotaGate:
 
 def _refused(refusal: Refusal, now: float) -> QuotaExceededError:
     claim = refusal.claim
-    unit = QUOTAS[claim.quota][0]
+    unit = QUOTAS[claim.quota].unit
     if claim.amount > claim.limit:
         # No window will ever have room: waiting does not help, a smaller call does.
         return QuotaExceededError(

@@ -21,13 +21,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from opentelemetry.trace import Span
 
-from llm_sidecar.core.observability import genai
+from llm_sidecar.core.observability import Observability, genai
 from llm_sidecar.core.routing.breaker import Permit
 from llm_sidecar.core.routing.chain import ProviderSlot
+from llm_sidecar.core.routing.events import RoutingEvents
 from llm_sidecar.core.routing.watch import AttemptWatch
 from llm_sidecar.core.vocabulary.errors import (
     DeadlineExceededError,
@@ -45,14 +46,22 @@ from llm_sidecar.core.vocabulary.models import (
 from llm_sidecar.core.vocabulary.providers import Provider
 from llm_sidecar.core.vocabulary.tools import ToolCall
 
-if TYPE_CHECKING:
-    from llm_sidecar.core.routing.router import Router
-
 Validate = Callable[[Completion], Any]
 #: Opens one attempt: deltas (str) and whole tool calls as they arrive, then one Completion.
 Opener = Callable[[Provider, ChatRequest], AsyncIterator["str | ToolCall | Completion"]]
 #: Where refused but billed answers are noted: (provider name, usage).
 Refused = list[tuple[str, Usage]]
+
+
+class Owner(Protocol):
+    """What an attempt needs of the router that runs it."""
+
+    obs: Observability
+    events: RoutingEvents
+    clock: Callable[[], float]
+
+    def hold(self, slot: ProviderSlot, retry_after: float) -> None:
+        """Leave ``slot`` alone for ``retry_after`` seconds (it answered Retry-After)."""
 
 
 @dataclass(slots=True)
@@ -87,7 +96,7 @@ class Attempt:
 
     def __init__(
         self,
-        router: Router,
+        router: Owner,
         slot: ProviderSlot,
         permit: Permit,
         request: ChatRequest,

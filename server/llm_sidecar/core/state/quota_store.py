@@ -218,3 +218,13 @@ class MemoryQuotaLedger:
         for user_id, quota in list(self._users.items())[: len(self._users) - self.max_users]:
             if not quota.busy:  # a user with calls in flight keeps its figures
                 del self._users[user_id]
+
+
+@dataclass(frozen=True, slots=True)
+class UserQuotas:
+    """One user's quota windows: where they are kept (``store``: Redis, shared by every
+    replica, or this process), and this process's own copy (``local``), which
+    ``fail_open`` admits against while the shared store is down."""
+
+    store: UserQuota
+    local: UserQuota

@@ -16,7 +16,7 @@ from llm_sidecar.core.state.conversation import (
     MemoryUserConversations,
     UserConversations,
 )
-from llm_sidecar.core.state.quota_store import MemoryQuotaLedger, UserQuota
+from llm_sidecar.core.state.quota_store import MemoryQuotaLedger, UserQuotas
 from llm_sidecar.core.state.turns import SeparateWrites, TurnWriter
 from llm_sidecar.core.state.usage import MemoryUsageLedger, UserUsage
 
@@ -28,7 +28,7 @@ class UserState:
     conversations: UserConversations
     usage: UserUsage
     turns: TurnWriter
-    quota: UserQuota
+    quotas: UserQuotas
 
 
 class StateStore(Protocol):
@@ -68,7 +68,8 @@ class MemoryStateStore:
         conversations = MemoryUserConversations(self.bounds)
         usage = self.usage.for_user(user_id)
         writes = SeparateWrites(conversations, usage)
-        return UserState(conversations, usage, writes, self.quotas.for_user(user_id))
+        windows = self.quotas.for_user(user_id)
+        return UserState(conversations, usage, writes, UserQuotas(windows, windows))
 
     @property
     def memory(self) -> MemoryStateStore:

@@ -1,6 +1,6 @@
 """How one call's turn is put together: the messages a provider is asked, the cache
 key, and the exchange a conversation remembers afterwards. Pure functions: the
-manager does the I/O (loading history, writing the turn)."""
+chat kind of call does the I/O (loading history) and the pipeline writes the turn."""
 
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ class Prepared:
 
 
 def prepare(
-    user_id: str,
     ctx: UserExecutionContext,
     inp: AskInput,
     route: str,
@@ -56,7 +55,7 @@ def prepare(
     key = None
     if cache and not inp.skip_cache:
         key = cache_key(
-            user_id=user_id,
+            user_id=ctx.user_id,
             session_id=session_id,
             thread_id=thread_id if session_id is not None else None,
             model=route,

@@ -167,14 +167,6 @@ class AskResult:
     route: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class StreamEvent:
-    """The last item of a stream: the whole result. Deltas before it are plain ``str``
-    (a stream item per delta is the hot path: no object is built for one)."""
-
-    result: AskResult
-
-
 @dataclass(slots=True)
 class CachedAnswer:
     """What the response cache holds for one key."""

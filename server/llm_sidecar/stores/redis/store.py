@@ -7,7 +7,7 @@ from llm_sidecar.core.state.conversation import (
     MemoryUserConversations,
     UserConversations,
 )
-from llm_sidecar.core.state.quota_store import UserQuota
+from llm_sidecar.core.state.quota_store import UserQuota, UserQuotas
 from llm_sidecar.core.state.store import MemoryStateStore, UserState
 from llm_sidecar.core.state.turns import SeparateWrites, TurnWriter
 from llm_sidecar.core.state.usage import UserUsage
@@ -47,7 +47,8 @@ class RedisStateStore:
         shared_quota = (
             RedisUserQuota(backend, keys, memory_quotas.keep_seconds) if self._quotas else None
         )
-        quota: UserQuota = shared_quota or memory_quotas.for_user(user_id)
+        local_quota = memory_quotas.for_user(user_id)
+        quota: UserQuota = shared_quota or local_quota
         local = None if backend.required else MemoryUserConversations(self.bounds)
         writer = RedisTurnWriter(backend, keys, self.bounds, local, shared_quota)
         conversations: UserConversations = (
@@ -63,7 +64,7 @@ class RedisStateStore:
         # Both in Redis: one script call per answer. Otherwise each kind writes its own.
         both = self._conversations and self._usage
         turns: TurnWriter = writer if both else SeparateWrites(conversations, usage)
-        return UserState(conversations, usage, turns, quota)
+        return UserState(conversations, usage, turns, UserQuotas(quota, local_quota))
 
     @property
     def memory(self) -> MemoryStateStore:
