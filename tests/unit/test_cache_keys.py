@@ -7,6 +7,7 @@ import sys
 
 from llm_sidecar.core.state.cache_keys import cache_key
 from llm_sidecar.core.vocabulary.models import ChatMessage, GenerationParams
+from llm_sidecar.core.vocabulary.tools import AUTO, Image, Tool, ToolCall, ToolChoice
 
 BASE = {
     "user_id": "alice",
@@ -45,6 +46,66 @@ def test_every_input_changes_the_key() -> None:
     keys = {cache_key(**{**BASE, **v}) for v in variants}
     keys.add(cache_key(**BASE))
     assert len(keys) == len(variants) + 1
+
+
+WEATHER = Tool("weather", "The weather", {"type": "object", "properties": {"city": {}}})
+CALL = ToolCall("call_1", "weather", '{"city":"Lisbon"}')
+
+
+def test_every_agent_input_changes_the_key() -> None:
+    """Tools, the tool choice, images and tool calls and results all change an answer."""
+    tools = {"tools": ((WEATHER,), AUTO, None)}
+    asked = [ChatMessage("user", "weather?"), ChatMessage("assistant", "", tool_calls=(CALL,))]
+    png = Image(data=b"\x89PNG one", mime_type="image/png")
+    variants = [
+        {},
+        tools,
+        {"tools": ((WEATHER,), ToolChoice("required"), None)},
+        {"tools": ((WEATHER,), ToolChoice("tool", "weather"), None)},
+        {"tools": ((WEATHER,), AUTO, False)},
+        {"tools": ((Tool("weather", "The weather!", WEATHER.parameters),), AUTO, None)},
+        {"tools": ((Tool("weather", "The weather", {"type": "object"}),), AUTO, None)},
+        {"messages": [ChatMessage("user", "hello", images=(png,))]},
+        {
+            "messages": [
+                ChatMessage(
+                    "user", "hello", images=(Image(data=b"\x89PNG two", mime_type="image/png"),)
+                )
+            ]
+        },
+        {
+            "messages": [
+                ChatMessage("user", "hello", images=(Image(data=png.data, mime_type="image/jpeg"),))
+            ]
+        },
+        {"messages": [ChatMessage("user", "hello", images=(Image(url="https://x/a.png"),))]},
+        {"messages": [ChatMessage("user", "hello", images=(png, png))]},
+        {"messages": asked},
+        {
+            "messages": [
+                asked[0],
+                ChatMessage(
+                    "assistant", "", tool_calls=(ToolCall("call_1", "weather", '{"city":"Porto"}'),)
+                ),
+            ]
+        },
+        {
+            "messages": [
+                asked[0],
+                ChatMessage(
+                    "assistant", "", tool_calls=(ToolCall("call_2", "weather", CALL.arguments),)
+                ),
+            ]
+        },
+        {"messages": [*asked, ChatMessage("tool", "sunny", tool_call_id="call_1")]},
+        {"messages": [*asked, ChatMessage("tool", "rainy", tool_call_id="call_1")]},
+        {"messages": [*asked, ChatMessage("tool", "sunny", tool_call_id="call_2")]},
+    ]
+    keys = [cache_key(**{**BASE, **v}) for v in variants]
+    assert len(set(keys)) == len(variants)
+    # Stable for the same agent input, and another user never shares it.
+    assert cache_key(**{**BASE, **tools}) == keys[1]
+    assert cache_key(**{**BASE, **tools, "user_id": "bob"}) != keys[1]
 
 
 def test_fields_cannot_run_into_each_other() -> None:

@@ -141,8 +141,20 @@ def test_the_exporter_uses_this_encoding() -> None:
 
     assert "_translate_data" in vars(OTLPSpanExporter)
     spans = _spans()
-    exporter = FastOTLPSpanExporter(endpoint="http://127.0.0.1:9", insecure=True)
+    encoded: list[int] = []
+
+    class Counting(FastOTLPSpanExporter):
+        def _translate_data(self, data):  # type: ignore[no-untyped-def]
+            encoded.append(len(data))
+            return super()._translate_data(data)
+
+    # Nothing listens on port 9: the export fails, but only after the batch was encoded,
+    # through the hook, on the SDK's own export path.
+    exporter = Counting(endpoint="http://127.0.0.1:9", insecure=True, timeout=0.3)
     try:
         assert exporter._translate_data(spans) == sdk_encode(spans)
+        encoded.clear()
+        exporter.export(spans)
+        assert encoded and encoded[0] == len(spans)
     finally:
         exporter.shutdown()

@@ -45,6 +45,7 @@ _ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     ),
     "_schedule_rpc_coro": ("rpc_coro", "rpc_state", "loop", "method_name"),
     "AioServer._request_registered_call": ("self", "method"),
+    "AioServer.is_running": ("self",),
     "_MethodResolver.resolve_handler": ("self", "handler_call_details"),
 }
 
@@ -62,11 +63,15 @@ def _parameters(function: Callable[..., Any]) -> tuple[str, ...]:
     return tuple(code.co_varnames[: code.co_argcount])
 
 
-def available(cygrpc: Any = None) -> str:
-    """Why the slots cannot run with this grpcio's ``cygrpc`` (or the module given):
-    an entry point missing or taking other parameters; "" when they can."""
+def available(cygrpc: Any = None, server: Any = None) -> str:
+    """Why the slots cannot run with this grpcio's ``cygrpc`` (or the module given) and
+    ``server``: an entry point missing or taking other parameters, or a grpc.aio server
+    that does not hold its cygrpc server where the slots look (``_server``); "" when
+    they can."""
     if cygrpc is None:
         cygrpc = _cygrpc()
+    if server is not None and not isinstance(getattr(server, "_server", None), cygrpc.AioServer):
+        return f"grpcio {grpc.__version__}: grpc.aio.Server holds no cygrpc.AioServer in _server"
     for path, expected in _ENTRY_POINTS.items():
         target: Any = cygrpc
         for part in path.split("."):

@@ -96,7 +96,7 @@ def accept_slots(
         # gRPC's own limiter counts only the calls its own loop accepts.
         log.info("accept slots off: server.max_concurrent_rpcs is set")
         return None
-    why_not = available()
+    why_not = available(server=server)
     if why_not:
         log.warning("accept slots off", extra={"reason": why_not})
         return None

@@ -50,6 +50,10 @@ def test_a_grpcio_without_an_entry_point_is_named() -> None:
     assert accept.available(moved) == (
         f"grpcio {grpc.__version__}: cygrpc._handle_rpc takes other parameters"
     )
+    # A grpc.aio server that no longer holds its cygrpc server where the slots look.
+    assert accept.available(server=types.SimpleNamespace(_server=None)) == (
+        f"grpcio {grpc.__version__}: grpc.aio.Server holds no cygrpc.AioServer in _server"
+    )
 
 
 async def _streams(port: int, n: int, channels: int = 4) -> list[tuple[str, int]]:

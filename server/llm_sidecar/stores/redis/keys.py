@@ -17,6 +17,10 @@ from __future__ import annotations
 
 from hashlib import blake2b
 
+#: How long a marker of an applied write (or settled reservation) lives: longer than
+#: any outage whose queued writes are still replayed (the queue lives in the process).
+MARKER_TTL_MS = 6 * 3600 * 1000
+
 
 def digest(value: str, *, salt: str) -> str:
     """A fixed-length hex digest of an id."""

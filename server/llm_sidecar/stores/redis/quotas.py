@@ -11,16 +11,13 @@ from redis.exceptions import ClusterDownError, ClusterError, TryAgainError
 
 from llm_sidecar.core.state.quota_store import Claim, Refusal
 from llm_sidecar.stores.redis.backend import FAULTS, RedisBackend
-from llm_sidecar.stores.redis.keys import UserKeys
+from llm_sidecar.stores.redis.keys import MARKER_TTL_MS, UserKeys
 
 # While a slot migrates, a script whose keys are split between the two nodes is
 # refused with TRYAGAIN and runs nothing (redis-py retries a few times, then gives
 # up with ClusterError "TTL exhausted"): it is safe to run again, shortly.
 _TRY_AGAIN_DELAY = 0.02
 _TRY_AGAIN_SECONDS = 5.0
-
-# As the turn writer's marker: longer than any outage whose queued settles are replayed.
-_SETTLED_MARKER_TTL_MS = 6 * 3600 * 1000
 
 
 def _ms(seconds: float) -> int:
@@ -78,7 +75,7 @@ class RedisUserQuota:
     ) -> None:
         windows, window_args = self.window_parts(claims, actual)
         keys = [*self.bookkeeping(), self._keys.record("q" + reservation_id), *windows]
-        args: list[str | int] = [reservation_id, _SETTLED_MARKER_TTL_MS, *window_args]
+        args: list[str | int] = [reservation_id, MARKER_TTL_MS, *window_args]
         script = self._backend.quota_settle_script
 
         async def op() -> None:

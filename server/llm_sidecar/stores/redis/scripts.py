@@ -3,6 +3,11 @@ which share one hash slot (see :mod:`.keys`), so they run on Redis Cluster too."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from llm_sidecar.stores.redis.keys import MARKER_TTL_MS
+
 # Quota windows are hashes with "c" (committed usage) and "r" (reserved by calls in
 # flight). A reservation is remembered in a hash (id -> "<key> <amount> ...") and a
 # sorted set of expiries, so one whose call never settles stops holding room when
@@ -50,7 +55,7 @@ end
 # count and byte bounds hold, TTLs refreshed and the thread remembered under its
 # session (the last key). ARGV: marker TTL ms, number of usage pairs n, max
 # messages, max bytes, history TTL ms, q, reservation id, q amount / forget-at
-# pairs, n field/amount pairs, then the messages.
+# pairs, n field/amount pairs, then the messages. commit_call() (below) lays them out.
 COMMIT = (
     _SETTLE_FN
     + """
@@ -175,3 +180,63 @@ end
 return out
 """
 )
+
+
+@dataclass(frozen=True, slots=True)
+class SettleParts:
+    """The quota settle folded into a COMMIT: the reservation's bookkeeping keys (held
+    hash, expiry set), its windows, and an amount / forget-at pair per window."""
+
+    held: str
+    expiry: str
+    windows: Sequence[str]
+    reservation_id: str
+    window_args: Sequence[str | int]
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadParts:
+    """The exchange a COMMIT appends: the thread's list, its session's set, the bounds
+    (messages, bytes, TTL ms) and the encoded messages."""
+
+    thread: str
+    session: str
+    bounds: tuple[int, int, int]
+    messages: Sequence[str]
+
+
+def commit_call(
+    marker: str,
+    usage: str,
+    increments: Sequence[str | int],
+    *,
+    settle: SettleParts | None = None,
+    thread: ThreadParts | None = None,
+) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of :data:`COMMIT`, laid out exactly as its comment says the script
+    reads them: the one place that knows the positions."""
+    keys = [marker, usage]
+    max_messages = max_bytes = ttl_ms = 0
+    windows, reservation_id, window_args = 0, "", list[str | int]()
+    if settle is not None:
+        keys += [settle.held, settle.expiry, *settle.windows]
+        windows, reservation_id = len(settle.windows), settle.reservation_id
+        window_args = list(settle.window_args)
+    messages: Sequence[str] = ()
+    if thread is not None:
+        keys += [thread.thread, thread.session]
+        max_messages, max_bytes, ttl_ms = thread.bounds
+        messages = thread.messages
+    argv: list[str | int] = [
+        MARKER_TTL_MS,
+        len(increments) // 2,
+        max_messages,
+        max_bytes,
+        ttl_ms,
+        windows,
+        reservation_id,
+        *window_args,
+        *increments,
+        *messages,
+    ]
+    return keys, argv

@@ -14,10 +14,7 @@ from llm_sidecar.stores.redis.backend import RedisBackend
 from llm_sidecar.stores.redis.codec import encode_message, usage_increments
 from llm_sidecar.stores.redis.keys import UserKeys
 from llm_sidecar.stores.redis.quotas import RedisUserQuota
-
-# How long an applied-write marker lives: longer than any outage whose queued
-# writes are still replayed (the queue lives in this process).
-_RECORD_MARKER_TTL_MS = 6 * 3600 * 1000
+from llm_sidecar.stores.redis.scripts import SettleParts, ThreadParts, commit_call
 
 
 class RedisTurnWriter:
@@ -40,7 +37,7 @@ class RedisTurnWriter:
     ) -> None:
         self._backend = backend
         self._keys = keys
-        self._bounds = [2 * bounds.max_turns, bounds.max_bytes, int(bounds.ttl_seconds * 1000)]
+        self._bounds = (2 * bounds.max_turns, bounds.max_bytes, int(bounds.ttl_seconds * 1000))
         self._local = local
         #: The user's quota windows, when they are in this Redis too: a turn's
         #: settlement is then written in the turn's own script call.
@@ -91,20 +88,24 @@ class RedisTurnWriter:
         replay: bool = False,
     ) -> None:
         keys = self._keys
-        script_keys = [keys.record(uuid.uuid4().hex), keys.usage]
-        args: list[str | int] = [_RECORD_MARKER_TTL_MS, len(increments) // 2, 0, 0, 0, 0, ""]
+        settle = None
         if settlement is not None and self._quota is not None:
             windows, window_args = self._quota.window_parts(settlement.claims, settlement.amounts)
-            script_keys += [*self._quota.bookkeeping(), *windows]
-            args[5:7] = [len(windows), settlement.reservation_id]
-            args += window_args
-        args += increments
+            held, expiry = self._quota.bookkeeping()
+            settle = SettleParts(held, expiry, windows, settlement.reservation_id, window_args)
+        appended = None
         if thread is not None:
             if self._local is not None:
                 await self._local.append(*thread, messages)
-            script_keys += [keys.thread(*thread), keys.session(thread[0])]
-            args[2:5] = self._bounds
-            args += [encode_message(m) for m in messages]
+            appended = ThreadParts(
+                keys.thread(*thread),
+                keys.session(thread[0]),
+                self._bounds,
+                [encode_message(m) for m in messages],
+            )
+        script_keys, args = commit_call(
+            keys.record(uuid.uuid4().hex), keys.usage, increments, settle=settle, thread=appended
+        )
         script = self._backend.commit_script
 
         async def op() -> None:
