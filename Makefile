@@ -9,7 +9,7 @@ BUF    := clients/ts/node_modules/.bin/buf
 #: The last released wire contract; `buf breaking` compares against it.
 CONTRACT := contract/llm_manager-v1.0.0.binpb
 
-.PHONY: setup proto proto-check stubs go-stubs contract-check deploy-check run test test-stress soak lint bench clean
+.PHONY: setup proto proto-check stubs go-stubs contract-check deploy-check docs run test test-stress soak lint bench clean
 
 setup:
 	python3 -m venv $(VENV)
@@ -62,6 +62,11 @@ deploy-check:
 	bash .ci/image-steps.sh
 	bash .ci/client-only.sh
 
+# The documentation site (docs/, mkdocs.yml); --strict fails on a broken link or anchor.
+docs:
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@echo "docs: built into site/ with mkdocs build --strict"
+
 run:
 	$(PY) -m llm_sidecar
 
@@ -81,9 +86,10 @@ lint:
 	$(PY) -m ruff check server client tests bench
 	$(PY) -m ruff format --check server client tests bench
 	$(PY) -m mypy server/llm_sidecar client/llm_manager_client
+	$(PY) .ci/structure.py
 
 bench:
 	$(PY) -m bench
 
 clean:
-	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info site

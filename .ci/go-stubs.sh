@@ -4,11 +4,15 @@
 # compile and vet the result against the packaged grpc-go and protobuf-go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# grpc-go 1.33 still goes through github.com/golang/protobuf at run time: a program
+# without the 1.5 package builds against the stubs and panics on its first call.
 if ! command -v go > /dev/null || ! command -v protoc-gen-go-grpc > /dev/null \
-    || [ ! -d /usr/share/gocode/src/google.golang.org/protobuf/cmd/protoc-gen-go ]; then
+    || [ ! -d /usr/share/gocode/src/google.golang.org/protobuf/cmd/protoc-gen-go ] \
+    || [ ! -d /usr/share/gocode/src/github.com/golang/protobuf/ptypes ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    golang-go golang-google-protobuf-dev golang-google-grpc-dev protoc-gen-go-grpc > /dev/null
+    golang-go golang-google-protobuf-dev golang-google-grpc-dev protoc-gen-go-grpc \
+    golang-github-golang-protobuf-1-5-dev > /dev/null
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

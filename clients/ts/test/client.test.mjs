@@ -1,6 +1,7 @@
 // Drives a running sidecar over real gRPC from Node.js with the generated
 // TypeScript stubs (protobuf-es) and Connect's gRPC transport.
-// SIDECAR_ADDR=127.0.0.1:50051 node --test test/
+// `npm test --prefix clients/ts` talks to `make run` (127.0.0.1:50051);
+// SIDECAR_ADDR=host:port picks another sidecar. Any configured provider will do.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
@@ -9,8 +10,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 
 import { LLMManagerService } from "../gen/llm_manager/v1/llm_manager_pb.js";
 
-const address = process.env.SIDECAR_ADDR;
-assert.ok(address, "set SIDECAR_ADDR to a running sidecar (host:port)");
+const address = process.env.SIDECAR_ADDR || "127.0.0.1:50051";
 const transport = createGrpcTransport({ baseUrl: `http://${address}` });
 const client = createClient(LLMManagerService, transport);
 const user = `node-${process.pid}`;
@@ -18,11 +18,11 @@ const headers = { "x-user-id": user, "x-session-id": "s1", "x-request-id": "node
 
 test("Ask, AskFull, AskStream and GetUsage with the user context in metadata", async () => {
   const asked = await client.ask({ prompt: "hello from node" }, { headers });
-  assert.equal(asked.text, "primary says: hello from node (turn 1)");
+  assert.ok(asked.text.length > 0);
 
   const full = await client.askFull({ prompt: "and more", params: { temperature: 0.2 } }, { headers });
-  assert.equal(full.text, "primary says: and more (turn 3)");
-  assert.equal(full.metadata?.provider, "primary");
+  assert.ok(full.text.length > 0);
+  assert.ok(full.metadata?.provider);
   assert.equal(full.metadata?.requestId, "node-req-1");
   assert.ok((full.metadata?.usage?.totalTokens ?? 0n) > 0n);
 
@@ -32,8 +32,8 @@ test("Ask, AskFull, AskStream and GetUsage with the user context in metadata", a
     deltas.push(chunk.delta);
     last = chunk;
   }
-  assert.equal(deltas.join(""), "primary says: stream please (turn 5)");
-  assert.equal(last.metadata?.provider, "primary");
+  assert.ok(deltas.join("").length > 0);
+  assert.equal(last.metadata?.provider, full.metadata?.provider);
 
   const usage = await client.getUsage({}, { headers });
   assert.equal(usage.total?.requests, 3n);

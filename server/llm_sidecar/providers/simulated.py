@@ -2,7 +2,10 @@
 
 It exists so the sidecar runs out of the box and demos work offline. It is not
 a language model: it echoes a digest of the prompt, and for structured calls
-it builds the smallest document its schema allows.
+it builds the smallest document its schema allows. Offered tools while the
+user spoke last, it calls one (the named one, or the first) with the smallest
+arguments its schema allows; after a tool's result it answers in text, so an
+agent loop runs end to end with no key and no network.
 """
 
 from __future__ import annotations
@@ -70,6 +73,9 @@ class SimulatedProvider:
         for message in request.messages:
             digest.update(message.role.encode())
             digest.update(message.content.encode())
+        call = _tool_call(request, digest.hexdigest())
+        if call is not None:
+            return self._called(request, call)
         if request.json_schema is not None:
             text = canonical_json(example_for(request.json_schema))
         else:
@@ -87,6 +93,19 @@ class SimulatedProvider:
             usage=Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens),
         )
 
+    def _called(self, request: ChatRequest, call: ToolCall) -> Completion:
+        self._serial += 1
+        prompt_tokens = sum(len(m.content.split()) + 1 for m in request.messages)
+        completion_tokens = len(call.arguments.split()) + 1
+        return Completion(
+            text="",
+            response_id=f"sim-{call.id}-{self._serial}",
+            model=self.model,
+            finish_reason="tool_calls",
+            usage=Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens),
+            tool_calls=(call,),
+        )
+
     async def complete(self, request: ChatRequest) -> Completion:
         if self._latency:
             await asyncio.sleep(self._latency)
@@ -94,11 +113,13 @@ class SimulatedProvider:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str | ToolCall | Completion]:
         completion = self._answer(request)
-        words = completion.text.split(" ")
+        words = completion.text.split(" ") if completion.text else []
         for i, word in enumerate(words):
             if self._latency:
                 await asyncio.sleep(self._latency / max(len(words), 1))
             yield word if i == 0 else " " + word
+        for call in completion.tool_calls:
+            yield call
         yield completion
 
     async def probe(self) -> None:
@@ -106,3 +127,17 @@ class SimulatedProvider:
 
     def connections(self) -> Connections:
         return NO_POOL
+
+
+def _tool_call(request: ChatRequest, digest: str) -> ToolCall | None:
+    """The call the simulated model makes: when tools are offered, the choice allows one,
+    and the last turn is the user's (after a tool's result it answers in text)."""
+    choice = request.tool_choice
+    turns = [m for m in request.messages if m.role != "system"]
+    if not request.tools or choice.mode == "none" or not turns or turns[-1].role != "user":
+        return None
+    tool = request.tools[0]
+    if choice.mode == "tool":
+        tool = next((t for t in request.tools if t.name == choice.name), tool)
+    arguments = example_for(tool.parameters)
+    return ToolCall(f"call_{digest}", tool.name, canonical_json(arguments or {}))

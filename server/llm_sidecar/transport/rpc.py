@@ -63,6 +63,18 @@ def answered(result: AskResult) -> None:
         record.answered(result)
 
 
+class _FullNames(dict[str, str]):
+    """ "Service/Method" by method, made once per method."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def __missing__(self, method: str) -> str:
+        full = self[method] = f"{self._service}/{method}"
+        return full
+
+
 class RpcRunner:
     """Runs handlers of one gRPC service under the common policy."""
 
@@ -82,6 +94,7 @@ class RpcRunner:
         self.token = token
         self.access = access
         self._clock = time.monotonic
+        self._names: dict[str, str] = _FullNames(service)
 
     def _span(self, method: str, carrier: dict[str, str]) -> AbstractContextManager[Span]:
         return self.obs.span(
@@ -92,19 +105,13 @@ class RpcRunner:
         )
 
     def _begin(self, method: str, incoming: Incoming) -> CallRecord:
-        """The call's record, with its request id: the caller's when it is a valid id,
-        else a new one (also passed on in the context, so answers carry it)."""
-        given = incoming.values.get(REQUEST_ID_KEY)
-        request_id = given
-        try:
-            validate_id(REQUEST_ID_KEY, given, required=False)
-        except InvalidContextError:
-            request_id = None  # refused later, naming the key; never logged as sent
+        """The call's record, with its request id: the caller's, or a new one (also
+        passed on in the context, so answers carry it). A caller's id that is not a
+        valid id is refused with the context, and replaced in the record then."""
+        request_id = incoming.values.get(REQUEST_ID_KEY)
         if request_id is None:
-            request_id = new_request_id()
-            if given is None:
-                incoming.values[REQUEST_ID_KEY] = request_id
-        return CallRecord(f"{self.service}/{method}", request_id)
+            request_id = incoming.values[REQUEST_ID_KEY] = new_request_id()
+        return CallRecord(self._names[method], request_id)
 
     def _enter(
         self,
@@ -133,6 +140,10 @@ class RpcRunner:
     def _failed(
         self, method: str, span: Span, exc: BaseException, record: CallRecord
     ) -> grpc.Status:
+        try:  # a call that failed may have failed before its request id was checked
+            validate_id(REQUEST_ID_KEY, record.request_id, required=True)
+        except InvalidContextError:
+            record.request_id = new_request_id()  # never log or echo what was refused
         if isinstance(exc, SidecarError):
             status = to_status(exc)
             reason = exc.reason

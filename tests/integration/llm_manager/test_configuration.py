@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
@@ -149,56 +152,32 @@ def test_a_listener_that_cannot_bind_is_one_clear_line(tmp_path: Path) -> None:
 
 # -- real hosts: each fake demands exactly the host's path, query and headers ----------------
 
+# What each host demands beyond the path and query its configuration implies. The
+# configurations themselves are read from docs/configuration.md, so the docs are tested.
 HOSTS: dict[str, dict[str, Any]] = {
-    "azure-openai": {
-        "entry": {
-            "kind": "openai",
-            "base_url": "{url}/openai/deployments/gpt-4o-mini",
-            "header_env": {"api-key": "TEST_AZURE_OPENAI_API_KEY"},
-            "query": {"api-version": "2024-10-21"},
-            "model": "gpt-4o-mini",
-        },
-        "env": {"TEST_AZURE_OPENAI_API_KEY": "azure-key-1"},
-        "path": "/openai/deployments/gpt-4o-mini/chat/completions",
-        "query": {"api-version": "2024-10-21"},
+    "azure-openai.toml": {
+        "env": {"AZURE_OPENAI_API_KEY": "azure-key-1"},
         "headers": {"api-key": "azure-key-1"},
         "absent": ["Authorization"],
     },
-    "gemini": {
-        "entry": {
-            "kind": "openai",
-            "base_url": "{url}/v1beta/openai",
-            "api_key_env": "TEST_GEMINI_API_KEY",
-            "model": "gemini-2.0-flash",
-        },
-        "env": {"TEST_GEMINI_API_KEY": "gemini-key-2"},
-        "path": "/v1beta/openai/chat/completions",
-        "query": {},
+    "gemini.toml": {
+        "env": {"GEMINI_API_KEY": "gemini-key-2"},
         "headers": {"Authorization": "Bearer gemini-key-2"},
         "absent": [],
     },
-    "vllm": {
-        "entry": {"kind": "openai", "base_url": "{url}/v1", "no_api_key": True, "model": "llama"},
-        "env": {},
-        "path": "/v1/chat/completions",
-        "query": {},
-        "headers": {},
-        "absent": ["Authorization"],
-    },
-    "ollama": {
-        "entry": {
-            "kind": "openai",
-            "base_url": "{url}/v1",
-            "no_api_key": True,
-            "model": "llama3.2",
-        },
-        "env": {},
-        "path": "/v1/chat/completions",
-        "query": {},
-        "headers": {},
-        "absent": ["Authorization"],
-    },
+    "vllm.toml": {"env": {}, "headers": {}, "absent": ["Authorization"]},
+    "ollama.toml": {"env": {}, "headers": {}, "absent": ["Authorization"]},
 }
+
+
+def documented(name: str) -> dict[str, Any]:
+    """The TOML block of docs/configuration.md whose first line is ``# <name>``."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    for block in re.findall(r"```toml\n(.*?)```", text, re.S):
+        if block.startswith(f"# {name}\n"):
+            loaded: dict[str, Any] = tomllib.loads(block)
+            return loaded
+    raise AssertionError(f"docs/configuration.md has no {name} block")
 
 
 class StrictHost:
@@ -261,19 +240,28 @@ class StrictHost:
 async def test_real_hosts_get_their_own_paths_queries_and_headers(
     host: str, sidecar_factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = HOSTS[host]
-    fake = await StrictHost(spec).start()
+    demands = HOSTS[host]
+    config = documented(host)
+    (route,) = config["models"].values()
+    (entry,) = route["providers"]
+    documented_url = urlsplit(entry["base_url"])
+    expected = {
+        "path": documented_url.path + "/chat/completions",
+        "query": entry.get("query", {}),
+        **demands,
+    }
+    fake = await StrictHost(expected).start()
     try:
-        for name, value in spec["env"].items():
+        for name, value in demands["env"].items():
             monkeypatch.setenv(name, value)
-        entry = {**spec["entry"], "base_url": spec["entry"]["base_url"].format(url=fake.url)}
-        settings = make_settings([{"name": host, "probe": "none", **entry}])
+        entry = {**entry, "base_url": fake.url + documented_url.path, "probe": "none"}
+        settings = make_settings([entry])
         sidecar = await sidecar_factory(settings)
         async with AsyncLLMManagerClient(
             f"127.0.0.1:{sidecar.port}", UserContext("alice"), timeout=10
         ) as client:
             text = await client.ask("hi")
-        assert text == f"hello from {spec['entry']['model']}"
-        assert fake.seen == [(spec["path"], spec["query"])]
+        assert text == f"hello from {entry['model']}"
+        assert fake.seen == [(expected["path"], expected["query"])]
     finally:
         await fake.stop()

@@ -45,6 +45,8 @@ from llm_sidecar.core.vocabulary.tools import ToolCall
 
 log = logging.getLogger(__name__)
 
+_NO_LOCK: contextlib.nullcontext[None] = contextlib.nullcontext()
+
 Result = TypeVar("Result")
 Routed = TypeVar("Routed")
 #: What a stream hands on before its result: text deltas and whole tool calls.
@@ -163,13 +165,16 @@ class Pipeline:
 
     # -- the steps ----------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _turn_lock(self, thread: tuple[str, str] | None) -> AsyncIterator[None]:
+    def _turn_lock(
+        self, thread: tuple[str, str] | None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
         """Turns of one thread run one at a time, so no answer is appended to a history
-        it was not computed from. The lock lives while someone holds or awaits it."""
-        if thread is None:
-            yield
-            return
+        it was not computed from; a call outside a thread takes no lock."""
+        return _NO_LOCK if thread is None else self._thread_lock(thread)
+
+    @contextlib.asynccontextmanager
+    async def _thread_lock(self, thread: tuple[str, str]) -> AsyncIterator[None]:
+        """The thread's lock, which lives while someone holds or awaits it."""
         lock, users = self._locks.get(thread) or (asyncio.Lock(), 0)
         self._locks[thread] = (lock, users + 1)
         try:

@@ -42,6 +42,8 @@ class GenerationParams:
 
     def canonical(self) -> str:
         """Stable text form, used in cache keys."""
+        if self is DEFAULT_PARAMS:
+            return _DEFAULT_CANONICAL  # most calls set nothing: no encoding per call
         return json.dumps(
             [self.temperature, self.max_tokens, self.top_p, list(self.stop), self.seed],
             separators=(",", ":"),
@@ -49,6 +51,7 @@ class GenerationParams:
 
 
 DEFAULT_PARAMS = GenerationParams()
+_DEFAULT_CANONICAL = json.dumps([None, None, None, [], None], separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
