@@ -70,14 +70,16 @@ def tune_gc() -> None:
 
 async def serve(settings: Settings) -> None:
     """Run until a termination signal, then drain and stop."""
-    sidecar = Sidecar(settings)
-    await sidecar.start()
-    tune_gc()
-    print(f"llm-sidecar listening on {', '.join(sidecar.addresses)}", file=sys.stderr, flush=True)
+    # The handlers first: a SIGTERM that arrives while the sidecar starts, or just after
+    # it says it listens, still drains and stops it cleanly.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    sidecar = Sidecar(settings)
+    await sidecar.start()
+    tune_gc()
+    print(f"llm-sidecar listening on {', '.join(sidecar.addresses)}", file=sys.stderr, flush=True)
     await stop.wait()
     await sidecar.stop()
 
