@@ -56,10 +56,20 @@ class Message:
     images: tuple[Image, ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str = ""
+    #: Text and images in order, when the order matters ("Picture A:", image, "Picture
+    #: B:", image, "Which is brighter?"); empty when the text simply comes first.
+    parts: tuple[str | Image, ...] = ()
 
     @classmethod
     def user(cls, text: str, *images: Image) -> Message:
         return cls("user", text, images)
+
+    @classmethod
+    def user_parts(cls, *parts: str | Image) -> Message:
+        """A user turn of text and images in the order given."""
+        texts = [p for p in parts if isinstance(p, str)]
+        images = tuple(p for p in parts if isinstance(p, Image))
+        return cls("user", "\n".join(texts), images, parts=tuple(parts))
 
     @classmethod
     def assistant(cls, text: str = "", tool_calls: Sequence[ToolCall] = ()) -> Message:

@@ -66,14 +66,22 @@ def ask_request(
     return request
 
 
+def _image_msg(image: Image) -> pb.ContentPart:
+    return pb.ContentPart(image=pb.Image(url=image.url, data=image.data, mime_type=image.mime_type))
+
+
 def message_msg(message: Message) -> pb.Message:
+    if message.parts:  # the order of text and images is the caller's
+        parts = [
+            pb.ContentPart(text=p) if isinstance(p, str) else _image_msg(p) for p in message.parts
+        ]
+        content = ""
+    else:
+        parts, content = [_image_msg(i) for i in message.images], message.content
     return pb.Message(
         role=message.role,
-        content=message.content,
-        parts=[
-            pb.ContentPart(image=pb.Image(url=i.url, data=i.data, mime_type=i.mime_type))
-            for i in message.images
-        ],
+        content=content,
+        parts=parts,
         tool_calls=[
             pb.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in message.tool_calls
         ],
@@ -86,18 +94,21 @@ def tool_calls(msgs: Sequence[pb.ToolCall]) -> tuple[ToolCall, ...]:
 
 
 def message(msg: pb.Message) -> Message:
-    texts = [msg.content] if msg.content else []
-    texts += [p.text for p in msg.parts if not p.HasField("image") and p.text]
+    ordered: list[str | Image] = [msg.content] if msg.content else []
+    for p in msg.parts:
+        if p.HasField("image"):
+            ordered.append(Image(p.image.url, p.image.data, p.image.mime_type))
+        elif p.text:
+            ordered.append(p.text)
+    texts = [p for p in ordered if isinstance(p, str)]
+    images = tuple(p for p in ordered if isinstance(p, Image))
     return Message(
         msg.role,
         "\n".join(texts),
-        tuple(
-            Image(p.image.url, p.image.data, p.image.mime_type)
-            for p in msg.parts
-            if p.HasField("image")
-        ),
+        images,
         tool_calls(msg.tool_calls),
         msg.tool_call_id,
+        tuple(ordered) if images else (),
     )
 
 

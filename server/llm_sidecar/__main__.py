@@ -79,7 +79,8 @@ async def serve(settings: Settings) -> None:
     sidecar = Sidecar(settings)
     await sidecar.start()
     tune_gc()
-    print(f"llm-sidecar listening on {', '.join(sidecar.addresses)}", file=sys.stderr, flush=True)
+    listening = ", ".join(sidecar.addresses + sidecar.http_addresses)
+    print(f"llm-sidecar listening on {listening}", file=sys.stderr, flush=True)
     await stop.wait()
     await sidecar.stop()
 

@@ -23,6 +23,7 @@ from llm_sidecar.core.routing.health import HealthMonitor
 from llm_sidecar.core.state.cache import CacheBudget
 from llm_sidecar.core.turn.registry import LLMManagerFactory, ManagerRegistry
 from llm_sidecar.core.turn.supervisor import ResourceMonitor
+from llm_sidecar.http_api.server import HttpServer
 from llm_sidecar.providers import HttpPools
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.access import AccessLog
@@ -54,8 +55,9 @@ class Sidecar:
         withhold_library_log_arguments()
         self.telemetry = telemetry or setup_telemetry(settings.telemetry)
         self.obs = self.telemetry.observability
-        #: Bound listener addresses, known once started.
+        #: Bound listener addresses (gRPC, then HTTP), known once started.
         self.addresses: list[str] = []
+        self.http_addresses: list[str] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -66,8 +68,8 @@ class Sidecar:
         """Providers, router, stores, billing, the manager factory and registry, the
         resource supervisor, and the service over them."""
         #: Every provider's connection pool.
-        self.http = HttpPools()
-        self.router = wiring.router(settings, self.http, self.obs)
+        self.pools = HttpPools()
+        self.router = wiring.router(settings, self.pools, self.obs)
         self.state, self.store = wiring.state_store(settings)
         self.budget = CacheBudget(settings.cache.global_max_bytes)
         self.billing = wiring.billing(settings, self.obs)
@@ -119,6 +121,14 @@ class Sidecar:
         )
         self.servers = build_servers(settings.server, self.service, self.obs, self.access)
         self.health = self.servers.health
+        self.http = HttpServer(
+            settings.http,
+            settings.server,
+            self.service,
+            self.obs,
+            self.access,
+            lambda route: settings.models[route].timeout_seconds,
+        )
         self.health_monitor = HealthMonitor(
             self.router,
             interval_seconds=settings.failover.health_interval_seconds,
@@ -141,7 +151,9 @@ class Sidecar:
             store_serving = self.store.status().serving
         try:
             self.addresses = bind(self.servers, self.settings.server)
+            self.http_addresses = await self.http.start() if self.http.enabled else []
         except ListenError:
+            await self.http.stop(0)
             await self._release()  # nothing started: only what construction opened
             raise
         await self.servers.start()
@@ -162,7 +174,10 @@ class Sidecar:
         self._spawn(self._sweep(), "sweeper")
         if self.store is not None:
             self._spawn(self._watch_store(store_serving), "store")
-        log.info("sidecar started", extra={"addresses": self.addresses, "pid": os.getpid()})
+        log.info(
+            "sidecar started",
+            extra={"addresses": self.addresses, "http": self.http_addresses, "pid": os.getpid()},
+        )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -220,6 +235,14 @@ class Sidecar:
                 log.exception("sweep failed")
 
     @property
+    def http_url(self) -> str:
+        """The base URL of the HTTP listener on TCP (``http://host:port``)."""
+        for address in self.http_addresses:
+            if address.startswith("http"):
+                return address
+        raise RuntimeError("no HTTP listener on TCP")
+
+    @property
     def port(self) -> int:
         """The bound TCP port (first TCP listener)."""
         for address in self.addresses:
@@ -244,7 +267,7 @@ class Sidecar:
             # Readiness sees NOT_SERVING while calls are still taken, before listeners close.
             log.info("draining", extra={"seconds": drain})
             await asyncio.sleep(drain)
-        await self.servers.stop(grace)
+        await asyncio.gather(self.servers.stop(grace), self.http.stop(grace))
         await self.health_monitor.stop()
         await self.monitor.stop()
         for task in list(self._tasks):
@@ -261,7 +284,7 @@ class Sidecar:
         Each step is bounded: a store that does not answer must not hold the exit."""
         for name, close in (
             ("shared state store", self.state.aclose),
-            ("providers", self.http.aclose),
+            ("providers", self.pools.aclose),
         ):
             try:
                 async with asyncio.timeout(RELEASE_SECONDS):

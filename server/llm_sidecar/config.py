@@ -129,6 +129,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class HttpSettings(_Section):
+    """Where the OpenAI- and Anthropic-compatible HTTP APIs listen. The server's TLS
+    and bearer token apply to them too; a non-loopback address needs one of them (or
+    ``server.allow_insecure_remote``), as for gRPC."""
+
+    host: str = "127.0.0.1"
+    #: TCP port; 0 picks a free one, -1 disables TCP. Away from 8080, which the
+    #: backend in the same pod likely uses.
+    port: int = Field(default=50080, ge=-1, le=65535)
+    #: Unix socket path; empty disables it.
+    unix_socket: str = ""
+
+
 class PriceSettings(_Section):
     """What a provider charges, in USD per million tokens of each class. An unset
     cached_input or cache_write_input takes the input price, an unset reasoning the
@@ -228,6 +241,9 @@ class ModelRoute(_Section):
     """The ordered providers that can answer one model name."""
 
     providers: list[ProviderSettings] = Field(min_length=1)
+    #: The deadline of an HTTP call on this route (gRPC callers set their own); a
+    #: request's ``x-request-timeout`` header may shorten it.
+    timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
 
 
 def _default_models() -> dict[str, ModelRoute]:
@@ -409,6 +425,7 @@ class Settings(BaseSettings):
     )
 
     server: ServerSettings = ServerSettings()
+    http: HttpSettings = HttpSettings()
     default_model: str = "simulated"
     models: dict[str, ModelRoute] = Field(default_factory=_default_models)
     managers: ManagerSettings = ManagerSettings()
@@ -444,6 +461,14 @@ class Settings(BaseSettings):
                         )
         if self.server.port == -1 and not self.server.unix_socket:
             raise ValueError("server: enable TCP (port >= 0) or a unix_socket")
+        server, http = self.server, self.http
+        guarded = server.tls or server.auth_token_env or server.allow_insecure_remote
+        if http.port >= 0 and not is_loopback(http.host) and not guarded:
+            raise ValueError(
+                f"http: {http.host!r} is not a loopback address, and nothing guards it. "
+                "Set server.tls_cert_file and tls_key_file, or server.auth_token_env, or "
+                "server.allow_insecure_remote = true"
+            )
         return self
 
     @classmethod

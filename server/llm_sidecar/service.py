@@ -7,7 +7,7 @@ requests) that the resource monitor reads.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from llm_sidecar.core.admission.quotas import QuotaTotals, QuotaView
@@ -118,7 +118,7 @@ class LLMService:
 
     def ask_stream(
         self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None
-    ) -> AsyncIterator[str | ToolCall | AskResult]:
+    ) -> AsyncGenerator[str | ToolCall | AskResult, None]:
         """Stream an answer for the caller: text deltas and tool calls, then the result.
 
         Validates and finds the manager now; the manager's own stream is handed
@@ -131,7 +131,7 @@ class LLMService:
 
     async def _checked_stream(
         self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None
-    ) -> AsyncIterator[str | ToolCall | AskResult]:
+    ) -> AsyncGenerator[str | ToolCall | AskResult, None]:
         await self._check_tool_results(ctx, inp)
         async for item in self.registry.get_or_create(ctx).ask_stream(ctx, inp, deadline):
             yield item

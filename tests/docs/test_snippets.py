@@ -185,12 +185,12 @@ def _key_variables(config: dict[str, object]) -> set[str]:
 
 
 def _starts(path: Path, env: dict[str, str]) -> None:
-    """The configuration serves: its listeners bind (TCP on a free port beside the one
+    """The configuration serves: its listeners bind (TCP on free ports beside the ones
     `make run` holds), and it stops cleanly on SIGTERM."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "llm_sidecar", "--config", str(path), "--port", "0"],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env={**os.environ, **env, "LLM_SIDECAR_HTTP__PORT": "0"},
         stderr=subprocess.PIPE,
         text=True,
     )

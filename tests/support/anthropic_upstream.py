@@ -22,6 +22,7 @@ class AnthropicFormat:
     cached_tokens: int
     cache_write_tokens: int
     stream_chunk_delay: float
+    streams_aborted: int
     streams_completed: int
     tool_arguments: str | None
     requests: list[Any]
@@ -82,7 +83,17 @@ class AnthropicFormat:
     async def _stream_anthropic(
         self, request: web.Request, body: dict[str, Any], text: str, usage: dict[str, int]
     ) -> web.StreamResponse:
-        """The Messages API event stream, as the API documents it."""
+        """The Messages API event stream, as the API documents it; a caller that goes
+        away mid-stream is counted (``streams_aborted``)."""
+        try:
+            return await self._events(request, body, text, usage)
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.streams_aborted += 1
+            raise
+
+    async def _events(
+        self, request: web.Request, body: dict[str, Any], text: str, usage: dict[str, int]
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
 

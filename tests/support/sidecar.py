@@ -55,6 +55,7 @@ def make_settings(
     """Settings for a test sidecar on a free loopback port, probes off unless asked."""
     values: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 0, "grace_period_seconds": 1.0},
+        "http": {"port": 0},
         "failover": {"health_interval_seconds": 0, "retry_rounds": 0},
         "resources": {"sample_interval_seconds": 0},
         "telemetry": {"log_format": "text"},
@@ -80,6 +81,7 @@ def write_process_config(path: Path, providers: Sequence[dict[str, Any]], **sect
     ``providers``, probes and sampling off, quiet logs; ``sections`` merged over that."""
     config: dict[str, Any] = {
         "default_model": "m",
+        "http": {"port": 0},
         "models": {"m": {"providers": list(providers)}},
         "failover": {"health_interval_seconds": 0},
         "resources": {"sample_interval_seconds": 0},
@@ -189,4 +191,4 @@ class SidecarProcess:
 
 
 #: The line the sidecar prints once every listener is bound.
-_LISTENING = re.compile(rb"llm-sidecar listening on [^\n]*?127\.0\.0\.1:(\d+)")
+_LISTENING = re.compile(rb"llm-sidecar listening on (?:[^\n]*? )?127\.0\.0\.1:(\d+)")

@@ -40,10 +40,11 @@ def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
                 "content": message.content,
             }
         ]
-    blocks: list[dict[str, Any]] = []
-    if message.content:
-        blocks.append({"type": "text", "text": message.content})
-    blocks += [_image(image) for image in message.images]
+    blocks: list[dict[str, Any]] = [
+        {"type": "text", "text": part} if isinstance(part, str) else _image(part)
+        for part in message.ordered()
+        if part != ""
+    ]
     blocks += [
         {
             "type": "tool_use",

@@ -44,11 +44,11 @@ def _message(message: ChatMessage) -> dict[str, Any]:
             ],
         }
     if message.images:
-        parts: list[dict[str, Any]] = []
-        if message.content:
-            parts.append({"type": "text", "text": message.content})
-        parts += [
-            {"type": "image_url", "image_url": {"url": data_url(image)}} for image in message.images
+        parts: list[dict[str, Any]] = [
+            {"type": "text", "text": part}
+            if isinstance(part, str)
+            else {"type": "image_url", "image_url": {"url": data_url(part)}}
+            for part in message.ordered()
         ]
         return {"role": message.role, "content": parts}
     return {"role": message.role, "content": message.content}

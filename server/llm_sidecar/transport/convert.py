@@ -41,24 +41,22 @@ _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 
 def message_from(msg: pb.Message, field: str) -> ChatMessage:
-    """A caller-supplied turn. Text parts follow ``content``, joined by newlines."""
+    """A caller-supplied turn: ``content``, then the parts in their order (text parts and
+    images keep their order; text parts are joined by newlines in ``content``)."""
     if msg.role not in _ROLES:
         raise InvalidRequestError(f"{field}.role", "must be system, user, assistant or tool")
-    texts = [msg.content] if msg.content else []
-    images: list[Image] = []
+    calls = tuple(ToolCall(c.id, c.name, c.arguments) for c in msg.tool_calls)
+    if not msg.parts:
+        return ChatMessage(msg.role, msg.content, (), calls, msg.tool_call_id)  # type: ignore[arg-type]
+    parts: list[str | Image] = [msg.content] if msg.content else []
     for part in msg.parts:
         if part.HasField("image"):
             image = part.image
-            images.append(Image(image.url, image.data, image.mime_type))
+            parts.append(Image(image.url, image.data, image.mime_type))
         elif part.text:
-            texts.append(part.text)
-    return ChatMessage(
-        msg.role,  # type: ignore[arg-type]  # checked above
-        "\n".join(texts),
-        tuple(images),
-        tuple(ToolCall(c.id, c.name, c.arguments) for c in msg.tool_calls),
-        msg.tool_call_id,
-    )
+            parts.append(part.text)
+    turn = ChatMessage.from_parts(msg.role, parts)  # type: ignore[arg-type]  # checked above
+    return dataclasses.replace(turn, tool_calls=calls, tool_call_id=msg.tool_call_id)
 
 
 def tools_from(msgs: Sequence[pb.Tool]) -> tuple[Tool, ...]:
@@ -146,14 +144,21 @@ def metadata_msg(result: AskResult) -> pb.ResponseMetadata:
 
 
 def message_msg(message: ChatMessage) -> pb.Message:
+    """A stored turn: plain text in ``content``; a turn with images as its parts in order
+    (text parts and images), so the order a caller gave them is what it reads back."""
     if message.plain:
         return pb.Message(role=message.role, content=message.content)
+    ordered = message.ordered() if message.images else ()
     return pb.Message(
         role=message.role,
-        content=message.content,
+        content="" if ordered else message.content,
         parts=[
-            pb.ContentPart(image=pb.Image(url=i.url, data=i.data, mime_type=i.mime_type))
-            for i in message.images
+            pb.ContentPart(text=part)
+            if isinstance(part, str)
+            else pb.ContentPart(
+                image=pb.Image(url=part.url, data=part.data, mime_type=part.mime_type)
+            )
+            for part in ordered
         ],
         tool_calls=[tool_call_msg(c) for c in message.tool_calls],
         tool_call_id=message.tool_call_id,

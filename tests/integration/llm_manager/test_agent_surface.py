@@ -8,6 +8,7 @@ and replies are built through the SDKs' response models.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -337,3 +338,30 @@ async def test_openai_prompt_cache_key_is_a_keyed_pseudonym_per_thread(
     assert len({keys[0], keys[2], keys[3]}) == 3  # another thread, another user: other keys
     assert all(len(k) == 32 and user not in k and "alice" not in k for k in keys)
     assert "prompt_cache_key" not in off.chat_requests[0].body
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_grpc_parts_keep_text_and_images_in_order(
+    upstream: FakeUpstream, sidecar_factory, kind: str
+) -> None:
+    """ "Picture A:" [a] "Picture B:" [b] "Which is brighter?" reaches the provider, and
+    the stored history, in that order: labels stay next to their images."""
+    from llm_manager_client import AsyncLLMManagerClient, Image, Message, UserContext
+
+    url = upstream.anthropic_url if kind == "anthropic" else upstream.url
+    sidecar = await sidecar_factory(make_settings([provider("primary", url, kind=kind)]))
+    a = Image.from_bytes(b"\x89PNG first", "image/png")
+    b = Image.from_bytes(b"\x89PNG second", "image/png")
+    turn = Message.user_parts("Picture A:", a, "Picture B:", b, "Which is brighter?")
+    address = f"127.0.0.1:{sidecar.port}"
+    async with AsyncLLMManagerClient(address, UserContext("viewer", session_id="s")) as client:
+        await client.ask("", messages=[turn])
+        stored, _ = (await client.get_conversation()).messages
+    sent = upstream.chat_requests[-1].body["messages"][-1]["content"]
+    if kind == "openai":
+        shape = [p["text"] if p["type"] == "text" else p["image_url"]["url"][-8:] for p in sent]
+    else:
+        shape = [p["text"] if p["type"] == "text" else p["source"]["data"][-8:] for p in sent]
+    encoded = [base64.b64encode(i.data).decode()[-8:] for i in (a, b)]
+    assert shape == ["Picture A:", encoded[0], "Picture B:", encoded[1], "Which is brighter?"]
+    assert stored.parts == ("Picture A:", a, "Picture B:", b, "Which is brighter?")

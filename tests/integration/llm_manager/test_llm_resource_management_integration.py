@@ -78,7 +78,7 @@ async def test_manager_memory_cleanup_on_shutdown(
         gc.collect()
     assert elapsed < 1.0
     assert len(sidecar.registry) == 0 and sidecar.budget.entries == 0 and sidecar.budget.bytes == 0
-    assert sidecar.http.closed
+    assert sidecar.pools.closed
     assert sidecar.background_tasks == 0
     unclosed = [w for w in caught if issubclass(w.category, ResourceWarning)]
     assert unclosed == []

@@ -125,6 +125,7 @@ async def test_sigterm_drains_in_flight_calls(upstream: FakeUpstream, tmp_path: 
             {
                 "server": {"grace_period_seconds": 5},
                 "default_model": "m",
+                "http": {"port": 0},
                 "models": {"m": {"providers": [provider("primary", upstream.url)]}},
                 "failover": {"health_interval_seconds": 0},
             }

@@ -209,6 +209,7 @@ async def test_no_log_line_carries_metadata_or_content_from_the_process(
         json.dumps(
             {
                 "default_model": "m",
+                "http": {"port": 0},
                 "models": {"m": {"providers": [provider("primary", upstream.url)]}},
                 "telemetry": {"log_level": "DEBUG", "library_log_level": "DEBUG"},
                 "failover": {"health_interval_seconds": 0},

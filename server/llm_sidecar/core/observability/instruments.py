@@ -130,6 +130,12 @@ class Observability:
             description="Duration of gRPC calls served",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
+        self.http_duration = meter.create_histogram(
+            "http.server.request.duration",
+            unit="s",
+            description="Duration of HTTP requests served",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
         self.cache_lookups = meter.create_counter(
             "llm_sidecar.cache.lookups", unit="{lookup}", description="Response cache lookups"
         )

@@ -75,4 +75,6 @@ def _extras(message: ChatMessage) -> str:
         for i in message.images
     ]
     calls = [[c.id, c.name, c.arguments] for c in message.tool_calls]
-    return json.dumps([images, calls, message.tool_call_id])
+    # The order of text and images changes the question ("A:" [a] "B:" [b]).
+    layout = [p if isinstance(p, str) else message.images.index(p) for p in message.parts]
+    return json.dumps([images, calls, message.tool_call_id, layout])

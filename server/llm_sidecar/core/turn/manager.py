@@ -10,7 +10,7 @@ pipeline (:mod:`llm_sidecar.core.turn.pipeline`); it shares only the router
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from llm_sidecar.core.admission.billing import Billing
 from llm_sidecar.core.admission.limits import UserLimiter
@@ -97,7 +97,7 @@ class LLMManager:
 
     def ask_stream(
         self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None = None
-    ) -> AsyncIterator[Delta | AskResult]:
+    ) -> AsyncGenerator[Delta | AskResult, None]:
         """Stream one answer: text deltas and whole tool calls, then the
         :class:`AskResult`. The pipeline's own generator, handed back as it is."""
         self._check(ctx)

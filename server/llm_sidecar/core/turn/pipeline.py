@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -130,7 +130,7 @@ class Pipeline:
 
     async def run(
         self, kind: CallKind[Result, Routed], deadline: float | None
-    ) -> AsyncIterator[Delta | Result]:
+    ) -> AsyncGenerator[Delta | Result, None]:
         """The call's deltas (streams), then its result."""
         self.limiter.acquire()  # 1. hold
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,18 +17,39 @@ class ChatMessage:
     """One message of a chat: its text, and what an agent's turn may add."""
 
     role: Role
+    #: The text (a turn given in parts: its text parts, joined by newlines).
     content: str
-    #: Images after the text, in order.
+    #: The images, in order.
     images: tuple[Image, ...] = ()
     #: On assistant turns: the tools the model called.
     tool_calls: tuple[ToolCall, ...] = ()
     #: On tool turns: the call this is the result of.
     tool_call_id: str = ""
+    #: Text and images in the order the caller gave them, when an image comes before
+    #: some text ("Picture A:" [image] "Picture B:" [image] "Which is brighter?");
+    #: empty when the text simply comes first.
+    parts: tuple[str | Image, ...] = ()
 
     @property
     def plain(self) -> bool:
         """Text only: no images, no tool calls, not a tool result."""
         return not (self.images or self.tool_calls or self.tool_call_id)
+
+    def ordered(self) -> tuple[str | Image, ...]:
+        """The content in order: the parts as given, or the text, then the images."""
+        if self.parts:
+            return self.parts
+        return ((self.content,) if self.content else ()) + self.images
+
+    @classmethod
+    def from_parts(cls, role: Role, parts: Sequence[str | Image]) -> ChatMessage:
+        """A turn from text and image parts in order, keeping the order when it matters."""
+        texts = [part for part in parts if isinstance(part, str)]
+        images = tuple(part for part in parts if isinstance(part, Image))
+        first_image = next((i for i, p in enumerate(parts) if isinstance(p, Image)), len(parts))
+        interleaved = any(isinstance(p, str) for p in parts[first_image:]) or len(texts) > 1
+        kept = tuple(parts) if images and interleaved else ()
+        return cls(role, "\n".join(texts), images, parts=kept)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,12 @@ def encode_message(message: ChatMessage) -> str:
                 ],
                 "tool_calls": [[c.id, c.name, c.arguments] for c in message.tool_calls],
                 "tool_call_id": message.tool_call_id,
+                # The order of text and images, when it is not text first: each part is
+                # its text, or the index of its image.
+                "parts": [
+                    part if isinstance(part, str) else message.images.index(part)
+                    for part in message.parts
+                ],
             },
             ensure_ascii=False,
         )
@@ -53,12 +59,16 @@ def decode_message(raw: bytes | str) -> ChatMessage:
         return ChatMessage(role, text[1:])
     if text[:1] == "{":
         item = json.loads(text)
+        images = tuple(
+            Image(url, base64.b64decode(data), mime) for url, mime, data in item["images"]
+        )
         return ChatMessage(
             item["role"],
             item["content"],
-            tuple(Image(url, base64.b64decode(data), mime) for url, mime, data in item["images"]),
+            images,
             tuple(ToolCall(*call) for call in item["tool_calls"]),
             item["tool_call_id"],
+            tuple(p if isinstance(p, str) else images[p] for p in item.get("parts", ())),
         )
     role, content = json.loads(text)
     return ChatMessage(role, content)

@@ -1,0 +1,162 @@
+"""The chat endpoints: OpenAI's ``/v1/chat/completions``, Anthropic's ``/v1/messages``,
+and ``/v1/models`` (the configured routes, in the asking SDK's shape).
+
+Each parses its API's body, calls the service (the same calls gRPC makes, so the
+same pipeline, isolation, quotas and bill), and answers in its API's shape: JSON,
+or server-sent events as the answer streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+
+from llm_sidecar.core.vocabulary.errors import InvalidRequestError, SidecarError
+from llm_sidecar.core.vocabulary.models import AskResult
+from llm_sidecar.core.vocabulary.tools import ToolCall
+from llm_sidecar.http_api import anthropic_messages, openai_chat
+from llm_sidecar.http_api.edge import HttpCall
+from llm_sidecar.http_api.errors import refusal_for
+from llm_sidecar.service import LLMService
+
+Item = str | ToolCall | AskResult
+Stream = AsyncGenerator[Item, None]
+
+
+class StreamShape(Protocol):
+    """How one API writes a streamed answer."""
+
+    def delta(self, text: str) -> bytes: ...
+
+    def tool(self, call: ToolCall) -> bytes: ...
+
+
+class ChatEndpoints:
+    """The handlers, over one service; ``route_seconds`` gives a route's default deadline."""
+
+    def __init__(self, service: LLMService, route_seconds: Callable[[str], float]) -> None:
+        self._service = service
+        self._route_seconds = route_seconds
+
+    def _deadline(self, call: HttpCall, model: str) -> float:
+        route = self._service.router.resolve(model)
+        return call.deadline(self._route_seconds(route))
+
+    async def chat_completions(self, call: HttpCall) -> web.StreamResponse:
+        assert call.body is not None and call.ctx is not None
+        spec = openai_chat.parse(call.body)
+        _same_user(call, call.body.raw("user"), "user")
+        deadline = self._deadline(call, spec.model)
+        completion_id = "chatcmpl-" + call.record.request_id
+        if not spec.stream:
+            result = await self._service.ask(call.ctx, spec.inp, deadline)
+            call.answered(result)
+            return _json(call, openai_chat.completion(result, spec, completion_id))
+        chunks = openai_chat.Chunks(spec, completion_id)
+        stream = self._service.ask_stream(call.ctx, spec.inp, deadline)
+        return await _sse(call, stream, chunks, b"", lambda r: chunks.finish(r, spec.include_usage))
+
+    async def messages(self, call: HttpCall) -> web.StreamResponse:
+        assert call.body is not None and call.ctx is not None
+        spec = anthropic_messages.parse(call.body)
+        metadata = call.body.obj("metadata")
+        if metadata is not None:
+            _same_user(call, metadata.raw("user_id"), "metadata.user_id")
+        deadline = self._deadline(call, spec.model)
+        message_id = "msg_" + call.record.request_id.replace("-", "")
+        if not spec.stream:
+            result = await self._service.ask(call.ctx, spec.inp, deadline)
+            call.answered(result)
+            return _json(call, anthropic_messages.message(result, spec, message_id))
+        events = anthropic_messages.Events()
+        stream = self._service.ask_stream(call.ctx, spec.inp, deadline)
+        return await _sse(call, stream, events, events.start(spec, message_id), events.finish)
+
+    async def models(self, call: HttpCall) -> web.StreamResponse:
+        """The configured routes: Anthropic's list shape when the caller is its SDK
+        (it sends ``anthropic-version``), OpenAI's otherwise."""
+        routes = sorted(self._service.router.routes)
+        if "anthropic-version" in call.request.headers:
+            data: list[dict[str, Any]] = [
+                {"type": "model", "id": r, "display_name": r, "created_at": "1970-01-01T00:00:00Z"}
+                for r in routes
+            ]
+            first, last = (routes[0], routes[-1]) if routes else (None, None)
+            body = {"data": data, "has_more": False, "first_id": first, "last_id": last}
+        else:
+            data = [
+                {"id": r, "object": "model", "created": 0, "owned_by": "llm-sidecar"}
+                for r in routes
+            ]
+            body = {"object": "list", "data": data}
+        return _json(call, body)
+
+
+def _same_user(call: HttpCall, given: Any, field: str) -> None:
+    """A user named in the body must be the caller's ``x-user-id``: two answers to
+    "who is this for" in one request are refused, not guessed between."""
+    assert call.ctx is not None
+    if given is not None and given != call.ctx.user_id:
+        raise InvalidRequestError(field, "differs from the x-user-id header")
+
+
+def _json(call: HttpCall, body: dict[str, Any]) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), content_type="application/json", headers=call.headers
+    )
+
+
+async def _sse(
+    call: HttpCall,
+    stream: Stream,
+    shape: StreamShape,
+    opening: bytes,
+    closing: Callable[[AskResult], bytes],
+) -> web.StreamResponse:
+    """Relay a stream as server-sent events. A failure before the first item is an
+    ordinary error response (the status tells the SDK to retry or not); after it, an
+    error event in the API's shape ends the stream. A caller that goes away cancels
+    the call: the upstream is abandoned and the reservation settled."""
+    async with contextlib.aclosing(stream):
+        first = await anext(stream)  # errors here become a plain error response
+        response = web.StreamResponse(
+            headers={
+                **call.headers,
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+            }
+        )
+        await response.prepare(call.request)
+        await response.write(opening)
+        try:
+            item: Item = first
+            while True:
+                if isinstance(item, str):
+                    await response.write(shape.delta(item))
+                elif isinstance(item, ToolCall):
+                    await response.write(shape.tool(item))
+                else:
+                    call.answered(item)
+                    await response.write(closing(item))
+                    break
+                item = await anext(stream)
+        except SidecarError as exc:
+            await response.write(_error_event(call, exc))
+        except ConnectionResetError:  # the caller went away between two writes
+            call.record.failed("CANCELLED", "CLIENT_DISCONNECTED", call.record.attempts)
+            return response
+        await response.write_eof()
+        return response
+
+
+def _error_event(call: HttpCall, exc: SidecarError) -> bytes:
+    refusal = refusal_for(exc)
+    call.record.failed(str(refusal.status), refusal.code, len(getattr(exc, "attempts", ())))
+    body = orjson.dumps(refusal.body(call.dialect))
+    if call.dialect == "anthropic":
+        return b"event: error\ndata: " + body + b"\n\n"
+    return b"data: " + body + b"\n\n"

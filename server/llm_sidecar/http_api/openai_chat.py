@@ -1,0 +1,324 @@
+"""OpenAI's Chat Completions API (``POST /v1/chat/completions``) in and out of the core.
+
+Requests become an :class:`AskInput` (every role; content as a string or as ordered
+text and ``image_url`` parts; assistant tool calls and tool turns; tools, tool
+choice, parallel calls; ``response_format`` through the structured path; sampling
+and output caps). Answers come back in the API's own shapes, so the OpenAI SDKs
+parse them unchanged: a ``chat.completion``, or ``chat.completion.chunk`` events.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from llm_sidecar.core.vocabulary.errors import InvalidRequestError
+from llm_sidecar.core.vocabulary.models import AskInput, AskResult, ChatMessage, GenerationParams
+from llm_sidecar.core.vocabulary.tools import AUTO, Image, Tool, ToolCall, ToolChoice
+from llm_sidecar.http_api.fields import Fields, json_text, stop_sequences
+
+#: Fields that would change what an answer means, and which the sidecar does not
+#: serve: refused with 400 naming them rather than silently dropped.
+UNSUPPORTED = {
+    "audio": "audio output is not supported",
+    "prediction": "predicted outputs are not supported",
+    "web_search_options": "built-in web search is not supported",
+    "functions": "the legacy functions field is not supported: use tools",
+    "function_call": "the legacy function_call field is not supported: use tool_choice",
+}
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCompletionCall:
+    """One parsed request: what the core is asked, and how to answer."""
+
+    inp: AskInput
+    model: str
+    stream: bool
+    include_usage: bool
+
+
+def parse(body: Fields, max_images: int = 64) -> ChatCompletionCall:
+    """The core request for a Chat Completions body; InvalidRequestError naming the field."""
+    _refuse_unsupported(body)
+    model = body.text("model", max_length=256)
+    system, turns = _split_system(body.items("messages", required=True))
+    stream = bool(body.boolean("stream"))
+    options = body.obj("stream_options")
+    include_usage = bool(options.boolean("include_usage")) if options is not None else False
+    tools = _tools(body)
+    inp = AskInput(
+        prompt="",
+        model=model,
+        params=_params(body),
+        system_prompt=system,
+        json_schema=_response_format(body),
+        messages=tuple(_message(Fields(m, f"messages[{i}]")) for i, m in turns),
+        tools=tools,
+        tool_choice=_tool_choice(body, tools),
+        parallel_tool_calls=body.boolean("parallel_tool_calls"),
+    )
+    return ChatCompletionCall(inp, model, stream, include_usage)
+
+
+def _refuse_unsupported(body: Fields) -> None:
+    for key, why in UNSUPPORTED.items():
+        if body.has(key):
+            body.refuse(key, why)
+    if (body.integer("n", minimum=1) or 1) > 1:
+        body.refuse("n", "only one choice per request (n = 1) is supported")
+    if body.boolean("logprobs") or body.has("top_logprobs"):
+        body.refuse("logprobs", "log probabilities are not supported")
+    modalities = body.items("modalities")
+    if modalities and modalities != ["text"]:
+        body.refuse("modalities", "only text output is supported")
+    for penalty in ("frequency_penalty", "presence_penalty"):
+        if body.number(penalty, -2.0, 2.0):
+            body.refuse(penalty, "penalties are not supported (0 or absent)")
+    if body.raw("logit_bias"):
+        body.refuse("logit_bias", "logit bias is not supported")
+
+
+def _split_system(messages: list[Any]) -> tuple[str, list[tuple[int, Any]]]:
+    """Leading system (and developer) turns become the system prompt, which goes first,
+    before any stored history; the others stay turns of their own."""
+    system: list[str] = []
+    index = 0
+    while index < len(messages):
+        item = Fields(messages[index], f"messages[{index}]")
+        if item.raw("role") not in ("system", "developer"):
+            break
+        system.append(_text_content(item))
+        index += 1
+    return "\n\n".join(system), list(enumerate(messages))[index:]
+
+
+def _message(item: Fields) -> ChatMessage:
+    role = item.text("role")
+    if role not in _ROLES:
+        raise InvalidRequestError(item.name("role"), f"must be one of {', '.join(sorted(_ROLES))}")
+    if role in ("system", "developer"):
+        return ChatMessage("system", _text_content(item))
+    if role == "tool":
+        return ChatMessage(
+            "tool", _text_content(item), tool_call_id=item.text("tool_call_id", max_length=256)
+        )
+    if role == "assistant":
+        calls = tuple(
+            _tool_call(Fields(c, item.name(f"tool_calls[{j}]")))
+            for j, c in enumerate(item.items("tool_calls"))
+        )
+        return ChatMessage("assistant", _text_content(item, allow_null=True), tool_calls=calls)
+    return ChatMessage.from_parts("user", _parts(item))
+
+
+def _text_content(item: Fields, *, allow_null: bool = False) -> str:
+    """Content that may only hold text: a string, or an array of text parts."""
+    content = item.raw("content")
+    if content is None and allow_null:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts = _parts(item)
+    if any(isinstance(part, Image) for part in parts):
+        raise InvalidRequestError(item.name("content"), "images belong on user turns")
+    return "\n".join(part for part in parts if isinstance(part, str))
+
+
+def _parts(item: Fields) -> list[str | Image]:
+    """Content as text and images, in the caller's order."""
+    content = item.raw("content")
+    if isinstance(content, str):
+        return [content]
+    parts: list[str | Image] = []
+    for j, raw in enumerate(item.items("content", required=True)):
+        part = Fields(raw, item.name(f"content[{j}]"))
+        kind = part.text("type")
+        if kind == "text":
+            parts.append(part.text("text"))
+        elif kind == "image_url":
+            image = part.obj("image_url")
+            if image is None:
+                raise InvalidRequestError(part.name("image_url"), "is required")
+            parts.append(Image(url=image.text("url")))
+        else:
+            raise InvalidRequestError(part.name("type"), "must be text or image_url")
+    return parts
+
+
+def _tool_call(call: Fields) -> ToolCall:
+    function = call.obj("function")
+    if function is None:
+        raise InvalidRequestError(call.name("function"), "is required")
+    return ToolCall(
+        call.text("id", max_length=256),
+        function.text("name", max_length=64),
+        function.text("arguments", "{}"),
+    )
+
+
+def _tools(body: Fields) -> tuple[Tool, ...]:
+    tools = []
+    for i, raw in enumerate(body.items("tools")):
+        tool = Fields(raw, f"tools[{i}]")
+        if tool.text("type", "function") != "function":
+            tool.refuse("type", "only function tools are supported")
+        function = tool.obj("function")
+        if function is None:
+            raise InvalidRequestError(tool.name("function"), "is required")
+        parameters = function.raw("parameters")
+        if parameters is None:
+            parameters = {"type": "object", "properties": {}}
+        if not isinstance(parameters, dict):
+            raise InvalidRequestError(function.name("parameters"), "must be a JSON Schema object")
+        tools.append(Tool(function.text("name"), function.text("description", ""), parameters))
+    return tuple(tools)
+
+
+def _tool_choice(body: Fields, tools: tuple[Tool, ...]) -> ToolChoice:
+    choice = body.raw("tool_choice")
+    if choice is None:
+        return AUTO
+    if isinstance(choice, str):
+        if choice not in ("auto", "none", "required"):
+            raise InvalidRequestError("tool_choice", "must be auto, none, required or a function")
+        return ToolChoice(choice)  # type: ignore[arg-type]  # checked above
+    function = Fields(choice, "tool_choice").obj("function")
+    if function is None:
+        raise InvalidRequestError("tool_choice.function", "is required")
+    return ToolChoice("tool", function.text("name"))
+
+
+def _response_format(body: Fields) -> dict[str, Any] | None:
+    """``json_schema`` and ``json_object`` through the structured path (the answer is
+    checked against the schema, and fails over when it does not fit)."""
+    shape = body.obj("response_format")
+    if shape is None:
+        return None
+    kind = shape.text("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind != "json_schema":
+        raise InvalidRequestError(
+            "response_format.type", "must be text, json_object or json_schema"
+        )
+    spec = shape.obj("json_schema")
+    schema = spec.raw("schema") if spec is not None else None
+    if not isinstance(schema, dict):
+        raise InvalidRequestError(
+            "response_format.json_schema.schema", "must be a JSON Schema object"
+        )
+    return schema
+
+
+def _params(body: Fields) -> GenerationParams:
+    cap = body.integer("max_completion_tokens", minimum=1) or body.integer("max_tokens", minimum=1)
+    return GenerationParams(
+        temperature=body.number("temperature", 0.0, 2.0),
+        max_tokens=cap,
+        top_p=body.number("top_p", 0.0, 1.0),
+        stop=stop_sequences(body, "stop"),
+        seed=body.integer("seed"),
+    )
+
+
+# -- answers ----------------------------------------------------------------------------
+
+
+def finish_reason(reason: str) -> str:
+    """The API's finish reason for the core's (providers of either kind)."""
+    return {
+        "tool_calls": "tool_calls",
+        "length": "length",
+        "max_tokens": "length",
+        "content_filter": "content_filter",
+    }.get(reason, "stop")
+
+
+def usage(result: AskResult) -> dict[str, Any]:
+    """The API's usage object, cached and reasoning tokens included."""
+    spent = result.usage
+    return {
+        "prompt_tokens": spent.prompt_tokens,
+        "completion_tokens": spent.completion_tokens,
+        "total_tokens": spent.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": spent.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": spent.reasoning_tokens},
+    }
+
+
+def tool_call(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+def completion(result: AskResult, call: ChatCompletionCall, completion_id: str) -> dict[str, Any]:
+    """A ``chat.completion`` object."""
+    message: dict[str, Any] = {"role": "assistant", "content": result.text or None, "refusal": None}
+    if result.tool_calls:
+        message["tool_calls"] = [tool_call(c) for c in result.tool_calls]
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": call.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": finish_reason(result.finish_reason),
+                "logprobs": None,
+            }
+        ],
+        "usage": usage(result),
+        "system_fingerprint": None,
+    }
+
+
+class Chunks:
+    """``chat.completion.chunk`` events of one streamed answer."""
+
+    __slots__ = ("_base", "_calls", "_first")
+
+    def __init__(self, call: ChatCompletionCall, completion_id: str) -> None:
+        self._base = (
+            f'{{"id":"{completion_id}","object":"chat.completion.chunk",'
+            f'"created":{int(time.time())},"model":{json_text(call.model)},'
+        )
+        self._first = True
+        self._calls = 0
+
+    def _event(self, choices: str, usage_json: str = "null") -> bytes:
+        return f'data: {self._base}"choices":[{choices}],"usage":{usage_json}}}\n\n'.encode()
+
+    def delta(self, text: str) -> bytes:
+        """One text delta (the first carries the assistant role)."""
+        role = '"role":"assistant",' if self._first else ""
+        self._first = False
+        return self._event(f'{{"index":0,"delta":{{{role}"content":{json_text(text)}}}}}')
+
+    def tool(self, call: ToolCall) -> bytes:
+        """One whole tool call, at its index."""
+        role = '"role":"assistant",' if self._first else ""
+        self._first = False
+        entry = {"index": self._calls, **tool_call(call)}
+        self._calls += 1
+        return self._event(f'{{"index":0,"delta":{{{role}"tool_calls":[{json_text(entry)}]}}}}')
+
+    def finish(self, result: AskResult, include_usage: bool) -> bytes:
+        """The closing chunk with the finish reason; the usage chunk when asked; [DONE]."""
+        reason = json_text(finish_reason(result.finish_reason))
+        role = '"role":"assistant"' if self._first else ""
+        out = self._event(f'{{"index":0,"delta":{{{role}}},"finish_reason":{reason}}}')
+        if include_usage:
+            out += (
+                f'data: {self._base}"choices":[],"usage":{json_text(usage(result))}}}\n\n'.encode()
+            )
+        return out + b"data: [DONE]\n\n"

@@ -1,0 +1,147 @@
+"""The HTTP listener (aiohttp.web): its routes, its sockets and its drain.
+
+It listens on ``http.host:http.port`` (127.0.0.1:50080 by default) and/or
+``http.unix_socket``, with the server's TLS when that is set. A caller that
+disconnects cancels its handler (``handler_cancellation``), so the upstream call
+is abandoned and its reservation settled. On SIGTERM the listeners close (new
+requests are refused) and in-flight requests, streams included, get the grace
+period to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from llm_sidecar.config import HttpSettings, ServerSettings
+from llm_sidecar.core.observability import Observability
+from llm_sidecar.http_api.chat import ChatEndpoints
+from llm_sidecar.http_api.edge import Edge
+from llm_sidecar.http_api.errors import HttpError, refusal_for
+from llm_sidecar.service import LLMService
+from llm_sidecar.telemetry.access import AccessLog
+from llm_sidecar.transport.server import ListenError
+
+
+class HttpServer:
+    """The OpenAI- and Anthropic-compatible APIs over HTTP, not yet listening."""
+
+    def __init__(
+        self,
+        settings: HttpSettings,
+        server: ServerSettings,
+        service: LLMService,
+        obs: Observability,
+        access: AccessLog,
+        route_seconds: Callable[[str], float],
+    ) -> None:
+        self.settings = settings
+        self._server = server
+        edge = Edge(
+            obs, access, token=server.auth_token(), max_request_bytes=server.max_request_bytes
+        )
+        chat = ChatEndpoints(service, route_seconds)
+        self.app = web.Application(client_max_size=server.max_request_bytes + 1)
+        self.app.router.add_post(
+            "/v1/chat/completions", edge.route("openai", chat.chat_completions)
+        )
+        self.app.router.add_post("/v1/messages", edge.route("anthropic", chat.messages))
+        self.app.router.add_get("/v1/models", edge.route("openai", chat.models, needs_user=False))
+        self.app.middlewares.append(_unknown_paths)
+        self._runner: web.AppRunner | None = None
+        #: Bound addresses ("host:port", "unix:/path"), known once started.
+        self.addresses: list[str] = []
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.port >= 0 or bool(self.settings.unix_socket)
+
+    async def start(self) -> list[str]:
+        """Bind every configured listener; ListenError naming the one that cannot."""
+        runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
+        await runner.setup()
+        self._runner = runner
+        try:
+            if self.settings.port >= 0:
+                await self._tcp(runner)
+            if self.settings.unix_socket:
+                await self._unix(runner, self.settings.unix_socket)
+        except ListenError:
+            await runner.cleanup()
+            raise
+        return self.addresses
+
+    async def _tcp(self, runner: web.AppRunner) -> None:
+        host, port = self.settings.host, self.settings.port
+        site = web.TCPSite(runner, host, port, ssl_context=_tls(self._server), reuse_port=False)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError(
+                f"cannot listen on {host}:{port} (HTTP): the port is in use, or the host is "
+                f"not an address of this machine ({type(exc).__name__})"
+            ) from None
+        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        shown = f"[{host}]" if ":" in host else host
+        self.addresses.append(f"http://{shown}:{bound}")
+
+    async def _unix(self, runner: web.AppRunner, path: str) -> None:
+        directory = Path(path).parent
+        if not directory.is_dir():
+            raise ListenError(
+                f"cannot listen on unix:{path} (HTTP): the directory {directory} does not exist"
+            )
+        site = web.UnixSite(runner, path)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError(
+                f"cannot listen on unix:{path} (HTTP): {type(exc).__name__}"
+            ) from None
+        self.addresses.append(f"unix:{path}")
+
+    async def stop(self, grace: float) -> None:
+        """Close the listeners (new requests are refused), let in-flight requests, streams
+        included, finish for up to ``grace`` seconds, then close what is left."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        for site in list(runner.sites):
+            await site.stop()
+        server = runner.server
+        if server is not None:
+            await asyncio.sleep(0)  # requests that arrived before the close start first
+            server.pre_shutdown()
+            await server.shutdown(grace)
+        await runner.cleanup()
+
+
+def _tls(server: ServerSettings) -> ssl.SSLContext | None:
+    """The server's TLS for the HTTP listener too (mutual TLS with a client CA)."""
+    if not server.tls:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(server.tls_cert_file, server.tls_key_file)
+    if server.tls_client_ca_file:
+        context.load_verify_locations(server.tls_client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+@web.middleware
+async def _unknown_paths(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """An unknown path or method answers in the APIs' error shape, not aiohttp's page."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        error = HttpError(404, "no such endpoint (see /v1/models and the docs)")
+    except web.HTTPMethodNotAllowed:
+        error = HttpError(405, "that method is not allowed on this endpoint")
+    refusal = refusal_for(error)
+    return web.json_response(refusal.body("openai"), status=refusal.status)
