@@ -1,8 +1,12 @@
-"""Issue 2: Ask through the sidecar vs straight to the upstream, and cache hits vs a bare echo."""
+"""Ask through the sidecar (gRPC and HTTP) vs straight to the upstream, and cache hits vs
+a bare echo, in one run."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from bench.harness import (
+    HTTP_PORTS,
     bench_provider,
     echo_server,
     load,
@@ -12,55 +16,64 @@ from bench.harness import (
     upstream,
 )
 
+ROWS = (
+    ("direct", "direct to upstream"),
+    ("miss", "sidecar gRPC, cache miss"),
+    ("hit", "sidecar gRPC, cache hit"),
+    ("http-miss", "sidecar HTTP, cache miss"),
+    ("http-hit", "sidecar HTTP, cache hit"),
+    ("tools", "sidecar gRPC, tool-call round trip (2 calls)"),
+    ("echo", "bare grpc.aio echo"),
+)
 
-def run(duration: float = 5.0) -> str:
-    rows = []
+
+def _measure(duration: float) -> dict[tuple[str, int], dict[str, Any]]:
+    results: dict[tuple[str, int], dict[str, Any]] = {}
     with upstream() as up_port:
-        provider = bench_provider(up_port)
-        with sidecar(sidecar_config([provider])) as sc_port:
-            results = {}
+        with sidecar(sidecar_config([bench_provider(up_port)])) as sc_port:
+            grpc_address = f"127.0.0.1:{sc_port}"
+            http_address = f"127.0.0.1:{HTTP_PORTS[sc_port]}"
             for c in (1, 32):
                 results[("direct", c)] = load(
                     "direct", f"127.0.0.1:{up_port}", c, duration=duration
                 )
-                results[("miss", c)] = load("sidecar", f"127.0.0.1:{sc_port}", c, duration=duration)
-                results[("hit", c)] = load(
-                    "sidecar", f"127.0.0.1:{sc_port}", c, duration=duration, mode="hit"
-                )
+                for mode in ("miss", "hit"):
+                    results[(mode, c)] = load(
+                        "sidecar", grpc_address, c, duration=duration, mode=mode
+                    )
+                    results[(f"http-{mode}", c)] = load(
+                        "http", http_address, c, duration=duration, mode=mode
+                    )
                 results[("tools", c)] = load(
-                    "sidecar", f"127.0.0.1:{sc_port}", c, duration=duration, mode="tools"
+                    "sidecar", grpc_address, c, duration=duration, mode="tools"
                 )
         with echo_server() as echo_port:
             for c in (1, 32):
                 results[("echo", c)] = load(
                     "sidecar", f"127.0.0.1:{echo_port}", c, duration=duration, mode="hit"
                 )
+    return results
+
+
+def run(duration: float = 5.0) -> str:
+    results = _measure(duration)
+    rows: list[list[Any]] = []
     for c in (1, 32):
         direct = results[("direct", c)]
-        for kind, label in (
-            ("direct", "direct to upstream"),
-            ("miss", "sidecar, cache miss"),
-            ("hit", "sidecar, cache hit"),
-            ("tools", "sidecar, tool-call round trip (2 calls)"),
-            ("echo", "bare grpc.aio echo"),
-        ):
+        for kind, label in ROWS:
             r = results[(kind, c)]
-            added = r["p50"] - direct["p50"] if kind == "miss" else float("nan")
-            rows.append(
-                [
-                    label,
-                    c,
-                    r["rps"],
-                    r["p50"],
-                    r["p99"],
-                    added if kind == "miss" else "",
-                    r["errors"],
-                ]
-            )
+            added = r["p50"] - direct["p50"] if kind in ("miss", "http-miss") else ""
+            rows.append([label, c, r["rps"], r["p50"], r["p99"], added, r["errors"]])
         hit, echo = results[("hit", c)], results[("echo", c)]
-        rows.append([f"  hit/echo p50 ratio (c={c})", c, "", hit["p50"] / echo["p50"], "", "", ""])
+        rows.append(
+            [f"  gRPC hit/echo p50 ratio (c={c})", c, "", hit["p50"] / echo["p50"], "", "", ""]
+        )
+        http, grpc = results[("http-miss", c)], results[("miss", c)]
+        rows.append(
+            [f"  HTTP/gRPC miss throughput (c={c})", c, http["rps"] / grpc["rps"], "", "", "", ""]
+        )
     return table(
-        "Ask latency and throughput (loopback upstream)",
+        "Ask latency and throughput (loopback upstream; HTTP is /v1/chat/completions)",
         ["path", "conc", "req/s", "p50 ms", "p99 ms", "added p50 ms", "errors"],
         rows,
     )

@@ -1,5 +1,6 @@
-"""Streams at scale: N concurrent AskStream calls through the sidecar vs the same streams
-read directly from the paced upstream, in one run; and 2,000 slow unary calls.
+"""Streams at scale: N concurrent streams through the sidecar (gRPC AskStream and HTTP
+SSE) vs the same streams read directly from the paced upstream and through the two
+floors (bare aiohttp and grpc.aio relays), in one run; and 2,000 slow unary calls.
 
 The upstream paces 50 deltas at 20 ms per stream. Per N: time to first chunk,
 gaps between chunks, tokens/s, the sidecar's CPU time (µs per delivered
@@ -18,7 +19,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bench.harness import ROOT, bench_provider, free_port, process, sidecar_config, table
+from bench.harness import (
+    ROOT,
+    bench_provider,
+    free_port,
+    process,
+    sidecar_config,
+    table,
+    wait_port,
+)
 
 TICK = os.sysconf("SC_CLK_TCK")
 SIZES = (100, 500, 1000)
@@ -44,16 +53,27 @@ def stream_upstream(*extra: str) -> Iterator[int]:
 
 
 @contextmanager
-def sidecar_process(config: dict[str, Any]) -> Iterator[tuple[int, int]]:
-    port = free_port()
+def sidecar_process(config: dict[str, Any]) -> Iterator[tuple[int, int, int]]:
+    """A sidecar: (gRPC port, HTTP port, pid)."""
+    port, http_port = free_port(), free_port()
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(config, f)
+        json.dump({**config, "http": {"port": http_port}}, f)
     try:
         args = ["-m", "llm_sidecar", "--config", f.name, "--port", str(port)]
         with process(args, port) as proc:
-            yield port, proc.pid
+            wait_port(http_port)
+            yield port, http_port, proc.pid
     finally:
         os.unlink(f.name)
+
+
+@contextmanager
+def relay(kind: str, upstream: int) -> Iterator[tuple[int, int]]:
+    """A bare relay (bench.relays) of the upstream: (port, pid)."""
+    port = free_port()
+    args = ["-m", "bench.relays", "--kind", kind, "--port", str(port)]
+    with process([*args, "--upstream", f"127.0.0.1:{upstream}"], port) as proc:
+        yield port, proc.pid
 
 
 def load(target: str, address: str, n: int, *extra: str) -> dict[str, Any]:
@@ -97,33 +117,78 @@ def config(port: int, **provider: Any) -> dict[str, Any]:
     )
 
 
-def run(duration: float = 5.0) -> str:
-    """The tables. ``duration`` is unused: every stream runs to its end."""
-    del duration
+PATHS = ("direct", "sidecar gRPC", "sidecar HTTP", "aiohttp floor", "grpc.aio floor")
+
+
+def _runs(
+    n: int, up: int, sc: tuple[int, int, int], relays: dict[str, tuple[int, int]]
+) -> dict[str, dict[str, Any]]:
+    port, http_port, pid = sc
+    aio_port, aio_pid = relays["aiohttp"]
+    grpc_port, grpc_pid = relays["grpc"]
+    return {
+        "direct": load("direct", f"127.0.0.1:{up}", n),
+        "sidecar gRPC": measured(pid, "sidecar", f"127.0.0.1:{port}", n),
+        "sidecar HTTP": measured(pid, "http", f"127.0.0.1:{http_port}", n),
+        "aiohttp floor": measured(aio_pid, "aiohttp-relay", f"127.0.0.1:{aio_port}", n),
+        "grpc.aio floor": measured(grpc_pid, "grpc-relay", f"127.0.0.1:{grpc_port}", n),
+    }
+
+
+def _row(n: int, label: str, r: dict[str, Any]) -> list[Any]:
+    relayed = label != "direct"
+    return [
+        n,
+        label,
+        f"{r['ttfc_p50']:.0f} / {r['ttfc_p99']:.0f}",
+        f"{r['gap_p50']:.0f} / {r['gap_p99']:.0f} / {r['gap_max']:.0f}",
+        r["tokens"] / r["seconds"],
+        r["tokens"] / max(r["messages"], 1),
+        f"{r['cpu']:.2f}" if relayed else "-",
+        r["cpu"] * 1e6 / max(r["tokens"], 1) if relayed else "-",
+        f"{r['rss_per_call'] / 1024:.1f}" if relayed else "-",
+        r["errors"],
+    ]
+
+
+def _ratios(n: int, runs: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    """Each sidecar path against its floor: CPU per delta, first chunk p99, gap p99."""
+    out = []
+    for path, floor in (("sidecar gRPC", "grpc.aio floor"), ("sidecar HTTP", "aiohttp floor")):
+        mine, base = runs[path], runs[floor]
+        cpu = (mine["cpu"] / max(mine["tokens"], 1)) / max(
+            base["cpu"] / max(base["tokens"], 1), 1e-9
+        )
+        out.append(
+            [
+                n,
+                f"{path} / {floor}",
+                cpu,
+                mine["ttfc_p99"] / max(base["ttfc_p99"], 1e-9),
+                mine["gap_p99"] / max(base["gap_p99"], 1e-9),
+                mine["ttfc_p99"] - runs["direct"]["ttfc_p99"],
+            ]
+        )
+    return out
+
+
+def _streams() -> str:
     rows: list[list[Any]] = []
-    with stream_upstream() as up, sidecar_process(config(up)) as (port, pid):
-        load("sidecar", f"127.0.0.1:{port}", 50)  # warm-up: pools, code paths
+    ratios: list[list[Any]] = []
+    with (
+        stream_upstream() as up,
+        sidecar_process(config(up)) as sc,
+        relay("aiohttp", up) as aio,
+        relay("grpc", up) as grpc_relay,
+    ):
+        load("sidecar", f"127.0.0.1:{sc[0]}", 50)  # warm-up: pools, code paths
+        load("http", f"127.0.0.1:{sc[1]}", 50)
         for n in SIZES:
-            d = load("direct", f"127.0.0.1:{up}", n)
-            s = measured(pid, "sidecar", f"127.0.0.1:{port}", n)
-            for label, r in (("direct", d), ("sidecar", s)):
-                sidecar_row = label == "sidecar"
-                rows.append(
-                    [
-                        n,
-                        label,
-                        f"{r['ttfc_p50']:.0f} / {r['ttfc_p99']:.0f}",
-                        f"{r['gap_p50']:.0f} / {r['gap_p99']:.0f} / {r['gap_max']:.0f}",
-                        r["tokens"] / r["seconds"],
-                        r["tokens"] / max(r["messages"], 1),
-                        f"{r['cpu']:.2f}" if sidecar_row else "-",
-                        r["cpu"] * 1e6 / max(r["tokens"], 1) if sidecar_row else "-",
-                        f"{r['rss_per_call'] / 1024:.1f}" if sidecar_row else "-",
-                        r["errors"],
-                    ]
-                )
+            runs = _runs(n, up, sc, {"aiohttp": aio, "grpc": grpc_relay})
+            rows += [_row(n, label, runs[label]) for label in PATHS]
+            ratios += _ratios(n, runs)
     streams = table(
-        "Streams: 50 deltas at 20 ms each, N at once (sidecar vs direct, one run)",
+        "Streams: 50 deltas at 20 ms each, N at once (every path, one run)",
         [
             "N",
             "path",
@@ -131,16 +196,38 @@ def run(duration: float = 5.0) -> str:
             "gap p50/p99/max ms",
             "tokens/s",
             "tokens/msg",
-            "sidecar CPU s",
+            "CPU s",
             "µs/token",
             "KiB/stream",
             "errors",
         ],
         rows,
     )
+    return (
+        streams
+        + "\n"
+        + table(
+            "Each sidecar path against its floor (the bare relay of the same upstream, same run)",
+            [
+                "N",
+                "path / floor",
+                "CPU/delta ratio",
+                "first chunk p99 ratio",
+                "gap p99 ratio",
+                "first chunk p99 - direct ms",
+            ],
+            ratios,
+        )
+    )
+
+
+def run(duration: float = 5.0) -> str:
+    """The tables. ``duration`` is unused: every stream runs to its end."""
+    del duration
+    streams = _streams()
     with (
         stream_upstream("--delay", "2") as up,
-        sidecar_process(config(up, max_connections=SLOW_CALLS + 48)) as (port, pid),
+        sidecar_process(config(up, max_connections=SLOW_CALLS + 48)) as (port, _, pid),
     ):
         r = measured(pid, "sidecar", f"127.0.0.1:{port}", SLOW_CALLS, "--unary")
     slow = table(

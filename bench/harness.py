@@ -38,12 +38,14 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 def process(
     args: Sequence[str], port: int, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
+    # Output to a file, never a pipe nobody reads (a full pipe blocks the child).
+    log = tempfile.TemporaryFile()  # noqa: SIM115  # closed below, with the process
     proc = subprocess.Popen(
         [sys.executable, *args],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     try:
         wait_port(port)
@@ -55,6 +57,7 @@ def process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
 
 
 @contextmanager
@@ -89,9 +92,16 @@ def sidecar_config(providers: list[dict[str, Any]], **sections: Any) -> dict[str
     return config
 
 
+#: The HTTP port of each sidecar started here, by its gRPC port.
+HTTP_PORTS: dict[int, int] = {}
+
+
 @contextmanager
 def sidecar(config: dict[str, Any], env: dict[str, str] | None = None) -> Iterator[int]:
+    """A sidecar process; yields its gRPC port (its HTTP port: ``HTTP_PORTS[port]``)."""
     port = free_port()
+    config = {**config, "http": {"port": free_port(), **config.get("http", {})}}
+    HTTP_PORTS[port] = config["http"]["port"]
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(config, f)
         path = f.name

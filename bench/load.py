@@ -1,8 +1,10 @@
 """Load generator, run in its own process: N concurrent callers for D seconds.
 
 Targets: ``sidecar`` (Ask over gRPC; modes ``miss``, ``hit`` and ``conversation``,
-where each worker is one user holding 20-turn threads), ``direct`` (the same chat request straight
-to the upstream with aiohttp), ``echo`` (a bare grpc.aio servicer). Prints one
+where each worker is one user holding 20-turn threads), ``http`` (the sidecar's
+``/v1/chat/completions`` with aiohttp; modes ``miss`` and ``hit``), ``direct`` (the
+same chat request straight to the upstream with aiohttp), ``echo`` (a bare grpc.aio
+servicer). Prints one
 JSON object: requests, errors, seconds, latencies (ms) percentiles.
 """
 
@@ -33,11 +35,29 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     stop_at = 0.0
     warm = args.warmup
 
-    if args.target == "direct":
+    if args.target in ("direct", "http"):
         import aiohttp
 
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
         url = f"http://{args.address}/v1/chat/completions"
+
+    if args.target == "http":
+        # The sidecar's OpenAI-compatible API, as an SDK would call it.
+        hit = args.mode == "hit"
+
+        async def call(worker: int, i: int) -> None:
+            prompt = "the same question" if hit else f"question {worker}-{i}"
+            body = json.dumps({"model": "m", "messages": [{"role": "user", "content": prompt}]})
+            headers = {
+                "Content-Type": "application/json",
+                "x-user-id": f"bench-user-{worker % args.users}",
+                "x-request-id": f"r{worker}",
+            }
+            async with session.post(url, data=body, headers=headers) as r:
+                payload = json.loads(await r.read())
+                assert payload["choices"][0]["message"]["content"]
+
+    elif args.target == "direct":
 
         async def call(worker: int, i: int) -> None:
             body = json.dumps(
@@ -125,7 +145,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     stop_at = warm_until + args.duration
     await asyncio.gather(*(worker(w) for w in range(args.concurrency)))
     seconds = time.perf_counter() - (start if args.calls else warm_until)
-    if args.target == "direct":
+    if args.target in ("direct", "http"):
         await session.close()
     else:
         await channel.close()
@@ -142,7 +162,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--target", choices=["sidecar", "direct", "echo"], required=True)
+    parser.add_argument("--target", choices=["sidecar", "http", "direct", "echo"], required=True)
     parser.add_argument("--address", required=True)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0)

@@ -48,41 +48,52 @@ class Stats:
         self.messages += len(arrivals)
 
 
-async def direct(address: str, n: int, stats: Stats) -> None:
+def _tokens(line: bytes) -> int:
+    """The tokens a chat-completions SSE line delivers (a coalesced delta holds several)."""
+    if not line.startswith(b"data: {"):
+        return 0
+    choices = json.loads(line[6:]).get("choices") or ()
+    return sum((c.get("delta") or {}).get("content", "").count("tok") for c in choices)
+
+
+async def sse(address: str, n: int, stats: Stats, model: str = "bench-model") -> None:
+    """N streams of ``POST /v1/chat/completions``: the upstream itself (``direct``), the
+    sidecar's HTTP API, or the bare aiohttp relay."""
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         body = json.dumps(
             {
-                "model": "bench-model",
+                "model": model,
                 "stream": True,
                 "messages": [{"role": "user", "content": "tell me a story"}],
             }
         )
 
-        async def one() -> None:
+        async def one(i: int) -> None:
             start = time.perf_counter()
             arrivals: list[tuple[float, int]] = []
+            headers = {"Content-Type": "application/json", "x-user-id": f"sse-user-{i}"}
             try:
                 async with session.post(
-                    f"http://{address}/v1/chat/completions",
-                    data=body,
-                    headers={"Content-Type": "application/json"},
+                    f"http://{address}/v1/chat/completions", data=body, headers=headers
                 ) as response:
                     async for line in response.content:
-                        if line.startswith(b"data: {") and b'"content"' in line:
-                            json.loads(line[6:])
-                            arrivals.append((time.perf_counter(), 1))
+                        tokens = _tokens(line)
+                        if tokens:
+                            arrivals.append((time.perf_counter(), tokens))
             except Exception:
                 stats.errors += 1
                 return
             stats.stream(start, arrivals)
 
-        await asyncio.gather(*(one() for _ in range(n)))
+        await asyncio.gather(*(one(i) for i in range(n)))
 
 
-async def sidecar(address: str, n: int, stats: Stats) -> None:
+async def sidecar(address: str, n: int, stats: Stats, *, raw: bool = False) -> None:
+    """N AskStream calls: the sidecar's, or (``raw``) the bare grpc.aio relay's, whose
+    deltas are the upstream's reads as they came."""
     channels = [
         grpc.aio.insecure_channel(address) for _ in range((n + STREAMS_PER_CHANNEL - 1) // 100)
     ]
@@ -96,7 +107,8 @@ async def sidecar(address: str, n: int, stats: Stats) -> None:
         try:
             async for chunk in stubs[i % len(stubs)].AskStream(request, metadata=meta, timeout=120):
                 if chunk.delta:
-                    arrivals.append((time.perf_counter(), chunk.delta.count("tok")))
+                    marker = '"content":"tok' if raw else "tok"
+                    arrivals.append((time.perf_counter(), chunk.delta.count(marker)))
         except grpc.aio.AioRpcError:
             stats.errors += 1
             return
@@ -145,10 +157,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         return await unary(args.address, args.n)
     stats = Stats()
     start = time.perf_counter()
-    if args.target == "direct":
-        await direct(args.address, args.n, stats)
+    if args.target in ("direct", "aiohttp-relay"):
+        await sse(args.address, args.n, stats)
+    elif args.target == "http":
+        await sse(args.address, args.n, stats, model="m")
     else:
-        await sidecar(args.address, args.n, stats)
+        await sidecar(args.address, args.n, stats, raw=args.target == "grpc-relay")
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
@@ -165,7 +179,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--target", choices=["direct", "sidecar"], default="sidecar")
+    parser.add_argument(
+        "--target",
+        choices=["direct", "sidecar", "http", "aiohttp-relay", "grpc-relay"],
+        default="sidecar",
+    )
     parser.add_argument("--address", required=True)
     parser.add_argument("-n", type=int, default=100)
     parser.add_argument("--unary", action="store_true")

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError
 from llm_sidecar.core.vocabulary.models import AskInput, AskResult, ChatMessage, GenerationParams
 from llm_sidecar.core.vocabulary.tools import AUTO, Image, Tool, ToolCall, ToolChoice
@@ -236,7 +238,7 @@ def message(result: AskResult, call: MessagesCall, message_id: str) -> dict[str,
 
 
 def _event(kind: str, data: dict[str, Any]) -> bytes:
-    return f"event: {kind}\ndata: {json_text({'type': kind, **data})}\n\n".encode()
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
 
 
 class Events:

@@ -13,10 +13,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError
 from llm_sidecar.core.vocabulary.models import AskInput, AskResult, ChatMessage, GenerationParams
 from llm_sidecar.core.vocabulary.tools import AUTO, Image, Tool, ToolCall, ToolChoice
-from llm_sidecar.http_api.fields import Fields, json_text, stop_sequences
+from llm_sidecar.http_api.fields import Fields, stop_sequences
 
 #: Fields that would change what an answer means, and which the sidecar does not
 #: serve: refused with 400 naming them rather than silently dropped.
@@ -283,42 +285,46 @@ def completion(result: AskResult, call: ChatCompletionCall, completion_id: str) 
 
 
 class Chunks:
-    """``chat.completion.chunk`` events of one streamed answer."""
+    """``chat.completion.chunk`` events of one streamed answer. Every delta of a stream
+    passes here, so each event is joined from bytes made once per stream."""
 
-    __slots__ = ("_base", "_calls", "_first")
+    __slots__ = ("_calls", "_delta", "_first", "_head", "_tail")
 
     def __init__(self, call: ChatCompletionCall, completion_id: str) -> None:
-        self._base = (
-            f'{{"id":"{completion_id}","object":"chat.completion.chunk",'
-            f'"created":{int(time.time())},"model":{json_text(call.model)},'
-        )
+        head = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time())}
+        opening = orjson.dumps({**head, "model": call.model})[:-1]
+        self._head = b"data: " + opening + b',"choices":['
+        self._delta = self._head + b'{"index":0,"delta":{"content":'
+        self._tail = b'}}],"usage":null}\n\n'
         self._first = True
         self._calls = 0
 
-    def _event(self, choices: str, usage_json: str = "null") -> bytes:
-        return f'data: {self._base}"choices":[{choices}],"usage":{usage_json}}}\n\n'.encode()
-
     def delta(self, text: str) -> bytes:
         """One text delta (the first carries the assistant role)."""
-        role = '"role":"assistant",' if self._first else ""
-        self._first = False
-        return self._event(f'{{"index":0,"delta":{{{role}"content":{json_text(text)}}}}}')
+        if self._first:
+            self._first = False
+            return self._event({"role": "assistant", "content": text})
+        return self._delta + orjson.dumps(text) + self._tail
+
+    def _event(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta}
+        if finish is not None:
+            choice["finish_reason"] = finish
+        return self._head + orjson.dumps(choice) + b'],"usage":null}\n\n'
 
     def tool(self, call: ToolCall) -> bytes:
         """One whole tool call, at its index."""
-        role = '"role":"assistant",' if self._first else ""
-        self._first = False
-        entry = {"index": self._calls, **tool_call(call)}
+        delta: dict[str, Any] = {"tool_calls": [{"index": self._calls, **tool_call(call)}]}
+        if self._first:
+            self._first = False
+            delta["role"] = "assistant"
         self._calls += 1
-        return self._event(f'{{"index":0,"delta":{{{role}"tool_calls":[{json_text(entry)}]}}}}')
+        return self._event(delta)
 
     def finish(self, result: AskResult, include_usage: bool) -> bytes:
         """The closing chunk with the finish reason; the usage chunk when asked; [DONE]."""
-        reason = json_text(finish_reason(result.finish_reason))
-        role = '"role":"assistant"' if self._first else ""
-        out = self._event(f'{{"index":0,"delta":{{{role}}},"finish_reason":{reason}}}')
+        delta: dict[str, Any] = {"role": "assistant"} if self._first else {}
+        out = self._event(delta, finish_reason(result.finish_reason))
         if include_usage:
-            out += (
-                f'data: {self._base}"choices":[],"usage":{json_text(usage(result))}}}\n\n'.encode()
-            )
+            out += self._head + b'],"usage":' + orjson.dumps(usage(result)) + b"}\n\n"
         return out + b"data: [DONE]\n\n"

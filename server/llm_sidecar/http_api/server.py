@@ -26,6 +26,9 @@ from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.access import AccessLog
 from llm_sidecar.transport.server import ListenError
 
+#: Connections the kernel may queue for accepting (gRPC core uses its own).
+BACKLOG = 4096
+
 
 class HttpServer:
     """The OpenAI- and Anthropic-compatible APIs over HTTP, not yet listening."""
@@ -77,7 +80,12 @@ class HttpServer:
 
     async def _tcp(self, runner: web.AppRunner) -> None:
         host, port = self.settings.host, self.settings.port
-        site = web.TCPSite(runner, host, port, ssl_context=_tls(self._server), reuse_port=False)
+        # aiohttp's default backlog (128) drops the connections of a burst beyond it,
+        # which retry a second later: 500 streams opened at once waited seconds for
+        # their first chunk. The kernel caps it at net.core.somaxconn.
+        site = web.TCPSite(
+            runner, host, port, ssl_context=_tls(self._server), reuse_port=False, backlog=BACKLOG
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -95,7 +103,7 @@ class HttpServer:
             raise ListenError(
                 f"cannot listen on unix:{path} (HTTP): the directory {directory} does not exist"
             )
-        site = web.UnixSite(runner, path)
+        site = web.UnixSite(runner, path, backlog=BACKLOG)
         try:
             await site.start()
         except OSError as exc:
