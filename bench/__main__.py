@@ -14,6 +14,7 @@ BENCHES = [
     "redis",
     "stream",
     "admission",
+    "embeddings",
 ]
 
 

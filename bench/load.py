@@ -4,8 +4,10 @@ Targets: ``sidecar`` (Ask over gRPC; modes ``miss``, ``hit`` and ``conversation`
 where each worker is one user holding 20-turn threads), ``http`` (the sidecar's
 ``/v1/chat/completions`` with aiohttp; modes ``miss`` and ``hit``), ``direct`` (the
 same chat request straight to the upstream with aiohttp), ``echo`` (a bare grpc.aio
-servicer). Prints one
-JSON object: requests, errors, seconds, latencies (ms) percentiles.
+servicer). ``--kind embed`` makes each call an embedding of ``--batch`` texts instead
+(gRPC Embed, ``/v1/embeddings`` in base64 as the OpenAI SDKs ask, or the upstream's
+``/v1/embeddings`` in floats as the sidecar asks). Prints one JSON object: requests,
+errors, seconds, latencies (ms) percentiles.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from typing import Any
 
 import grpc
+import orjson
 from llm_manager.v1 import llm_manager_pb2 as pb
 from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
 
@@ -125,6 +128,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             reply = await stub.Ask(pb.AskRequest(prompt=prompt), metadata=meta, timeout=10)
             assert reply.text
 
+    if args.kind == "embed":
+        call = embed_call(args, stub if args.target == "sidecar" else session)
+
     async def worker(w: int) -> None:
         nonlocal errors
         for i in itertools.count():
@@ -160,6 +166,44 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def embed_call(args: argparse.Namespace, client: Any) -> Any:
+    """One embedding call of ``args.batch`` texts (the same texts each time for hits)."""
+
+    def texts(worker: int, i: int) -> list[str]:
+        if args.mode == "hit":
+            return [f"the same text {j}, embedded again" for j in range(args.batch)]
+        return [f"text {worker}-{i}-{j} of the benchmark" for j in range(args.batch)]
+
+    if args.target == "sidecar":
+
+        async def embed(worker: int, i: int) -> None:
+            meta = (("x-user-id", f"bench-user-{worker % args.users}"),)
+            request = pb.EmbedRequest(model="e", inputs=texts(worker, i))
+            reply = await client.Embed(request, metadata=meta, timeout=10)
+            assert len(reply.embeddings) == args.batch
+
+        return embed
+    direct = args.target == "direct"
+    url = f"http://{args.address}/v1/embeddings"
+
+    async def post(worker: int, i: int) -> None:
+        body = {
+            "model": "bench-embedding" if direct else "e",
+            "input": texts(worker, i),
+            "encoding_format": "float" if direct else "base64",
+        }
+        headers = {
+            "Content-Type": "application/json",
+            "x-user-id": f"bench-user-{worker % args.users}",
+        }
+        async with client.post(url, data=json.dumps(body), headers=headers) as r:
+            # orjson, the fastest parser there is: the direct row is the floor.
+            payload = orjson.loads(await r.read())
+            assert len(payload["data"]) == args.batch
+
+    return post
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--target", choices=["sidecar", "http", "direct", "echo"], required=True)
@@ -172,6 +216,8 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=20, help="conversation: turns per thread")
     parser.add_argument("--calls", type=int, default=0, help="stop each worker after N calls")
     parser.add_argument("--tag", default="run", help="conversation: user id namespace")
+    parser.add_argument("--kind", choices=["ask", "embed"], default="ask")
+    parser.add_argument("--batch", type=int, default=1, help="embed: texts per call")
     args = parser.parse_args()
     try:
         import uvloop

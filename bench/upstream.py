@@ -2,6 +2,8 @@
 
 It costs a few microseconds a request so that what a benchmark measures is the
 sidecar, not the fake. Modes (``--mode``): ok, hang, refuse (closes at once).
+``POST /v1/embeddings`` answers a vector of ``DIMENSIONS`` floats per input (the
+size of text-embedding-3-small's), as JSON numbers, as the sidecar asks.
 """
 
 from __future__ import annotations
@@ -69,6 +71,23 @@ TOOL_CALL = _reply(
 )
 
 
+DIMENSIONS = 1536
+_VECTOR = json.dumps([round(((i * 7919) % 2000 - 1000) / 1000.3, 9) for i in range(DIMENSIONS)])
+
+
+def _embeddings(body: bytes) -> bytes:
+    """A vector per input, in order; every input billed as 8 tokens."""
+    given = json.loads(body)["input"]
+    count = 1 if isinstance(given, str) else len(given)
+    items = ",".join(
+        f'{{"object":"embedding","index":{i},"embedding":{_VECTOR}}}' for i in range(count)
+    )
+    usage = f'{{"prompt_tokens":{8 * count},"total_tokens":{8 * count}}}'
+    return _reply(
+        f'{{"object":"list","data":[{items}],"model":"bench-embedding","usage":{usage}}}'.encode()
+    )
+
+
 class Http(asyncio.Protocol):
     mode = "ok"
 
@@ -101,6 +120,8 @@ class Http(asyncio.Protocol):
                 continue
             if head.startswith(b"get"):
                 reply = MODELS
+            elif head.startswith(b"post /v1/embeddings"):
+                reply = _embeddings(body)
             elif b'"tools"' in body and not _carries_tool_result(body):
                 reply = TOOL_CALL
             else:

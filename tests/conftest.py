@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
+import io
 import os
 import signal
 import uuid
@@ -132,7 +134,23 @@ async def sidecar_factory() -> AsyncIterator[Callable[..., Awaitable[Sidecar]]]:
 
     yield make
     for sidecar in started:
-        await sidecar.stop(grace=0.2)
+        await stop_within(sidecar, STOP_SECONDS)
+
+
+#: Longest a test sidecar may take to stop: its grace is 0.2 s and every release step
+#: is bounded, so a stop this slow is a hang, reported with what every task was doing.
+STOP_SECONDS = 30.0
+
+
+async def stop_within(sidecar: Sidecar, seconds: float) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            await sidecar.stop(grace=0.2)
+    except TimeoutError:
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(limit=12, file=stacks)
+        pytest.fail(f"the sidecar did not stop within {seconds} s; tasks:\n{stacks.getvalue()}")
 
 
 @pytest.fixture

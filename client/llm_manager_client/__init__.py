@@ -26,6 +26,8 @@ from llm_manager_client._models import (
     AskResult,
     Attempt,
     Conversation,
+    Embedding,
+    EmbedResult,
     QuotaStatus,
     Released,
     ResponseMetadata,
@@ -39,7 +41,7 @@ from llm_manager_client._models import (
 from llm_manager_client._sync import LLMManagerClient
 
 #: The contract this client speaks: llm_manager.v1, at this additive revision.
-CONTRACT_VERSION = "1.2.0"
+CONTRACT_VERSION = "1.3.0"
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -50,6 +52,8 @@ __all__ = [
     "CancelledError",
     "Conversation",
     "DeadlineExceededError",
+    "EmbedResult",
+    "Embedding",
     "Image",
     "InternalError",
     "InvalidArgumentError",

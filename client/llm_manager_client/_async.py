@@ -15,6 +15,7 @@ from llm_manager_client._exceptions import from_rpc_error
 from llm_manager_client._models import (
     AskResult,
     Conversation,
+    EmbedResult,
     Released,
     SessionEnded,
     StreamChunk,
@@ -120,6 +121,15 @@ class AsyncLLMManagerClient:
             raise from_rpc_error(error) from None
         finally:
             call.cancel()
+
+    async def embed(
+        self, inputs: str | Sequence[str], *, timeout: float | None = None, **kwargs: Any
+    ) -> EmbedResult:
+        """One vector per input, in order (``model``, ``dimensions``, ``skip_cache``)."""
+        reply = await self._call(
+            self._stub.Embed, convert.embed_request(inputs, **kwargs), timeout or self.timeout
+        )
+        return convert.embed_result(reply)
 
     async def is_cached(self, prompt: str, **kwargs: Any) -> bool:
         """Whether the same Ask would be answered from this user's cache."""

@@ -14,6 +14,8 @@ from llm_manager_client._models import (
     AskResult,
     Attempt,
     Conversation,
+    Embedding,
+    EmbedResult,
     QuotaStatus,
     ResponseMetadata,
     StreamChunk,
@@ -154,29 +156,63 @@ def structured_request(
     return request
 
 
+def usage(u: pb.Usage) -> Usage:
+    return Usage(
+        u.prompt_tokens,
+        u.completion_tokens,
+        u.total_tokens,
+        u.estimated,
+        u.cached_input_tokens,
+        u.cache_write_input_tokens,
+        u.reasoning_tokens,
+        u.cost_micro_usd if u.HasField("cost_micro_usd") else None,
+    )
+
+
+def attempts(msgs: Sequence[pb.Attempt]) -> tuple[Attempt, ...]:
+    return tuple(Attempt(a.provider, a.outcome, a.latency_ms, a.error_type) for a in msgs)
+
+
 def metadata(msg: pb.ResponseMetadata) -> ResponseMetadata:
-    u = msg.usage
     return ResponseMetadata(
         response_id=msg.response_id,
         provider=msg.provider,
         model=msg.model,
-        usage=Usage(
-            u.prompt_tokens,
-            u.completion_tokens,
-            u.total_tokens,
-            u.estimated,
-            u.cached_input_tokens,
-            u.cache_write_input_tokens,
-            u.reasoning_tokens,
-            u.cost_micro_usd if u.HasField("cost_micro_usd") else None,
-        ),
+        usage=usage(msg.usage),
         cached=msg.cached,
         latency_ms=msg.latency_ms,
         finish_reason=msg.finish_reason,
-        attempts=tuple(
-            Attempt(a.provider, a.outcome, a.latency_ms, a.error_type) for a in msg.attempts
-        ),
+        attempts=attempts(msg.attempts),
         request_id=msg.request_id,
+    )
+
+
+def embed_request(
+    inputs: str | Sequence[str],
+    *,
+    model: str = "",
+    dimensions: int | None = None,
+    skip_cache: bool = False,
+) -> pb.EmbedRequest:
+    """An EmbedRequest; one text or several."""
+    texts = [inputs] if isinstance(inputs, str) else list(inputs)
+    request = pb.EmbedRequest(model=model, inputs=texts, skip_cache=skip_cache)
+    if dimensions is not None:
+        request.dimensions = dimensions
+    return request
+
+
+def embed_result(msg: pb.EmbedResponse) -> EmbedResult:
+    m = msg.metadata
+    return EmbedResult(
+        tuple(Embedding(tuple(e.vector), e.cached) for e in msg.embeddings),
+        usage(msg.usage),
+        m.provider,
+        m.model,
+        m.route,
+        attempts(m.attempts),
+        m.request_id,
+        m.latency_ms,
     )
 
 

@@ -55,6 +55,33 @@ class AskResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Embedding:
+    """One input's vector (float32 values); ``cached``: served from the caller's cache."""
+
+    vector: tuple[float, ...]
+    cached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedResult:
+    """Vectors in the order of the inputs, with usage and routing metadata (Embed)."""
+
+    embeddings: tuple[Embedding, ...]
+    usage: Usage
+    provider: str
+    model: str
+    route: str
+    attempts: tuple[Attempt, ...]
+    request_id: str
+    latency_ms: float
+
+    @property
+    def vectors(self) -> list[list[float]]:
+        """The vectors alone, as lists."""
+        return [list(e.vector) for e in self.embeddings]
+
+
+@dataclass(frozen=True, slots=True)
 class StructuredResult:
     """A validated JSON document plus metadata (AskStructured)."""
 

@@ -16,6 +16,7 @@ from llm_manager_client._exceptions import from_rpc_error
 from llm_manager_client._models import (
     AskResult,
     Conversation,
+    EmbedResult,
     Released,
     SessionEnded,
     StreamChunk,
@@ -107,6 +108,13 @@ class LLMManagerClient:
             raise from_rpc_error(error) from None
         finally:
             call.cancel()
+
+    def embed(
+        self, inputs: str | Sequence[str], *, timeout: float | None = None, **kwargs: Any
+    ) -> EmbedResult:
+        return convert.embed_result(
+            self._call(self._stub.Embed, convert.embed_request(inputs, **kwargs), timeout)
+        )
 
     def is_cached(self, prompt: str, **kwargs: Any) -> bool:
         return bool(

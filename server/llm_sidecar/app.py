@@ -102,6 +102,7 @@ class Sidecar:
             monitor=self.monitor,
             max_prompt_chars=settings.server.max_prompt_chars,
             store=self.store,
+            embedding_limits=(settings.embeddings.max_inputs, settings.embeddings.max_total_chars),
         )
 
     def _build_edges(self, settings: Settings) -> None:

@@ -148,7 +148,8 @@ class PriceSettings(_Section):
     output price. Take the figures from the provider's own price list."""
 
     input: Decimal = Field(ge=0)
-    output: Decimal = Field(ge=0)
+    #: Embedding providers have only an input price.
+    output: Decimal = Field(default=Decimal(0), ge=0)
     cached_input: Decimal | None = Field(default=None, ge=0)
     cache_write_input: Decimal | None = Field(default=None, ge=0)
     reasoning: Decimal | None = Field(default=None, ge=0)
@@ -194,6 +195,8 @@ class ProviderSettings(_Section):
     probe: Literal["models", "chat", "none"] = "models"
     #: Simulated provider only: artificial latency.
     simulated_latency_ms: float = 0.0
+    #: Simulated provider only: the dimension of its embeddings when a call sets none.
+    simulated_dimensions: int = Field(default=256, ge=1, le=65536)
     #: Its price when answering this model; none: cost unknown (never 0).
     price: PriceSettings | None = None
 
@@ -241,25 +244,46 @@ class ModelRoute(_Section):
     """The ordered providers that can answer one model name."""
 
     providers: list[ProviderSettings] = Field(min_length=1)
+    #: What the route does: "chat" (Ask and the chat APIs) or "embedding" (Embed and
+    #: /v1/embeddings). A call of the other kind on it is refused, naming the model.
+    kind: Literal["chat", "embedding"] = "chat"
     #: The deadline of an HTTP call on this route (gRPC callers set their own); a
     #: request's ``x-request-timeout`` header may shorten it.
     timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
 
 
 def _default_models() -> dict[str, ModelRoute]:
+    # Simulated answers and vectors cost nothing: a known 0, not an unknown cost.
+    free = PriceSettings(input=Decimal(0), output=Decimal(0))
     return {
         "simulated": ModelRoute(
             providers=[
-                # Simulated answers cost nothing: a known 0, not an unknown cost.
                 ProviderSettings(
-                    name="simulated",
-                    kind="simulated",
-                    model="simulated-echo-1",
-                    price=PriceSettings(input=Decimal(0), output=Decimal(0)),
+                    name="simulated", kind="simulated", model="simulated-echo-1", price=free
                 )
             ]
-        )
+        ),
+        "simulated-embedding": ModelRoute(
+            kind="embedding",
+            providers=[
+                ProviderSettings(
+                    name="simulated-embedding",
+                    kind="simulated",
+                    model="simulated-embedding-1",
+                    price=free,
+                )
+            ],
+        ),
     }
+
+
+class EmbeddingSettings(_Section):
+    """Bounds of one Embed call (gRPC and HTTP alike)."""
+
+    #: Texts in one call.
+    max_inputs: int = Field(default=2048, ge=1)
+    #: Characters of all the texts of one call together.
+    max_total_chars: int = Field(default=512 * 1024, ge=1)
 
 
 class ManagerSettings(_Section):
@@ -427,7 +451,10 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     http: HttpSettings = HttpSettings()
     default_model: str = "simulated"
+    #: The embedding route of an Embed call that names none ("" when there is none).
+    default_embedding_model: str = "simulated-embedding"
     models: dict[str, ModelRoute] = Field(default_factory=_default_models)
+    embeddings: EmbeddingSettings = EmbeddingSettings()
     managers: ManagerSettings = ManagerSettings()
     cache: CacheSettings = CacheSettings()
     history: HistorySettings = HistorySettings()
@@ -442,6 +469,9 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.default_model not in self.models:
             raise ValueError(f"default_model {self.default_model!r} is not in models")
+        if self.models[self.default_model].kind != "chat":
+            raise ValueError(f"default_model {self.default_model!r} is an embedding route")
+        self._check_embedding_routes()
         for route_name, route in self.models.items():
             for provider in route.providers:
                 if provider.kind != "simulated" and not provider.base_url:
@@ -470,6 +500,29 @@ class Settings(BaseSettings):
                 "server.allow_insecure_remote = true"
             )
         return self
+
+    def _check_embedding_routes(self) -> None:
+        """Embedding routes hold providers that embed; the default one is one of them.
+        The built-in default names a route that a configuration of its own may not have:
+        then there is no default embedding route, unless it was set explicitly."""
+        for name, route in self.models.items():
+            for entry in route.providers if route.kind == "embedding" else ():
+                if entry.kind == "anthropic":
+                    raise ValueError(
+                        f"models.{name}: provider {entry.name!r} is of kind anthropic, "
+                        "which does not embed (use kind openai or simulated)"
+                    )
+                if entry.probe == "chat":
+                    raise ValueError(
+                        f"models.{name}: provider {entry.name!r} would be probed with a chat "
+                        "call, which an embedding model cannot answer (use probe models or none)"
+                    )
+        default = self.default_embedding_model
+        found = self.models.get(default)
+        if default and (found is None or found.kind != "embedding"):
+            if "default_embedding_model" in self.model_fields_set:
+                raise ValueError(f"default_embedding_model {default!r} is not an embedding route")
+            object.__setattr__(self, "default_embedding_model", "")
 
     @classmethod
     def settings_customise_sources(

@@ -25,7 +25,13 @@ from llm_sidecar.core.turn.registry import LLMManagerFactory, ManagerRegistry
 from llm_sidecar.core.turn.supervisor import ResourceMonitor, ResourceSnapshot
 from llm_sidecar.core.vocabulary.context import SESSION_ID_KEY, UserExecutionContext, validate_id
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError, RequestTooLargeError
-from llm_sidecar.core.vocabulary.models import AskInput, AskResult, ChatMessage
+from llm_sidecar.core.vocabulary.models import (
+    AskInput,
+    AskResult,
+    ChatMessage,
+    EmbedInput,
+    EmbedResult,
+)
 from llm_sidecar.core.vocabulary.providers import Connections
 from llm_sidecar.core.vocabulary.tools import ToolCall
 
@@ -33,6 +39,7 @@ MAX_MODEL_NAME = 128
 MAX_PROMPT_SETTING = "server.max_prompt_chars"
 MAX_STOP_SEQUENCES = 8
 MAX_STOP_LENGTH = 256
+MAX_DIMENSIONS = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,7 @@ class LLMService:
         monitor: ResourceMonitor | None = None,
         max_prompt_chars: int,
         store: StoreHealth | None = None,
+        embedding_limits: tuple[int, int] = (2048, 512 * 1024),
     ) -> None:
         self.store = store
         self.registry = registry
@@ -71,6 +79,8 @@ class LLMService:
         self.router = router
         self.monitor = monitor
         self.max_prompt_chars = max_prompt_chars
+        #: An Embed call's most texts, and most characters over all of them.
+        self.max_embed_inputs, self.max_embed_chars = embedding_limits
 
     # -- validation -----------------------------------------------------------------
 
@@ -146,6 +156,49 @@ class LLMService:
         if ctx.session_id is not None and not inp.skip_history:
             history = await self._conversations(ctx).load(ctx.session_id, ctx.conversation_thread)
         check_tool_results(pending, history)
+
+    def validate_embed(self, inp: EmbedInput, field: str = "inputs") -> None:
+        """Reject an empty, oversized or malformed batch with the field and limit named
+        (``field``: what the caller's API calls the texts)."""
+        if not inp.texts:
+            raise InvalidRequestError(field, "is empty (send one or more texts)")
+        if len(inp.texts) > self.max_embed_inputs:
+            raise RequestTooLargeError(
+                field,
+                len(inp.texts),
+                self.max_embed_inputs,
+                "texts",
+                setting="embeddings.max_inputs",
+            )
+        total = sum(len(text) for text in inp.texts)
+        if total > self.max_embed_chars:
+            raise RequestTooLargeError(
+                field,
+                total,
+                self.max_embed_chars,
+                "characters",
+                setting="embeddings.max_total_chars",
+            )
+        for i, text in enumerate(inp.texts):
+            if not text.strip():
+                raise InvalidRequestError(f"{field}[{i}]", "is empty")
+        if inp.dimensions is not None and not 1 <= inp.dimensions <= MAX_DIMENSIONS:
+            raise InvalidRequestError("dimensions", f"must be between 1 and {MAX_DIMENSIONS}")
+        if len(inp.model) > MAX_MODEL_NAME:
+            raise InvalidRequestError("model", f"is longer than {MAX_MODEL_NAME} characters")
+        self.router.resolve(inp.model, embedding=True)
+
+    async def embed(
+        self,
+        ctx: UserExecutionContext,
+        inp: EmbedInput,
+        deadline: float | None,
+        *,
+        field: str = "inputs",
+    ) -> EmbedResult:
+        """Embed the caller's texts: one vector per text, in order."""
+        self.validate_embed(inp, field)
+        return await self.registry.get_or_create(ctx).embed(ctx, inp, deadline)
 
     async def is_cached(self, ctx: UserExecutionContext, inp: AskInput) -> bool:
         """Whether the caller's cache would answer this request."""

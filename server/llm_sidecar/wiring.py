@@ -55,7 +55,17 @@ def router(settings: Settings, pools: HttpPools, obs: Observability) -> Router:
         backoff_max_seconds=failover.backoff_max_seconds,
         max_hold_seconds=failover.max_hold_seconds,
     )
-    return Router(routes, default_model=settings.default_model, policy=policy, observability=obs)
+    embedding = frozenset(
+        name for name, route in settings.models.items() if route.kind == "embedding"
+    )
+    return Router(
+        routes,
+        default_model=settings.default_model,
+        policy=policy,
+        observability=obs,
+        embedding_routes=embedding,
+        default_embedding_model=settings.default_embedding_model,
+    )
 
 
 def history_bounds(settings: Settings) -> HistoryBounds:

@@ -8,8 +8,11 @@ request so tests can check what a provider actually received.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import re
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +27,7 @@ from tests.support.agent_upstream import (
 from tests.support.anthropic_upstream import AnthropicFormat
 from tests.support.fault_mode import MODE
 from tests.support.wire_formats import (
+    embeddings_reply,
     openai_chunk,
     openai_reply,
     request_problem,
@@ -40,7 +44,19 @@ MODES = (
     "refuse",
     "stream_break",  # a stream whose connection drops after two chunks
     "bad_event",  # a stream whose first event is JSON but not an object
+    "wrong_count",  # embeddings: one vector fewer than the inputs
+    "wrong_dimension",  # embeddings: vectors one longer than asked
 )
+
+#: The fake embedding model's dimension when a request sets none.
+EMBEDDING_DIMENSIONS = 8
+
+
+def fake_vector(text: str, dimensions: int) -> list[float]:
+    """The fake model's vector for ``text``: deterministic, and exact in float32 (each
+    value a multiple of 1/128), so a test can compare what it got bit for bit."""
+    digest = hashlib.shake_256(text.encode("utf-8")).digest(dimensions)
+    return [(byte - 128) / 128 for byte in digest]
 
 
 @dataclass
@@ -59,6 +75,12 @@ class Recorded:
     def last_user(self) -> str:
         users = [text_of(m.get("content")) for m in self.messages if m.get("role") == "user"]
         return users[-1] if users else ""
+
+    @property
+    def inputs(self) -> list[str]:
+        """The texts of an embeddings request."""
+        given = self.body.get("input", [])
+        return [given] if isinstance(given, str) else list(given)
 
 
 def words(text: str) -> int:
@@ -137,6 +159,10 @@ class FakeUpstream(AnthropicFormat):
     def chat_requests(self) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith(("/chat/completions", "/messages"))]
 
+    @property
+    def embedding_requests(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path.endswith("/embeddings")]
+
     @web.middleware
     async def _cookies(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """Like a gateway with sticky sessions: an answer sets a cookie, when asked to
@@ -150,6 +176,7 @@ class FakeUpstream(AnthropicFormat):
         app = web.Application(middlewares=[self._cookies])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         # handler_cancellation: a handler learns when its caller hangs up, as real servers do.
         self._runner = web.AppRunner(
@@ -232,6 +259,8 @@ class FakeUpstream(AnthropicFormat):
             last = next(
                 (text_of(m.get("content")) for m in reversed(msgs) if m.get("role") == "user"), ""
             )
+            if "input" in body:  # embeddings: any of the texts
+                last = " ".join(Recorded("", body, {}).inputs)
             if self.fail_when not in last:
                 return "healthy"
         if self.fault_budget is not None:
@@ -299,6 +328,7 @@ class FakeUpstream(AnthropicFormat):
         body = await request.json()
         self.requests.append(Recorded(request.path, body, dict(request.headers)))
         kind = "anthropic" if request.path.endswith("/messages") else "openai"
+        kind = "embeddings" if request.path.endswith("/embeddings") else kind
         problem = request_problem(kind, body)
         if problem is not None:
             self.format_errors.append(problem)
@@ -312,6 +342,37 @@ class FakeUpstream(AnthropicFormat):
             if fault is not None:
                 return fault
         return web.json_response({"object": "list", "data": [{"id": "fake-model"}]})
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's embeddings answer: a vector per input (the fake model's), in order,
+        as floats or base64, with every input's words as its tokens."""
+        body = await self._record(request)
+        fault = await self._fault(request, body)
+        if fault is not None:
+            return fault
+        texts = Recorded(request.path, body, {}).inputs
+        dimensions = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+        mode = request[MODE]
+        if mode == "wrong_count":
+            texts = texts[:-1]
+        if mode == "wrong_dimension":
+            dimensions += 1
+        vectors = [fake_vector(text, dimensions) for text in texts]
+        encode: Any = _base64 if body.get("encoding_format") == "base64" else list
+        tokens = sum(max(1, words(text)) for text in texts)
+        reply: dict[str, Any] = {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": encode(v)}
+                for i, v in enumerate(vectors)
+            ],
+            "model": body.get("model", "fake-embedding"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        if not self.report_usage:  # some compatible servers send none: the sidecar estimates
+            del reply["usage"]
+            return web.json_response(reply)
+        return web.json_response(embeddings_reply(reply))
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
@@ -390,3 +451,7 @@ class FakeUpstream(AnthropicFormat):
             raise
         self.streams_completed += 1
         return response
+
+
+def _base64(vector: list[float]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")

@@ -14,6 +14,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from anthropic.types import Message, RawMessageStreamEvent
 from anthropic.types import message_create_params as anthropic_params
+from openai.types import CreateEmbeddingResponse, EmbeddingCreateParams
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.chat import completion_create_params as openai_params
 from pydantic import TypeAdapter
@@ -24,6 +25,7 @@ _PARAMS: dict[tuple[str, bool], Any] = {
     ("openai", True): openai_params.CompletionCreateParamsStreaming,
     ("anthropic", False): anthropic_params.MessageCreateParamsNonStreaming,
     ("anthropic", True): anthropic_params.MessageCreateParamsStreaming,
+    ("embeddings", False): EmbeddingCreateParams,
 }
 _STREAM_EVENT: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
 
@@ -84,6 +86,10 @@ def openai_reply(reply: dict[str, Any]) -> dict[str, Any]:
 
 def openai_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
     return ChatCompletionChunk.model_validate(chunk).model_dump(mode="json", exclude_unset=True)
+
+
+def embeddings_reply(reply: dict[str, Any]) -> dict[str, Any]:
+    return CreateEmbeddingResponse.model_validate(reply).model_dump(mode="json")
 
 
 def anthropic_reply(reply: dict[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from llm_sidecar.core.vocabulary.models import (
     ChatMessage,
     ChatRequest,
     Completion,
+    Routed,
     RoutedCompletion,
     Usage,
 )
@@ -162,8 +163,8 @@ async def call(r: Router, mode: str, deadline: float | None = None) -> RoutedCom
         return await r.complete("m", REQUEST, deadline)
     deltas = []
     async for item in r.stream("m", REQUEST, deadline):
-        if isinstance(item, RoutedCompletion):
-            assert "".join(deltas).replace(" ", "") == item.completion.text.replace(" ", "")
+        if isinstance(item, Routed):
+            assert "".join(deltas).replace(" ", "") == item.answer.text.replace(" ", "")
             return item
         deltas.append(item)
     raise AssertionError("the stream ended without a result")

@@ -80,6 +80,11 @@ class LLMManagerServiceStub:
                 request_serializer=llm__manager_dot_v1_dot_llm__manager__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=llm__manager_dot_v1_dot_llm__manager__pb2.GetUsageResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/llm_manager.v1.LLMManagerService/Embed',
+                request_serializer=llm__manager_dot_v1_dot_llm__manager__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=llm__manager_dot_v1_dot_llm__manager__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class LLMManagerServiceServicer:
@@ -150,6 +155,14 @@ class LLMManagerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Texts in, one embedding vector per text out (in the same order), from an
+        embedding route. Cached per user and per text; never part of any history.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LLMManagerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +210,11 @@ def add_LLMManagerServiceServicer_to_server(servicer, server):
                     servicer.GetUsage,
                     request_deserializer=llm__manager_dot_v1_dot_llm__manager__pb2.GetUsageRequest.FromString,
                     response_serializer=llm__manager_dot_v1_dot_llm__manager__pb2.GetUsageResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=llm__manager_dot_v1_dot_llm__manager__pb2.EmbedRequest.FromString,
+                    response_serializer=llm__manager_dot_v1_dot_llm__manager__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -443,6 +461,33 @@ class LLMManagerService:
             '/llm_manager.v1.LLMManagerService/GetUsage',
             llm__manager_dot_v1_dot_llm__manager__pb2.GetUsageRequest.SerializeToString,
             llm__manager_dot_v1_dot_llm__manager__pb2.GetUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llm_manager.v1.LLMManagerService/Embed',
+            llm__manager_dot_v1_dot_llm__manager__pb2.EmbedRequest.SerializeToString,
+            llm__manager_dot_v1_dot_llm__manager__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,

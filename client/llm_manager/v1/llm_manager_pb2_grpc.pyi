@@ -63,6 +63,10 @@ class LLMManagerServiceStub:
     """Frees the caller's manager: its cache and in-process state."""
     GetUsage: _grpc.UnaryUnaryMultiCallable[_llm_manager_pb2.GetUsageRequest, _llm_manager_pb2.GetUsageResponse]
     """The caller's own usage, cost and quotas."""
+    Embed: _grpc.UnaryUnaryMultiCallable[_llm_manager_pb2.EmbedRequest, _llm_manager_pb2.EmbedResponse]
+    """Texts in, one embedding vector per text out (in the same order), from an
+    embedding route. Cached per user and per text; never part of any history.
+    """
 
 @_typing.type_check_only
 class LLMManagerServiceAsyncStub(LLMManagerServiceStub):
@@ -89,6 +93,10 @@ class LLMManagerServiceAsyncStub(LLMManagerServiceStub):
     """Frees the caller's manager: its cache and in-process state."""
     GetUsage: _aio.UnaryUnaryMultiCallable[_llm_manager_pb2.GetUsageRequest, _llm_manager_pb2.GetUsageResponse]  # type: ignore[assignment]
     """The caller's own usage, cost and quotas."""
+    Embed: _aio.UnaryUnaryMultiCallable[_llm_manager_pb2.EmbedRequest, _llm_manager_pb2.EmbedResponse]  # type: ignore[assignment]
+    """Texts in, one embedding vector per text out (in the same order), from an
+    embedding route. Cached per user and per text; never part of any history.
+    """
 
 class LLMManagerServiceServicer(metaclass=_abc_1.ABCMeta):
     """The per-user LLM manager."""
@@ -166,6 +174,16 @@ class LLMManagerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_llm_manager_pb2.GetUsageResponse, _abc.Awaitable[_llm_manager_pb2.GetUsageResponse]]:
         """The caller's own usage, cost and quotas."""
+
+    @_abc_1.abstractmethod
+    def Embed(
+        self,
+        request: _llm_manager_pb2.EmbedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_llm_manager_pb2.EmbedResponse, _abc.Awaitable[_llm_manager_pb2.EmbedResponse]]:
+        """Texts in, one embedding vector per text out (in the same order), from an
+        embedding route. Cached per user and per text; never part of any history.
+        """
 
 def add_LLMManagerServiceServicer_to_server(servicer: LLMManagerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from llm_sidecar.core.vocabulary.errors import InvalidRequestError, SidecarError
+from llm_sidecar.core.vocabulary.errors import SidecarError
 from llm_sidecar.core.vocabulary.models import AskResult
 from llm_sidecar.core.vocabulary.tools import ToolCall
 from llm_sidecar.http_api import anthropic_messages, openai_chat
@@ -49,13 +49,13 @@ class ChatEndpoints:
     async def chat_completions(self, call: HttpCall) -> web.StreamResponse:
         assert call.body is not None and call.ctx is not None
         spec = openai_chat.parse(call.body)
-        _same_user(call, call.body.raw("user"), "user")
+        call.same_user(call.body.raw("user"), "user")
         deadline = self._deadline(call, spec.model)
         completion_id = "chatcmpl-" + call.record.request_id
         if not spec.stream:
             result = await self._service.ask(call.ctx, spec.inp, deadline)
             call.answered(result)
-            return _json(call, openai_chat.completion(result, spec, completion_id))
+            return call.json(openai_chat.completion(result, spec, completion_id))
         chunks = openai_chat.Chunks(spec, completion_id)
         stream = self._service.ask_stream(call.ctx, spec.inp, deadline)
         return await _sse(call, stream, chunks, b"", lambda r: chunks.finish(r, spec.include_usage))
@@ -65,13 +65,13 @@ class ChatEndpoints:
         spec = anthropic_messages.parse(call.body)
         metadata = call.body.obj("metadata")
         if metadata is not None:
-            _same_user(call, metadata.raw("user_id"), "metadata.user_id")
+            call.same_user(metadata.raw("user_id"), "metadata.user_id")
         deadline = self._deadline(call, spec.model)
         message_id = "msg_" + call.record.request_id.replace("-", "")
         if not spec.stream:
             result = await self._service.ask(call.ctx, spec.inp, deadline)
             call.answered(result)
-            return _json(call, anthropic_messages.message(result, spec, message_id))
+            return call.json(anthropic_messages.message(result, spec, message_id))
         events = anthropic_messages.Events()
         stream = self._service.ask_stream(call.ctx, spec.inp, deadline)
         return await _sse(call, stream, events, events.start(spec, message_id), events.finish)
@@ -93,21 +93,7 @@ class ChatEndpoints:
                 for r in routes
             ]
             body = {"object": "list", "data": data}
-        return _json(call, body)
-
-
-def _same_user(call: HttpCall, given: Any, field: str) -> None:
-    """A user named in the body must be the caller's ``x-user-id``: two answers to
-    "who is this for" in one request are refused, not guessed between."""
-    assert call.ctx is not None
-    if given is not None and given != call.ctx.user_id:
-        raise InvalidRequestError(field, "differs from the x-user-id header")
-
-
-def _json(call: HttpCall, body: dict[str, Any]) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body), content_type="application/json", headers=call.headers
-    )
+        return call.json(body)
 
 
 async def _sse(

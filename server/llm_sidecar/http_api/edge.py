@@ -32,7 +32,7 @@ from llm_sidecar.core.vocabulary.errors import (
     InvalidRequestError,
     RequestTooLargeError,
 )
-from llm_sidecar.core.vocabulary.models import AskResult
+from llm_sidecar.core.vocabulary.models import AskResult, EmbedResult
 from llm_sidecar.http_api.errors import Dialect, HttpError, refusal_for
 from llm_sidecar.http_api.fields import Fields
 from llm_sidecar.telemetry.access import AccessLog, CallRecord
@@ -81,18 +81,41 @@ class HttpCall:
     def answered(self, result: AskResult) -> None:
         """Take the answer's figures for the access log and the response headers."""
         self.record.answered(result)
-        self.headers.update(answer_headers(result))
+        self.headers.update(
+            answer_headers(result.route, result.provider, result.cached, result.cost_micro_usd)
+        )
+
+    def embedded(self, result: EmbedResult) -> None:
+        """Take an embedding call's figures (``x-llm-cached``: every input was cached)."""
+        self.record.embedded(result)
+        self.headers.update(
+            answer_headers(result.route, result.provider, all(result.cached), result.cost_micro_usd)
+        )
+        self.headers["x-llm-cached-inputs"] = str(sum(result.cached))
+
+    def same_user(self, given: Any, field: str) -> None:
+        """A user named in the body must be the caller's ``x-user-id``: two answers to
+        "who is this for" in one request are refused, not guessed between."""
+        assert self.ctx is not None
+        if given is not None and given != self.ctx.user_id:
+            raise InvalidRequestError(field, "differs from the x-user-id header")
+
+    def json(self, body: dict[str, Any]) -> web.Response:
+        """A JSON answer carrying this call's headers."""
+        return web.Response(
+            body=orjson.dumps(body), content_type="application/json", headers=self.headers
+        )
 
 
-def answer_headers(result: AskResult) -> dict[str, str]:
+def answer_headers(route: str, provider: str, cached: bool, cost: int | None) -> dict[str, str]:
     """The sidecar's extras, in headers (the bodies stay the APIs' own)."""
     headers = {
-        "x-llm-route": result.route,
-        "x-llm-provider": result.provider,
-        "x-llm-cached": "true" if result.cached else "false",
+        "x-llm-route": route,
+        "x-llm-provider": provider,
+        "x-llm-cached": "true" if cached else "false",
     }
-    if result.cost_micro_usd is not None:
-        headers["x-llm-cost-micro-usd"] = str(result.cost_micro_usd)
+    if cost is not None:
+        headers["x-llm-cost-micro-usd"] = str(cost)
     return headers
 
 

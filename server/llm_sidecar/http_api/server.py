@@ -21,6 +21,7 @@ from llm_sidecar.config import HttpSettings, ServerSettings
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.http_api.chat import ChatEndpoints
 from llm_sidecar.http_api.edge import Edge
+from llm_sidecar.http_api.embeddings import EmbeddingEndpoints
 from llm_sidecar.http_api.errors import HttpError, refusal_for
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.access import AccessLog
@@ -53,6 +54,8 @@ class HttpServer:
             "/v1/chat/completions", edge.route("openai", chat.chat_completions)
         )
         self.app.router.add_post("/v1/messages", edge.route("anthropic", chat.messages))
+        embeddings = EmbeddingEndpoints(service, route_seconds)
+        self.app.router.add_post("/v1/embeddings", edge.route("openai", embeddings.embeddings))
         self.app.router.add_get("/v1/models", edge.route("openai", chat.models, needs_user=False))
         self.app.middlewares.append(_unknown_paths)
         self._runner: web.AppRunner | None = None

@@ -26,6 +26,7 @@ def build_provider(settings: ProviderSettings, pools: HttpPools) -> Provider:
             name=settings.name,
             model=settings.model or "simulated-echo-1",
             latency_ms=settings.simulated_latency_ms,
+            dimensions=settings.simulated_dimensions,
         )
     cls: type[OpenAIProvider] | type[AnthropicProvider] = (
         OpenAIProvider if settings.kind == "openai" else AnthropicProvider

@@ -15,6 +15,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from llm_sidecar.core.vocabulary.errors import ErrorKind, ProviderError
+from llm_sidecar.core.vocabulary.models import EmbeddingRequest, Embeddings
 from llm_sidecar.core.vocabulary.providers import Connections
 from llm_sidecar.providers._http import connection_error, error_for_status, parse_json_body
 from llm_sidecar.providers._pool import HttpPool
@@ -112,6 +114,11 @@ class HttpProvider:
 
     def connections(self) -> Connections:
         return self._endpoint.connections()
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """Not every kind embeds: configuration refuses such a provider on an embedding
+        route, so this is only a guard."""
+        raise ProviderError(ErrorKind.REQUEST_REJECTED, f"{self.system} providers do not embed")
 
     async def probe(self) -> None:
         if self._probe_mode == "models":

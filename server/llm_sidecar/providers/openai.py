@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,8 +11,11 @@ from llm_sidecar.core.vocabulary.models import (
     ChatMessage,
     ChatRequest,
     Completion,
+    EmbeddingRequest,
+    Embeddings,
     GenerationParams,
     Usage,
+    pack_vector,
 )
 from llm_sidecar.core.vocabulary.tools import ToolCall
 from llm_sidecar.providers._endpoint import HttpProvider
@@ -20,6 +24,7 @@ from llm_sidecar.providers._sse import Event, SSEReader, event_object, is_done
 from llm_sidecar.providers._tools import ToolCallParts, checked, data_url, portable_id
 
 _PATH = "/chat/completions"
+_EMBEDDINGS = "/embeddings"
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:
@@ -205,6 +210,18 @@ class OpenAIProvider(HttpProvider):
             yield call
         yield state.completion(tuple(calls))
 
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """POST {base_url}/embeddings: a vector per text, in the texts' order."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "input": list(request.texts),
+            "encoding_format": "float",
+        }
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        reply = await self._endpoint.post_json(_EMBEDDINGS, json_body(body), request.deadline)
+        return _embeddings(reply, self.model)
+
     async def probe(self) -> None:
         if self._probe_mode == "chat":
             await self.complete(
@@ -212,6 +229,19 @@ class OpenAIProvider(HttpProvider):
             )
             return
         await super().probe()
+
+
+def _embeddings(body: dict[str, Any], model: str) -> Embeddings:
+    """The vectors of an embeddings answer, ordered by their ``index``."""
+    try:
+        items = sorted(body["data"], key=lambda item: int(item["index"]))
+        vectors = tuple(pack_vector(item["embedding"]) for item in items)
+        ordered = [int(item["index"]) for item in items] == list(range(len(items)))
+    except (KeyError, TypeError, ValueError, struct.error):
+        raise ProviderError(ErrorKind.BAD_RESPONSE, "no data[].embedding vectors") from None
+    if not ordered:  # a repeated or missing index would pair a text with another's vector
+        raise ProviderError(ErrorKind.BAD_RESPONSE, "data[].index is not 0..n-1")
+    return Embeddings(vectors, str(body.get("model", model)), _usage(body.get("usage")))
 
 
 class _StreamState:

@@ -11,12 +11,20 @@ agent loop runs end to end with no key and no network.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
-from hashlib import blake2b
+from hashlib import blake2b, shake_256
 from typing import Any
 
 from llm_sidecar.core.turn.structured import canonical_json
-from llm_sidecar.core.vocabulary.models import ChatRequest, Completion, Usage
+from llm_sidecar.core.vocabulary.models import (
+    ChatRequest,
+    Completion,
+    EmbeddingRequest,
+    Embeddings,
+    Usage,
+    pack_vector,
+)
 from llm_sidecar.core.vocabulary.providers import NO_POOL, Connections
 from llm_sidecar.core.vocabulary.tools import ToolCall
 
@@ -55,18 +63,28 @@ def example_for(schema: Any) -> Any:
     return None
 
 
+#: The simulated embedding's dimension when a request sets none.
+DEFAULT_DIMENSIONS = 256
+
+
 class SimulatedProvider:
     """Answers "[simulated] <digest of the conversation>" after an optional delay."""
 
     system = "simulated"
 
     def __init__(
-        self, *, name: str, model: str = "simulated-echo-1", latency_ms: float = 0.0
+        self,
+        *,
+        name: str,
+        model: str = "simulated-echo-1",
+        latency_ms: float = 0.0,
+        dimensions: int = DEFAULT_DIMENSIONS,
     ) -> None:
         self.name = name
         self.model = model
         self._latency = latency_ms / 1000.0
         self._serial = 0
+        self._dimensions = dimensions
 
     def _answer(self, request: ChatRequest) -> Completion:
         digest = blake2b(digest_size=8)
@@ -122,11 +140,31 @@ class SimulatedProvider:
             yield call
         yield completion
 
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """A unit vector per text, derived from a hash of the text: the same text always
+        embeds the same, with no model and no network."""
+        if self._latency:
+            await asyncio.sleep(self._latency)
+        dimensions = request.dimensions or self._dimensions
+        vectors = tuple(unit_vector(text, dimensions) for text in request.texts)
+        tokens = sum(max(1, len(text.split())) for text in request.texts)
+        return Embeddings(vectors, self.model, Usage(tokens, 0, tokens))
+
     async def probe(self) -> None:
         return None
 
     def connections(self) -> Connections:
         return NO_POOL
+
+
+def unit_vector(text: str, dimensions: int) -> bytes:
+    """A deterministic unit vector of ``dimensions`` float32 values for ``text``."""
+    stream = shake_256(text.encode("utf-8")).digest(2 * dimensions)
+    values = [
+        (int.from_bytes(stream[i : i + 2], "little") - 32767.5) for i in range(0, len(stream), 2)
+    ]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return pack_vector([v / norm for v in values])
 
 
 def _tool_call(request: ChatRequest, digest: str) -> ToolCall | None:

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llm_sidecar.core.vocabulary.models import AskResult
+from llm_sidecar.core.vocabulary.models import AskResult, EmbedResult
 
 log = logging.getLogger("llm_sidecar.access")
 
@@ -48,6 +48,16 @@ class CallRecord:
         self.cached = result.cached
         self.prompt_tokens = result.usage.prompt_tokens
         self.completion_tokens = result.usage.completion_tokens
+        self.cost_micro_usd = result.cost_micro_usd
+
+    def embedded(self, result: EmbedResult) -> None:
+        """Take an Embed call's figures (how many texts came from the cache, not which)."""
+        self.route = result.route
+        self.provider = result.provider
+        self.attempts = len(result.attempts)
+        self.cached = all(result.cached)
+        self.prompt_tokens = result.usage.prompt_tokens
+        self.completion_tokens = 0
         self.cost_micro_usd = result.cost_micro_usd
 
     def failed(self, status: str, reason: str, attempts: int = 0) -> None:

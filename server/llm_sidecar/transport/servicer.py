@@ -17,6 +17,8 @@ from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.access import AccessLog
 from llm_sidecar.transport.convert import (
     ask_input,
+    embed_input,
+    embed_response,
     message_msg,
     metadata_msg,
     quota_status_msg,
@@ -24,7 +26,7 @@ from llm_sidecar.transport.convert import (
     tool_call_msg,
     usage_row_msg,
 )
-from llm_sidecar.transport.rpc import RpcRunner, answered
+from llm_sidecar.transport.rpc import RpcRunner, answered, answered_embed
 
 SERVICE_NAME = "llm_manager.v1.LLMManagerService"
 ADMIN_SERVICE_NAME = "llm_manager.v1.LLMAdminService"
@@ -126,6 +128,13 @@ class LLMManagerServicer:
         released, freed = await self._service.release(ctx)
         return pb.ReleaseManagerResponse(released=released, cache_entries_freed=freed)
 
+    async def _embed(
+        self, ctx: UserExecutionContext, req: pb.EmbedRequest, deadline: float | None
+    ) -> pb.EmbedResponse:
+        result = await self._service.embed(ctx, embed_input(req), deadline)
+        answered_embed(result)
+        return embed_response(result)
+
     async def _get_usage(
         self, ctx: UserExecutionContext, req: pb.GetUsageRequest, deadline: float | None
     ) -> pb.GetUsageResponse:
@@ -169,6 +178,9 @@ class LLMManagerServicer:
 
     async def GetUsage(self, request: pb.GetUsageRequest, context: Ctx) -> pb.GetUsageResponse:
         return await self._rpc.unary("GetUsage", request, context, self._get_usage)
+
+    async def Embed(self, request: pb.EmbedRequest, context: Ctx) -> pb.EmbedResponse:
+        return await self._rpc.unary("Embed", request, context, self._embed)
 
 
 class LLMAdminServicer:

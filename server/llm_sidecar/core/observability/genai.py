@@ -18,22 +18,31 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llm_sidecar.core.observability import NO_SPAN, Observability
 from llm_sidecar.core.vocabulary.errors import ProviderError
-from llm_sidecar.core.vocabulary.models import ChatRequest, Completion
+from llm_sidecar.core.vocabulary.models import (
+    ChatRequest,
+    Completion,
+    EmbeddingRequest,
+    Embeddings,
+)
 from llm_sidecar.core.vocabulary.providers import Provider
 
 OPERATION = "chat"
+EMBEDDINGS = "embeddings"
 
 
-def _base(provider: Provider) -> dict[str, Any]:
+def _base(provider: Provider, operation: str = OPERATION) -> dict[str, Any]:
     return {
-        "gen_ai.operation.name": OPERATION,
+        "gen_ai.operation.name": operation,
         "gen_ai.provider.name": provider.system,
         "gen_ai.request.model": provider.model,
     }
 
 
 def attempt_span(
-    obs: Observability, provider: Provider, route: str, request: ChatRequest
+    obs: Observability,
+    provider: Provider,
+    route: str,
+    request: ChatRequest | EmbeddingRequest,
 ) -> AbstractContextManager[Span]:
     """The CLIENT span of one attempt, current inside the block.
 
@@ -42,6 +51,14 @@ def attempt_span(
     """
     if not obs.in_recorded_trace():
         return NO_SPAN
+    if isinstance(request, EmbeddingRequest):
+        attributes = _base(provider, EMBEDDINGS)
+        attributes["llm_sidecar.provider"] = provider.name
+        attributes["llm_sidecar.route"] = route
+        if request.dimensions is not None:
+            attributes["gen_ai.embeddings.dimension.count"] = request.dimensions
+        # The texts themselves are content: never on a span, whatever capture_content says.
+        return obs.span(f"{EMBEDDINGS} {provider.model}", SpanKind.CLIENT, attributes)
     attributes = _base(provider)
     attributes["llm_sidecar.provider"] = provider.name
     attributes["llm_sidecar.route"] = route
@@ -59,9 +76,16 @@ def attempt_span(
 
 
 def record_success(
-    obs: Observability, provider: Provider, span: Span, completion: Completion, seconds: float
+    obs: Observability,
+    provider: Provider,
+    span: Span,
+    completion: Completion | Embeddings,
+    seconds: float,
 ) -> None:
     """Duration and token metrics of a good answer, and its response attributes."""
+    if isinstance(completion, Embeddings):
+        _embedded(obs, provider, span, completion, seconds)
+        return
     attrs = _base(provider)
     attrs["gen_ai.response.model"] = completion.model or provider.model
     obs.operation_duration.record(seconds, attrs)
@@ -95,11 +119,32 @@ def record_success(
         obs.token_usage.record(usage.completion_tokens, {**attrs, "gen_ai.token.type": "output"})
 
 
+def _embedded(
+    obs: Observability, provider: Provider, span: Span, answer: Embeddings, seconds: float
+) -> None:
+    attrs = _base(provider, EMBEDDINGS)
+    attrs["gen_ai.response.model"] = answer.model or provider.model
+    obs.operation_duration.record(seconds, attrs)
+    usage = answer.usage
+    if span.is_recording():
+        response: dict[str, Any] = {"gen_ai.response.model": attrs["gen_ai.response.model"]}
+        if usage is not None:
+            response["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+        span.set_attributes(response)
+    if usage is not None:
+        obs.token_usage.record(usage.prompt_tokens, {**attrs, "gen_ai.token.type": "input"})
+
+
 def record_failure(
-    obs: Observability, provider: Provider, span: Span, error_type: str, seconds: float
+    obs: Observability,
+    provider: Provider,
+    span: Span,
+    error_type: str,
+    seconds: float,
+    operation: str = OPERATION,
 ) -> None:
     """Duration metric and span status of a failed or cut attempt."""
-    attrs = _base(provider)
+    attrs = _base(provider, operation)
     attrs["error.type"] = error_type
     obs.operation_duration.record(seconds, attrs)
     if span.is_recording():

@@ -112,6 +112,10 @@ class Observability:
         self.tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer("llm_sidecar")
         meter = (meter_provider or metrics.NoOpMeterProvider()).get_meter("llm_sidecar")
         self.meter = meter
+        self._histograms(meter)
+        self._counters(meter)
+
+    def _histograms(self, meter: metrics.Meter) -> None:
         self.operation_duration = meter.create_histogram(
             "gen_ai.client.operation.duration",
             unit="s",
@@ -136,6 +140,8 @@ class Observability:
             description="Duration of HTTP requests served",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
+
+    def _counters(self, meter: metrics.Meter) -> None:
         self.cache_lookups = meter.create_counter(
             "llm_sidecar.cache.lookups", unit="{lookup}", description="Response cache lookups"
         )

@@ -40,15 +40,22 @@ from llm_sidecar.core.vocabulary.models import (
     AttemptRecord,
     ChatRequest,
     Completion,
-    RoutedCompletion,
+    EmbeddingRequest,
+    Embeddings,
+    Routed,
     Usage,
 )
 from llm_sidecar.core.vocabulary.providers import Provider
 from llm_sidecar.core.vocabulary.tools import ToolCall
 
-Validate = Callable[[Completion], Any]
-#: Opens one attempt: deltas (str) and whole tool calls as they arrive, then one Completion.
-Opener = Callable[[Provider, ChatRequest], AsyncIterator["str | ToolCall | Completion"]]
+#: A provider's answer to one attempt: a chat completion, or embedding vectors.
+Final = Completion | Embeddings
+#: What an attempt is asked.
+Request = ChatRequest | EmbeddingRequest
+Validate = Callable[[Any], Any]
+#: Opens one attempt: deltas (str) and whole tool calls as they arrive (chat streams),
+#: then one final answer.
+Opener = Callable[[Provider, Any], AsyncIterator["str | ToolCall | Final"]]
 #: Where refused but billed answers are noted: (provider name, usage).
 Refused = list[tuple[str, Usage]]
 
@@ -79,6 +86,7 @@ class Attempt:
 
     __slots__ = (
         "_iterator",
+        "_operation",
         "_span",
         "_span_scope",
         "_start",
@@ -99,7 +107,7 @@ class Attempt:
         router: Owner,
         slot: ProviderSlot,
         permit: Permit,
-        request: ChatRequest,
+        request: Request,
         open_attempt: Opener,
         validate: Validate | None,
         tries: Tries,
@@ -111,11 +119,14 @@ class Attempt:
         self.validate = validate
         self.tries = tries
         #: The answer, once the provider gave one that passed the checks.
-        self.result: RoutedCompletion | None = None
+        self.result: Routed[Any] | None = None
         #: Why the provider could not answer, when it could not.
         self.failure: ProviderError | None = None
         #: Deltas and tool calls already handed on (a stream fails over only before one).
         self.sent = 0
+        self._operation = (
+            genai.EMBEDDINGS if isinstance(request, EmbeddingRequest) else genai.OPERATION
+        )
         self._span_scope = genai.attempt_span(router.obs, slot.provider, slot.route, request)
         self._span: Span | None = None
         self._iterator = open_attempt(slot.provider, request)
@@ -153,7 +164,7 @@ class Attempt:
             ) from None
         finally:
             watch.waited()
-        if not isinstance(item, Completion):
+        if isinstance(item, str | ToolCall):
             if item:
                 self.sent += 1
             return item
@@ -212,19 +223,19 @@ class Attempt:
             AttemptRecord(self.slot.name, outcome, self._elapsed() * 1000, error_type)
         )
 
-    def _succeeded(self, completion: Completion, document: Any) -> None:
+    def _succeeded(self, answer: Completion | Embeddings, document: Any) -> None:
         slot, seconds = self.slot, self._elapsed()
-        genai.record_success(self.router.obs, slot.provider, self._span_now(), completion, seconds)
+        genai.record_success(self.router.obs, slot.provider, self._span_now(), answer, seconds)
         slot.stats.record(True, seconds * 1000)
         self.permit.success()
         self._record("ok")
-        self.result = RoutedCompletion(completion, slot.name, tuple(self.tries.records), document)
+        self.result = Routed(answer, slot.name, tuple(self.tries.records), document)
 
     def _failed(self, error: ProviderError) -> None:
         router, slot, seconds = self.router, self.slot, self._elapsed()
         kind = error.kind
         span = self._span_now()
-        genai.record_failure(router.obs, slot.provider, span, kind.value, seconds)
+        genai.record_failure(router.obs, slot.provider, span, kind.value, seconds, self._operation)
         genai.record_http_status(span, error)
         slot.stats.record(False, seconds * 1000, kind.value)
         router.events.attempt_failed(slot.name, slot.route, error)
@@ -242,7 +253,12 @@ class Attempt:
     def _deadline_cut(self) -> None:
         seconds = self._elapsed()
         genai.record_failure(
-            self.router.obs, self.slot.provider, self._span_now(), "deadline_exceeded", seconds
+            self.router.obs,
+            self.slot.provider,
+            self._span_now(),
+            "deadline_exceeded",
+            seconds,
+            self._operation,
         )
         self._record("deadline", "deadline")
         raise DeadlineExceededError(

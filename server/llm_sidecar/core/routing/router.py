@@ -27,15 +27,17 @@ import dataclasses
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from llm_sidecar.core.observability import NOOP, Observability, genai
-from llm_sidecar.core.routing.attempt import Attempt, Refused, Tries, Validate
+from llm_sidecar.core.routing.attempt import Attempt, Opener, Refused, Request, Tries, Validate
 from llm_sidecar.core.routing.breaker import CircuitState, Permit
 from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy, order
 from llm_sidecar.core.routing.events import RoutingEvents
 from llm_sidecar.core.routing.verdict import MIN_ATTEMPT_SECONDS, exhausted, next_round_delay
 from llm_sidecar.core.vocabulary.errors import (
     DeadlineExceededError,
+    InvalidRequestError,
     ProviderError,
     ProviderRejectedError,
     StreamInterruptedError,
@@ -45,6 +47,9 @@ from llm_sidecar.core.vocabulary.models import (
     AttemptRecord,
     ChatRequest,
     Completion,
+    EmbeddingRequest,
+    Embeddings,
+    Routed,
     RoutedCompletion,
 )
 from llm_sidecar.core.vocabulary.providers import Provider
@@ -69,6 +74,17 @@ def _streaming(
     return provider.stream(request)
 
 
+async def _embedding(provider: Provider, request: EmbeddingRequest) -> AsyncIterator[Embeddings]:
+    """An embedding call in the shape of an attempt: one answer."""
+    yield await provider.embed(request)
+
+
+#: How an attempt opens its provider call: a whole chat answer, a streamed one, vectors.
+UNARY: Opener = _unary
+STREAMING: Opener = _streaming
+EMBEDDING: Opener = _embedding
+
+
 class Router:
     """Routes chat requests of every user over the configured provider chains.
 
@@ -84,11 +100,16 @@ class Router:
         policy: RetryPolicy | None = None,
         observability: Observability = NOOP,
         clock: Callable[[], float] = time.monotonic,
+        embedding_routes: frozenset[str] = frozenset(),
+        default_embedding_model: str = "",
     ) -> None:
         if default_model not in routes:
             raise ValueError(f"default model {default_model!r} has no route")
         self.routes = routes
         self.default_model = default_model
+        #: The routes that embed (every other one chats), and the default of them.
+        self.embedding_routes = embedding_routes
+        self.default_embedding_model = default_embedding_model
         self.policy = policy or RetryPolicy()
         self.obs = observability
         #: The clock of holds and deadlines (``time.monotonic``; tests move a fake one).
@@ -111,14 +132,21 @@ class Router:
 
     # -- lookup -------------------------------------------------------------
 
-    def resolve(self, model: str) -> str:
-        """The route name for a requested model ('' is the default)."""
+    def resolve(self, model: str, *, embedding: bool = False) -> str:
+        """The route name for a requested model ('' is the default of its kind): a chat
+        route, or with ``embedding`` an embedding route; the other kind is refused."""
         if not model:
-            return self.default_model
+            default = self.default_embedding_model if embedding else self.default_model
+            if not default:
+                raise UnknownModelError("model", "is required: no default embedding route")
+            return default
         if model not in self.routes:
             # Name the choices, not the value: a message never echoes what a caller sent.
             known = ", ".join(sorted(self.routes)[:20])
             raise UnknownModelError("model", f"is not a configured model (configured: {known})")
+        if (model in self.embedding_routes) != embedding:
+            found, wanted = ("a chat", "an embedding") if embedding else ("an embedding", "a chat")
+            raise InvalidRequestError("model", f"names {found} route, not {wanted} route")
         return model
 
     def chain(self, route: str) -> list[ProviderSlot]:
@@ -158,8 +186,8 @@ class Router:
         """
         result: RoutedCompletion | None = None
         # Consumed to its end, so the generator finishes here and needs no finaliser.
-        async for item in self.route(route, request, deadline, validate, refused, stream=False):
-            if isinstance(item, RoutedCompletion):
+        async for item in self.route(route, request, deadline, validate, refused, opener=UNARY):
+            if isinstance(item, Routed):
                 result = item
         assert result is not None  # route() ends with a result or raises
         return result
@@ -173,26 +201,27 @@ class Router:
     ) -> AsyncIterator[str | ToolCall | RoutedCompletion]:
         """Deltas and whole tool calls as they arrive, then one :class:`RoutedCompletion`.
         Refused but billed answers are noted in ``refused``, as in :meth:`complete`."""
-        return self.route(route, request, deadline, None, refused, stream=True)
+        return self.route(route, request, deadline, None, refused, opener=STREAMING)
 
     # -- the attempt loop -------------------------------------------------------
 
     async def route(
         self,
         route: str,
-        request: ChatRequest,
+        request: Request,
         deadline: float | None,
         validate: Validate | None = None,
         refused: Refused | None = None,
         *,
-        stream: bool,
-    ) -> AsyncIterator[str | ToolCall | RoutedCompletion]:
+        opener: Opener,
+    ) -> AsyncIterator[str | ToolCall | Routed[Any]]:
         """The policy: rounds over the chain, each provider tried once per round unless
         held or open, until one answers; deltas (streams only) as they arrive, then
-        the :class:`RoutedCompletion`."""
+        the :class:`Routed` answer. ``opener`` says what each attempt asks (UNARY,
+        STREAMING or EMBEDDING)."""
         if request.deadline != deadline:
             request = dataclasses.replace(request, deadline=deadline)
-        open_attempt = _streaming if stream else _unary
+        open_attempt = opener
         tries = Tries(refused=refused)
         for round_no in itertools.count(1):
             previous: ProviderSlot | None = None

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llm_sidecar.core.vocabulary.models import CachedAnswer
+from llm_sidecar.core.vocabulary.models import CachedAnswer, CachedVector
 
 # Cost of one entry beyond its text: the 64-character key, the OrderedDict nodes
 # in the user cache and in the budget, the entry, answer and Completion objects.
@@ -26,8 +26,14 @@ ENTRY_OVERHEAD_BYTES = 384
 _serials = itertools.count(1)
 
 
-def entry_size(answer: CachedAnswer) -> int:
+#: What a cache holds: a chat answer, or one embedded text's vector.
+Cached = CachedAnswer | CachedVector
+
+
+def entry_size(answer: Cached) -> int:
     """Bytes an entry costs, as accounted against the limits."""
+    if isinstance(answer, CachedVector):
+        return ENTRY_OVERHEAD_BYTES + sys.getsizeof(answer.vector)
     size = ENTRY_OVERHEAD_BYTES + sys.getsizeof(answer.completion.text)
     if answer.structured_json is not None:
         size += sys.getsizeof(answer.structured_json)
@@ -36,7 +42,7 @@ def entry_size(answer: CachedAnswer) -> int:
 
 @dataclass(slots=True)
 class _Entry:
-    answer: CachedAnswer
+    answer: Cached
     expires_at: float
     size: int
 
@@ -117,7 +123,7 @@ class UserCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: str) -> CachedAnswer | None:
+    def get(self, key: str) -> Cached | None:
         """Return the live entry for ``key`` and mark it recently used."""
         entry = self._entries.get(key)
         if entry is None:
@@ -135,7 +141,7 @@ class UserCache:
         entry = self._entries.get(key)
         return entry is not None and entry.expires_at > self._clock()
 
-    def put(self, key: str, answer: CachedAnswer) -> bool:
+    def put(self, key: str, answer: Cached) -> bool:
         """Store an answer; False when it was not admitted."""
         if self._closed or not self._budget.admitting:
             return False

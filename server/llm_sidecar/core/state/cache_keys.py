@@ -78,3 +78,18 @@ def _extras(message: ChatMessage) -> str:
     # The order of text and images changes the question ("A:" [a] "B:" [b]).
     layout = [p if isinstance(p, str) else message.images.index(p) for p in message.parts]
     return json.dumps([images, calls, message.tool_call_id, layout])
+
+
+EMBEDDING_KEY_VERSION = b"llmsc-embedding-v1"
+
+
+def embedding_key(*, user_id: str, model: str, dimensions: int | None, text: str) -> str:
+    """The cache key of one text's vector for one user: by model, dimensions and text
+    (no session: a vector does not depend on a conversation). Its own namespace, so it
+    never equals a chat key."""
+    h = blake2b(EMBEDDING_KEY_VERSION, digest_size=32)
+    _field(h, user_id)
+    _field(h, model)
+    _field(h, "" if dimensions is None else str(dimensions))
+    _field(h, text)
+    return h.hexdigest()

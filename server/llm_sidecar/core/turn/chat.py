@@ -11,7 +11,7 @@ from typing import Any
 
 from llm_sidecar.core.admission.billing import Billing, Worst
 from llm_sidecar.core.observability import Observability
-from llm_sidecar.core.routing.router import Refused, Router
+from llm_sidecar.core.routing.router import STREAMING, UNARY, Refused, Router
 from llm_sidecar.core.state.cache import UserCache
 from llm_sidecar.core.state.conversation import UserConversations
 from llm_sidecar.core.turn.assembly import Prepared, estimate_usage, exchange, prepare
@@ -108,6 +108,8 @@ class ChatCall:
         if key is None:
             return None
         hit = cache.get(key)
+        if not isinstance(hit, CachedAnswer):
+            hit = None  # (embedding keys live apart: never a vector here)
         record_lookup(self._obs, hit is not None)
         if hit is None:
             return None
@@ -134,8 +136,9 @@ class ChatCall:
         self, router: Router, deadline: float | None, refused: Refused
     ) -> AsyncIterator[Delta | RoutedCompletion]:
         validate = None if self.stream else self._validator()
+        opener = STREAMING if self.stream else UNARY
         return router.route(
-            self.route, self.prep.request, deadline, validate, refused, stream=self.stream
+            self.route, self.prep.request, deadline, validate, refused, opener=opener
         )
 
     def _validator(self) -> Any:
@@ -151,7 +154,7 @@ class ChatCall:
         return validate
 
     def billed(self, routed: RoutedCompletion) -> Billed:
-        completion = routed.completion
+        completion = routed.answer
         usage = completion.usage or estimate_usage(self.prep.request.messages, completion.text)
         return Billed(routed.provider, usage)
 
@@ -164,7 +167,7 @@ class ChatCall:
         cache: UserCache,
     ) -> Answer[AskResult]:
         """The result; the answer cached (a structured one as its canonical JSON)."""
-        prep, completion = self.prep, routed.completion
+        prep, completion = self.prep, routed.answer
         structured_json = None
         if prep.validator is not None and not completion.tool_calls and not self.stream:
             structured_json = canonical_json(routed.document)

@@ -19,10 +19,11 @@ from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.cache import UserCache
 from llm_sidecar.core.state.store import UserState
 from llm_sidecar.core.turn.chat import ChatCall
+from llm_sidecar.core.turn.embedding import EmbedCall
 from llm_sidecar.core.turn.pipeline import Delta, Pipeline
 from llm_sidecar.core.vocabulary.context import UserExecutionContext
 from llm_sidecar.core.vocabulary.errors import IsolationViolationError
-from llm_sidecar.core.vocabulary.models import AskInput, AskResult
+from llm_sidecar.core.vocabulary.models import AskInput, AskResult, EmbedInput, EmbedResult
 
 
 class LLMManager:
@@ -102,6 +103,24 @@ class LLMManager:
         :class:`AskResult`. The pipeline's own generator, handed back as it is."""
         self._check(ctx)
         return self.pipeline.run(self._chat(ctx, inp, stream=True), deadline)
+
+    async def embed(
+        self, ctx: UserExecutionContext, inp: EmbedInput, deadline: float | None = None
+    ) -> EmbedResult:
+        """Embed texts for this user: from its cache where it can, the rest upstream."""
+        self._check(ctx)
+        call = EmbedCall(
+            ctx,
+            inp,
+            router=self._router,
+            observability=self._obs,
+            cache_enabled=self._cache_enabled,
+        )
+        result = None
+        async for item in self.pipeline.run(call, deadline):
+            result = item
+        assert isinstance(result, EmbedResult)
+        return result
 
     async def is_cached(self, ctx: UserExecutionContext, inp: AskInput) -> bool:
         """Whether this exact request would be answered from this user's cache."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from llm_sidecar.core.vocabulary.tools import AUTO, Image, Tool, ToolCall, ToolChoice
 
@@ -141,14 +142,52 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class RoutedCompletion:
-    """A completion plus which provider produced it and the attempts made."""
+class EmbeddingRequest:
+    """What an embedding provider is asked: texts, and the vectors' dimension."""
 
-    completion: Completion
+    texts: tuple[str, ...]
+    #: None: the model's own dimension.
+    dimensions: int | None = None
+    #: When the caller stops waiting (``time.monotonic()``), or None; set by the router.
+    deadline: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """One provider's answer to an embedding request: a vector per text, in order, each
+    as little-endian float32 bytes (what providers compute; compact in a cache)."""
+
+    vectors: tuple[bytes, ...]
+    model: str = ""
+    usage: Usage | None = None
+
+
+def pack_vector(values: Sequence[float]) -> bytes:
+    """A vector as little-endian float32 bytes."""
+    return struct.pack(f"<{len(values)}f", *values)
+
+
+def unpack_vector(vector: bytes) -> tuple[float, ...]:
+    """The float32 values of a packed vector."""
+    return struct.unpack(f"<{len(vector) // 4}f", vector)
+
+
+Answer = TypeVar("Answer", Completion, Embeddings)
+
+
+@dataclass(frozen=True, slots=True)
+class Routed(Generic[Answer]):
+    """An answer plus which provider produced it and the attempts made."""
+
+    answer: Answer
     provider: str
     attempts: tuple[AttemptRecord, ...]
     #: What the request's validator returned (the parsed document of a structured call).
     document: Any = None
+
+
+RoutedCompletion = Routed[Completion]
+RoutedEmbeddings = Routed[Embeddings]
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +229,44 @@ class AskResult:
     cost_micro_usd: int | None = None
     #: The configured model route that answered.
     route: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedInput:
+    """A caller's embedding request, free of any wire format."""
+
+    texts: tuple[str, ...]
+    model: str = ""
+    dimensions: int | None = None
+    skip_cache: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedResult:
+    """The vectors of one Embed call, in the order of its texts, with its metadata."""
+
+    vectors: tuple[bytes, ...]
+    #: Per text: whether it was served from the caller's cache.
+    cached: tuple[bool, ...]
+    #: The provider that computed the fresh vectors (every text cached: the first's).
+    provider: str
+    model: str
+    route: str
+    usage: Usage
+    #: What the fresh vectors cost in micro-USD (None: no price, unknown).
+    cost_micro_usd: int | None
+    attempts: tuple[AttemptRecord, ...] = ()
+    request_id: str = ""
+    latency_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class CachedVector:
+    """What the response cache holds for one embedded text."""
+
+    vector: bytes
+    provider: str
+    session_id: str
 
 
 @dataclass(slots=True)

@@ -6,7 +6,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from llm_sidecar.core.vocabulary.models import ChatRequest, Completion
+from llm_sidecar.core.vocabulary.models import (
+    ChatRequest,
+    Completion,
+    EmbeddingRequest,
+    Embeddings,
+)
 from llm_sidecar.core.vocabulary.tools import ToolCall
 
 
@@ -45,6 +50,9 @@ class Provider(Protocol):
     def stream(self, request: ChatRequest) -> AsyncIterator[str | ToolCall | Completion]:
         """Text deltas as they arrive, each tool call whole once its arguments are
         complete, then one :class:`Completion` with the whole answer."""
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """A vector per text, in order (providers of embedding routes only)."""
 
     async def probe(self) -> None:
         """Cheap liveness check; raises ProviderError when the provider cannot serve."""

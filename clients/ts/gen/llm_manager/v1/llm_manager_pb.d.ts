@@ -1319,6 +1319,148 @@ export declare type SharedStateStatus = Message$1<"llm_manager.v1.SharedStateSta
 export declare const SharedStateStatusSchema: GenMessage<SharedStateStatus>;
 
 /**
+ * @generated from message llm_manager.v1.EmbedRequest
+ */
+export declare type EmbedRequest = Message$1<"llm_manager.v1.EmbedRequest"> & {
+  /**
+   * An embedding route ("" = the default embedding route). A chat route is
+   * INVALID_ARGUMENT, as is Ask on an embedding route.
+   *
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * One or more texts, bounded in count and total size (embeddings.max_inputs,
+   * embeddings.max_total_chars).
+   *
+   * @generated from field: repeated string inputs = 2;
+   */
+  inputs: string[];
+
+  /**
+   * The vectors' dimension, for models that can shorten theirs; unset: the model's.
+   *
+   * @generated from field: optional int32 dimensions = 3;
+   */
+  dimensions?: number | undefined;
+
+  /**
+   * Neither read nor fill the caller's cache.
+   *
+   * @generated from field: bool skip_cache = 4;
+   */
+  skipCache: boolean;
+};
+
+/**
+ * Describes the message llm_manager.v1.EmbedRequest.
+ * Use `create(EmbedRequestSchema)` to create a new message.
+ */
+export declare const EmbedRequestSchema: GenMessage<EmbedRequest>;
+
+/**
+ * One input's vector, as float32 (what the providers compute).
+ *
+ * @generated from message llm_manager.v1.Embedding
+ */
+export declare type Embedding = Message$1<"llm_manager.v1.Embedding"> & {
+  /**
+   * @generated from field: repeated float vector = 1;
+   */
+  vector: number[];
+
+  /**
+   * Served from the caller's cache (no provider call, no cost).
+   *
+   * @generated from field: bool cached = 2;
+   */
+  cached: boolean;
+};
+
+/**
+ * Describes the message llm_manager.v1.Embedding.
+ * Use `create(EmbeddingSchema)` to create a new message.
+ */
+export declare const EmbeddingSchema: GenMessage<Embedding>;
+
+/**
+ * @generated from message llm_manager.v1.EmbedMetadata
+ */
+export declare type EmbedMetadata = Message$1<"llm_manager.v1.EmbedMetadata"> & {
+  /**
+   * The provider that computed the vectors not served from the cache (when every
+   * input was cached: the one that computed the first).
+   *
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+
+  /**
+   * @generated from field: string model = 2;
+   */
+  model: string;
+
+  /**
+   * @generated from field: repeated llm_manager.v1.Attempt attempts = 3;
+   */
+  attempts: Attempt[];
+
+  /**
+   * @generated from field: string request_id = 4;
+   */
+  requestId: string;
+
+  /**
+   * The configured route.
+   *
+   * @generated from field: string route = 5;
+   */
+  route: string;
+
+  /**
+   * @generated from field: double latency_ms = 6;
+   */
+  latencyMs: number;
+};
+
+/**
+ * Describes the message llm_manager.v1.EmbedMetadata.
+ * Use `create(EmbedMetadataSchema)` to create a new message.
+ */
+export declare const EmbedMetadataSchema: GenMessage<EmbedMetadata>;
+
+/**
+ * @generated from message llm_manager.v1.EmbedResponse
+ */
+export declare type EmbedResponse = Message$1<"llm_manager.v1.EmbedResponse"> & {
+  /**
+   * One per input, in the order of the inputs.
+   *
+   * @generated from field: repeated llm_manager.v1.Embedding embeddings = 1;
+   */
+  embeddings: Embedding[];
+
+  /**
+   * prompt_tokens (and total_tokens) and cost_micro_usd; a cached input costs nothing.
+   *
+   * @generated from field: llm_manager.v1.Usage usage = 2;
+   */
+  usage?: Usage | undefined;
+
+  /**
+   * @generated from field: llm_manager.v1.EmbedMetadata metadata = 3;
+   */
+  metadata?: EmbedMetadata | undefined;
+};
+
+/**
+ * Describes the message llm_manager.v1.EmbedResponse.
+ * Use `create(EmbedResponseSchema)` to create a new message.
+ */
+export declare const EmbedResponseSchema: GenMessage<EmbedResponse>;
+
+/**
  * The per-user LLM manager.
  *
  * @generated from service llm_manager.v1.LLMManagerService
@@ -1414,6 +1556,17 @@ export declare const LLMManagerService: GenService<{
     methodKind: "unary";
     input: typeof GetUsageRequestSchema;
     output: typeof GetUsageResponseSchema;
+  },
+  /**
+   * Texts in, one embedding vector per text out (in the same order), from an
+   * embedding route. Cached per user and per text; never part of any history.
+   *
+   * @generated from rpc llm_manager.v1.LLMManagerService.Embed
+   */
+  embed: {
+    methodKind: "unary";
+    input: typeof EmbedRequestSchema;
+    output: typeof EmbedResponseSchema;
   },
 }>;
 
