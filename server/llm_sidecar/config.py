@@ -27,6 +27,7 @@ from llm_sidecar.core.routing.breaker import DEFAULT_BREAKER_POLICY
 from llm_sidecar.core.routing.chain import DEFAULT_RETRY_POLICY, DEFAULT_TIMEOUT_SECONDS
 from llm_sidecar.core.state.cache import DEFAULT_CACHE_LIMITS
 from llm_sidecar.core.state.conversation import DEFAULT_HISTORY_BOUNDS
+from llm_sidecar.core.state.responses import DEFAULT_RESPONSE_BOUNDS
 from llm_sidecar.core.turn.registry import DEFAULT_IDLE_TTL_SECONDS, DEFAULT_MAX_MANAGERS
 from llm_sidecar.core.turn.supervisor import (
     DEFAULT_SAMPLE_INTERVAL_SECONDS,
@@ -312,6 +313,17 @@ class HistorySettings(_Section):
     ttl_seconds: float = Field(default=DEFAULT_HISTORY_BOUNDS.ttl_seconds, gt=0)
 
 
+class ResponsesSettings(_Section):
+    """Stored responses (OpenAI's Responses API): lifetime, and how much of a chain a
+    continuation reads (older responses and messages are dropped first)."""
+
+    ttl_seconds: float = Field(default=DEFAULT_RESPONSE_BOUNDS.ttl_seconds, gt=0)
+    max_chain: int = Field(default=DEFAULT_RESPONSE_BOUNDS.max_chain, ge=1, le=10000)
+    max_chain_bytes: int = Field(default=DEFAULT_RESPONSE_BOUNDS.max_chain_bytes, ge=1024)
+    #: Without Redis: responses kept per user in its manager (the oldest go first).
+    max_per_user: int = Field(default=DEFAULT_RESPONSE_BOUNDS.max_per_user, ge=1)
+
+
 class FailoverSettings(_Section):
     """Retries, breakers and health probes."""
 
@@ -458,6 +470,7 @@ class Settings(BaseSettings):
     managers: ManagerSettings = ManagerSettings()
     cache: CacheSettings = CacheSettings()
     history: HistorySettings = HistorySettings()
+    responses: ResponsesSettings = ResponsesSettings()
     failover: FailoverSettings = FailoverSettings()
     limits: LimitSettings = LimitSettings()
     quotas: QuotaSettings = QuotaSettings()

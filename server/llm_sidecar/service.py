@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from llm_sidecar.core.admission.quotas import QuotaTotals, QuotaView
 from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.conversation import UserConversations
+from llm_sidecar.core.state.responses import (
+    ChainItem,
+    StoredResponse,
+    chain_items,
+    is_response_id,
+)
 from llm_sidecar.core.state.store import UserState
 from llm_sidecar.core.state.store_status import MEMORY_ONLY, StoreHealth, StoreStatus
 from llm_sidecar.core.state.usage import UsageRow, total_of
@@ -24,13 +30,18 @@ from llm_sidecar.core.turn.checks import (
 from llm_sidecar.core.turn.registry import LLMManagerFactory, ManagerRegistry
 from llm_sidecar.core.turn.supervisor import ResourceMonitor, ResourceSnapshot
 from llm_sidecar.core.vocabulary.context import SESSION_ID_KEY, UserExecutionContext, validate_id
-from llm_sidecar.core.vocabulary.errors import InvalidRequestError, RequestTooLargeError
+from llm_sidecar.core.vocabulary.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    RequestTooLargeError,
+)
 from llm_sidecar.core.vocabulary.models import (
     AskInput,
     AskResult,
     ChatMessage,
     EmbedInput,
     EmbedResult,
+    ResponseInput,
 )
 from llm_sidecar.core.vocabulary.providers import Connections
 from llm_sidecar.core.vocabulary.tools import ToolCall
@@ -206,6 +217,66 @@ class LLMService:
         manager = self.registry.get(ctx.user_id)
         return manager is not None and await manager.is_cached(ctx, inp)
 
+    # -- responses --------------------------------------------------------------------
+
+    async def respond(
+        self, ctx: UserExecutionContext, response: ResponseInput, deadline: float | None
+    ) -> AskResult:
+        """Answer a response-style call for the caller (stored unless it says not to)."""
+        self._validate_response(response)
+        return await self.registry.get_or_create(ctx).respond(ctx, response, deadline)
+
+    def respond_stream(
+        self, ctx: UserExecutionContext, response: ResponseInput, deadline: float | None
+    ) -> AsyncGenerator[str | ToolCall | AskResult, None]:
+        """Stream a response-style call: text deltas and tool calls, then the result."""
+        self._validate_response(response)
+        return self.registry.get_or_create(ctx).respond_stream(ctx, response, deadline)
+
+    def _validate_response(self, response: ResponseInput) -> None:
+        self.validate(response.inp)
+        previous = response.previous_response_id
+        if previous is not None and not is_response_id(previous):
+            raise NotFoundError("previous_response_id", "response")
+
+    async def stored_chain(
+        self, ctx: UserExecutionContext, response_id: str
+    ) -> list[StoredResponse]:
+        """One of the caller's stored responses and its ancestors, oldest first; the
+        same NotFoundError for an id that never existed and for another user's."""
+        chain = None
+        if is_response_id(response_id):
+            chain = await self._state(ctx).responses.chain(response_id)
+        if chain is None:
+            raise NotFoundError("response_id", "response")
+        return chain
+
+    async def response_input(self, ctx: UserExecutionContext, response_id: str) -> list[ChainItem]:
+        """What one of the caller's stored responses was made from: the context of the
+        chain before it (as far as it still exists, within the bounds), then its own
+        input (NotFoundError as above)."""
+        chain = await self.stored_chain(ctx, response_id)
+        last = chain[-1]
+        bound = self.factory.state.memory.response_bounds.max_chain_bytes
+        items = chain_items(chain[:-1], bound) if len(chain) > 1 else []
+        return items + [ChainItem(last.id, False, i, m) for i, m in enumerate(last.input)]
+
+    async def stored_response(self, ctx: UserExecutionContext, response_id: str) -> StoredResponse:
+        """One of the caller's stored responses (NotFoundError as above)."""
+        found = None
+        if is_response_id(response_id):
+            found = await self._state(ctx).responses.get(response_id)
+        if found is None:
+            raise NotFoundError("response_id", "response")
+        return found
+
+    async def delete_response(self, ctx: UserExecutionContext, response_id: str) -> None:
+        """Delete one of the caller's stored responses (NotFoundError as above)."""
+        if not (
+            is_response_id(response_id) and await self._state(ctx).responses.delete(response_id)
+        ):
+            raise NotFoundError("response_id", "response")
+
     # -- conversations and usage ----------------------------------------------------
 
     def _state(self, ctx: UserExecutionContext) -> UserState:
@@ -246,7 +317,9 @@ class LLMService:
         manager = self.registry.get(ctx.user_id)
         if manager is not None:
             return await manager.end_session(ctx, session)
-        return await self._conversations(ctx).end_session(session), 0
+        state = self._state(ctx)
+        await state.responses.end_session(session)
+        return await state.conversations.end_session(session), 0
 
     async def release(self, ctx: UserExecutionContext) -> tuple[bool, int]:
         """Free the caller's manager: (released, cache entries freed)."""

@@ -20,6 +20,7 @@ from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.cache import CacheLimits
 from llm_sidecar.core.state.conversation import HistoryBounds
 from llm_sidecar.core.state.quota_store import MemoryQuotaLedger
+from llm_sidecar.core.state.responses import ResponseBounds
 from llm_sidecar.core.state.store import MemoryStateStore, StateStore
 from llm_sidecar.core.turn.supervisor import Thresholds
 from llm_sidecar.providers import HttpPools, build_provider
@@ -77,7 +78,12 @@ def state_store(settings: Settings) -> tuple[StateStore, RedisBackend | None]:
     """The per-user state store, and the Redis backend behind it when there is one."""
     bounds = history_bounds(settings)
     limits = quota_limits(settings)
-    memory = MemoryStateStore(bounds, quotas=MemoryQuotaLedger(QuotaGate.keep_seconds(limits)))
+    r = settings.responses
+    memory = MemoryStateStore(
+        bounds,
+        quotas=MemoryQuotaLedger(QuotaGate.keep_seconds(limits)),
+        responses=ResponseBounds(r.ttl_seconds, r.max_chain, r.max_chain_bytes, r.max_per_user),
+    )
     redis = settings.redis
     quotas = redis.quotas and bool(limits.active)
     if not redis.url or not (redis.conversations or redis.usage or quotas):

@@ -123,6 +123,8 @@ class FakeUpstream(AnthropicFormat):
     #: Report exactly this many completion tokens (a model that spends its whole
     #: max_tokens), whatever the answer's length; None: count the answer's words.
     completion_tokens: int | None = None
+    #: The finish reason of OpenAI-format answers ("length": the output cap was hit).
+    finish_reason: str = "stop"
     #: Text a structured request is answered with (None: built from the schema).
     json_answer: str | None = None
     #: Apply ``mode`` to this many more chat requests, then heal (None: forever).
@@ -400,7 +402,7 @@ class FakeUpstream(AnthropicFormat):
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
+                    "finish_reason": self.finish_reason,
                 }
             ],
         }
@@ -439,7 +441,7 @@ class FakeUpstream(AnthropicFormat):
                     await asyncio.sleep(self.stream_chunk_delay)
             final: dict[str, Any] = {
                 **head,
-                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "delta": {}, "finish_reason": self.finish_reason}],
             }
             await response.write(f"data: {json.dumps(openai_chunk(final))}\n\n".encode())
             if self.report_usage:

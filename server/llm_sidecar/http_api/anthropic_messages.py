@@ -17,6 +17,7 @@ import orjson
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError
 from llm_sidecar.core.vocabulary.models import AskInput, AskResult, ChatMessage, GenerationParams
 from llm_sidecar.core.vocabulary.tools import AUTO, Image, Tool, ToolCall, ToolChoice
+from llm_sidecar.http_api.errors import Refusal
 from llm_sidecar.http_api.fields import Fields, json_text, stop_sequences
 
 UNSUPPORTED = {
@@ -279,6 +280,10 @@ class Events:
         self._open_text = False
         self._index += 1
         return _event("content_block_stop", {"index": self._index - 1})
+
+    def failed(self, refusal: Refusal) -> bytes:
+        """An error event in place of the rest of the stream."""
+        return _event("error", refusal.body("anthropic"))
 
     def tool(self, call: ToolCall) -> bytes:
         out = self._close_text()

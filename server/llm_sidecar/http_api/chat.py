@@ -8,31 +8,15 @@ or server-sent events as the answer streams.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncGenerator, Callable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
-import orjson
 from aiohttp import web
 
-from llm_sidecar.core.vocabulary.errors import SidecarError
-from llm_sidecar.core.vocabulary.models import AskResult
-from llm_sidecar.core.vocabulary.tools import ToolCall
 from llm_sidecar.http_api import anthropic_messages, openai_chat
 from llm_sidecar.http_api.edge import HttpCall
-from llm_sidecar.http_api.errors import refusal_for
+from llm_sidecar.http_api.sse import Stream, relay, replayed
 from llm_sidecar.service import LLMService
-
-Item = str | ToolCall | AskResult
-Stream = AsyncGenerator[Item, None]
-
-
-class StreamShape(Protocol):
-    """How one API writes a streamed answer."""
-
-    def delta(self, text: str) -> bytes: ...
-
-    def tool(self, call: ToolCall) -> bytes: ...
 
 
 class ChatEndpoints:
@@ -57,8 +41,14 @@ class ChatEndpoints:
             call.answered(result)
             return call.json(openai_chat.completion(result, spec, completion_id))
         chunks = openai_chat.Chunks(spec, completion_id)
-        stream = self._service.ask_stream(call.ctx, spec.inp, deadline)
-        return await _sse(call, stream, chunks, b"", lambda r: chunks.finish(r, spec.include_usage))
+        stream: Stream
+        if spec.inp.json_schema is not None:  # checked whole, then streamed
+            stream = replayed(await self._service.ask(call.ctx, spec.inp, deadline))
+        else:
+            stream = self._service.ask_stream(call.ctx, spec.inp, deadline)
+        return await relay(
+            call, stream, chunks, b"", lambda r: chunks.finish(r, spec.include_usage)
+        )
 
     async def messages(self, call: HttpCall) -> web.StreamResponse:
         assert call.body is not None and call.ctx is not None
@@ -74,7 +64,7 @@ class ChatEndpoints:
             return call.json(anthropic_messages.message(result, spec, message_id))
         events = anthropic_messages.Events()
         stream = self._service.ask_stream(call.ctx, spec.inp, deadline)
-        return await _sse(call, stream, events, events.start(spec, message_id), events.finish)
+        return await relay(call, stream, events, events.start(spec, message_id), events.finish)
 
     async def models(self, call: HttpCall) -> web.StreamResponse:
         """The configured routes: Anthropic's list shape when the caller is its SDK
@@ -94,55 +84,3 @@ class ChatEndpoints:
             ]
             body = {"object": "list", "data": data}
         return call.json(body)
-
-
-async def _sse(
-    call: HttpCall,
-    stream: Stream,
-    shape: StreamShape,
-    opening: bytes,
-    closing: Callable[[AskResult], bytes],
-) -> web.StreamResponse:
-    """Relay a stream as server-sent events. A failure before the first item is an
-    ordinary error response (the status tells the SDK to retry or not); after it, an
-    error event in the API's shape ends the stream. A caller that goes away cancels
-    the call: the upstream is abandoned and the reservation settled."""
-    async with contextlib.aclosing(stream):
-        first = await anext(stream)  # errors here become a plain error response
-        response = web.StreamResponse(
-            headers={
-                **call.headers,
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-            }
-        )
-        await response.prepare(call.request)
-        await response.write(opening)
-        try:
-            item: Item = first
-            while True:
-                if isinstance(item, str):
-                    await response.write(shape.delta(item))
-                elif isinstance(item, ToolCall):
-                    await response.write(shape.tool(item))
-                else:
-                    call.answered(item)
-                    await response.write(closing(item))
-                    break
-                item = await anext(stream)
-        except SidecarError as exc:
-            await response.write(_error_event(call, exc))
-        except ConnectionResetError:  # the caller went away between two writes
-            call.record.failed("CANCELLED", "CLIENT_DISCONNECTED", call.record.attempts)
-            return response
-        await response.write_eof()
-        return response
-
-
-def _error_event(call: HttpCall, exc: SidecarError) -> bytes:
-    refusal = refusal_for(exc)
-    call.record.failed(str(refusal.status), refusal.code, len(getattr(exc, "attempts", ())))
-    body = orjson.dumps(refusal.body(call.dialect))
-    if call.dialect == "anthropic":
-        return b"event: error\ndata: " + body + b"\n\n"
-    return b"data: " + body + b"\n\n"

@@ -100,11 +100,10 @@ class HttpCall:
         if given is not None and given != self.ctx.user_id:
             raise InvalidRequestError(field, "differs from the x-user-id header")
 
-    def json(self, body: dict[str, Any]) -> web.Response:
-        """A JSON answer carrying this call's headers."""
-        return web.Response(
-            body=orjson.dumps(body), content_type="application/json", headers=self.headers
-        )
+    def json(self, body: dict[str, Any] | bytes) -> web.Response:
+        """A JSON answer (a document, or its bytes) carrying this call's headers."""
+        raw = body if isinstance(body, bytes) else orjson.dumps(body)
+        return web.Response(body=raw, content_type="application/json", headers=self.headers)
 
 
 def answer_headers(route: str, provider: str, cached: bool, cost: int | None) -> dict[str, str]:
@@ -150,10 +149,13 @@ class Edge:
         self, request: web.Request, dialect: Dialect, handler: Handler, needs_user: bool
     ) -> web.StreamResponse:
         start = time.perf_counter()
-        name = f"{request.method} {request.path}"
+        # The route's template, never the path: a path may hold a response id.
+        route = request.match_info.route.resource
+        template = route.canonical if route is not None else request.path
+        name = f"{request.method} {template}"
         record = CallRecord(name, self._request_id(request))
         carrier = {k: v for k in _TRACE_HEADERS if (v := request.headers.get(k)) is not None}
-        attributes = {"http.request.method": request.method, "url.path": request.path}
+        attributes = {"http.request.method": request.method, "http.route": template}
         with self.obs.span(
             name, SpanKind.SERVER, attributes, propagate.extract(carrier) if carrier else None
         ) as span:
@@ -232,7 +234,7 @@ class Edge:
             elapsed,
             {
                 "http.request.method": call.request.method,
-                "http.route": call.request.path,
+                "http.route": call.record.method.partition(" ")[2],
                 "http.response.status_code": status,
             },
         )

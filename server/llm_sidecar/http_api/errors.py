@@ -17,6 +17,7 @@ from llm_sidecar.core.vocabulary.errors import (
     InvalidContextError,
     InvalidRequestError,
     IsolationViolationError,
+    NotFoundError,
     ProviderRejectedError,
     ProviderUnavailableError,
     QuotaExceededError,
@@ -103,6 +104,9 @@ def _core_refusal(exc: SidecarError) -> Refusal:
         return Refusal(
             400, message, "invalid_request_error", "invalid_request_error", reason, exc.field
         )
+    if isinstance(exc, NotFoundError):
+        code = "previous_response_not_found" if exc.field == "previous_response_id" else "not_found"
+        return Refusal(404, message, "invalid_request_error", "not_found_error", code, exc.field)
     if isinstance(exc, ProviderRejectedError):
         return Refusal(400, message, "invalid_request_error", "invalid_request_error", reason)
     if isinstance(exc, QuotaExceededError):

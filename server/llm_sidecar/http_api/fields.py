@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError
 
@@ -97,7 +97,7 @@ class Fields:
             raise InvalidRequestError(self.name(key), "must be an array")
         return value
 
-    def refuse(self, key: str, why: str) -> None:
+    def refuse(self, key: str, why: str) -> NoReturn:
         """Refuse a field this API serves but the sidecar does not (it would change the
         answer's meaning): the caller learns which one, and why."""
         raise InvalidRequestError(self.name(key), why)

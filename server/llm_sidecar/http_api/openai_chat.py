@@ -18,6 +18,7 @@ import orjson
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError
 from llm_sidecar.core.vocabulary.models import AskInput, AskResult, ChatMessage, GenerationParams
 from llm_sidecar.core.vocabulary.tools import AUTO, Image, Tool, ToolCall, ToolChoice
+from llm_sidecar.http_api.errors import Refusal
 from llm_sidecar.http_api.fields import Fields, stop_sequences
 
 #: Fields that would change what an answer means, and which the sidecar does not
@@ -320,6 +321,10 @@ class Chunks:
             delta["role"] = "assistant"
         self._calls += 1
         return self._event(delta)
+
+    def failed(self, refusal: Refusal) -> bytes:
+        """An error event in place of the rest of the stream."""
+        return b"data: " + orjson.dumps(refusal.body("openai")) + b"\n\n"
 
     def finish(self, result: AskResult, include_usage: bool) -> bytes:
         """The closing chunk with the finish reason; the usage chunk when asked; [DONE]."""

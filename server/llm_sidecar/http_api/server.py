@@ -23,6 +23,7 @@ from llm_sidecar.http_api.chat import ChatEndpoints
 from llm_sidecar.http_api.edge import Edge
 from llm_sidecar.http_api.embeddings import EmbeddingEndpoints
 from llm_sidecar.http_api.errors import HttpError, refusal_for
+from llm_sidecar.http_api.responses import ResponseEndpoints
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.access import AccessLog
 from llm_sidecar.transport.server import ListenError
@@ -56,6 +57,12 @@ class HttpServer:
         self.app.router.add_post("/v1/messages", edge.route("anthropic", chat.messages))
         embeddings = EmbeddingEndpoints(service, route_seconds)
         self.app.router.add_post("/v1/embeddings", edge.route("openai", embeddings.embeddings))
+        responses = ResponseEndpoints(service, route_seconds)
+        one = "/v1/responses/{response_id}"
+        self.app.router.add_post("/v1/responses", edge.route("openai", responses.create))
+        self.app.router.add_get(one, edge.route("openai", responses.retrieve))
+        self.app.router.add_delete(one, edge.route("openai", responses.delete))
+        self.app.router.add_get(one + "/input_items", edge.route("openai", responses.input_items))
         self.app.router.add_get("/v1/models", edge.route("openai", chat.models, needs_user=False))
         self.app.middlewares.append(_unknown_paths)
         self._runner: web.AppRunner | None = None

@@ -14,6 +14,7 @@ from llm_sidecar.core.vocabulary.errors import (
     InvalidContextError,
     InvalidRequestError,
     IsolationViolationError,
+    NotFoundError,
     ProviderRejectedError,
     ProviderUnavailableError,
     QuotaExceededError,
@@ -66,6 +67,8 @@ def code_for(exc: SidecarError) -> grpc.StatusCode:
         return grpc.StatusCode.UNAVAILABLE
     if isinstance(exc, StructuredOutputError):
         return grpc.StatusCode.ABORTED
+    if isinstance(exc, NotFoundError):
+        return grpc.StatusCode.NOT_FOUND
     if isinstance(exc, IsolationViolationError):
         return grpc.StatusCode.INTERNAL
     return grpc.StatusCode.INTERNAL

@@ -250,3 +250,40 @@ async def test_models_lists_the_routes_in_each_sdks_shape(both) -> None:
     async with anthropic_client(sidecar) as client:
         page = await client.models.list()
     assert [m.id for m in page.data] == ["claude", "gpt"]
+
+
+async def test_a_streamed_cache_hit_still_streams_the_answer(both) -> None:
+    """A stream answered from the cache carries the cached text (and tool calls), over
+    HTTP and gRPC alike, with no provider call."""
+    from llm_manager_client import AsyncLLMManagerClient, UserContext
+
+    sidecar, gpt, _ = both
+    async with openai_client(sidecar) as client:
+        texts = []
+        for _ in range(2):
+            stream = await client.chat.completions.create(
+                model="gpt", messages=[{"role": "user", "content": "cache me"}], stream=True
+            )
+            chunks = [c async for c in stream]
+            texts.append("".join(c.choices[0].delta.content or "" for c in chunks if c.choices))
+        calls = []
+        for _ in range(2):
+            stream = await client.chat.completions.create(
+                model="gpt",
+                messages=[{"role": "user", "content": "weather in Paris"}],
+                tools=[WEATHER],
+                stream=True,
+            )
+            deltas = [c.choices[0].delta for c in [c async for c in stream] if c.choices]
+            calls.append([t.function.name for d in deltas for t in d.tool_calls or ()])
+    assert texts[0] == texts[1] == "gpt says: cache me (turn 1)"
+    assert calls == [["get_weather"], ["get_weather"]]
+    assert len(gpt.chat_requests) == 2
+    context = UserContext("alice")  # no session: the same question is the same request
+    async with AsyncLLMManagerClient(f"127.0.0.1:{sidecar.port}", context) as grpc_client:
+        streams = [
+            [c async for c in grpc_client.ask_stream("cache me too", model="gpt")] for _ in range(2)
+        ]
+    first, second = ("".join(c.delta for c in s) for s in streams)
+    assert first and second == first
+    assert streams[1][-1].metadata is not None and streams[1][-1].metadata.cached

@@ -117,3 +117,38 @@ async def test_an_answer_that_cannot_be_recorded_is_billed_as_refused_spend(
     assert window.used == total.cost_micro_usd + total.refused_cost_micro_usd
     assert window.reserved == 0
     assert [m.content for m in history][::2] == ["recorded"]
+
+
+async def test_responses_continue_through_an_outage_and_reach_redis_after_it(
+    upstream: FakeUpstream, sidecar_factory, private_redis: RedisServer, redis_prefix: str
+) -> None:
+    """Best effort: while Redis is down a chain continues from the sidecar's own copy;
+    once Redis is back the queued writes land, and another process finds them."""
+    import aiohttp
+
+    redis = {"url": private_redis.url, "key_prefix": redis_prefix, "watch_interval_seconds": 0.1}
+    settings = make_settings([provider("primary", upstream.url)], redis=redis)
+    sidecar = await sidecar_factory(settings)
+    headers = {"x-user-id": "alice"}
+
+    async def create(base: str, text: str, previous: str | None = None) -> dict[str, Any]:
+        body = {"model": "m", "input": text, "previous_response_id": previous}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{base}/v1/responses", json=body, headers=headers) as reply,
+        ):
+            assert reply.status == 200, await reply.text()
+            return dict(await reply.json())
+
+    first = await create(sidecar.http_url, "before the outage")
+    private_redis.stop()
+    await eventually(lambda: _state_is(sidecar.port, "degraded"), what="outage seen")
+    second = await create(sidecar.http_url, "during the outage", first["id"])
+    assert upstream.chat_requests[-1].body["messages"][0]["content"] == "before the outage"
+    await asyncio.to_thread(private_redis.start)
+    await eventually(lambda: store_up(sidecar.port), what="queued writes replayed")
+    other = await sidecar_factory(settings)
+    third = await create(other.http_url, "after it, elsewhere", second["id"])
+    sent = [m["content"] for m in upstream.chat_requests[-1].body["messages"]]
+    assert sent[0::2] == ["before the outage", "during the outage", "after it, elsewhere"]
+    assert third["previous_response_id"] == second["id"]

@@ -17,6 +17,12 @@ from llm_sidecar.core.state.conversation import (
     UserConversations,
 )
 from llm_sidecar.core.state.quota_store import MemoryQuotaLedger, UserQuotas
+from llm_sidecar.core.state.responses import (
+    DEFAULT_RESPONSE_BOUNDS,
+    MemoryUserResponses,
+    ResponseBounds,
+    UserResponses,
+)
 from llm_sidecar.core.state.turns import SeparateWrites, TurnWriter
 from llm_sidecar.core.state.usage import MemoryUsageLedger, UserUsage
 
@@ -29,6 +35,7 @@ class UserState:
     usage: UserUsage
     turns: TurnWriter
     quotas: UserQuotas
+    responses: UserResponses
 
 
 class StateStore(Protocol):
@@ -50,16 +57,19 @@ class StateStore(Protocol):
 
 
 class MemoryStateStore:
-    """The default: history lives in each user's manager and dies with it; usage
-    outlives managers (it is billing data) in a ledger bounded by user count."""
+    """The default: history and stored responses live in each user's manager and die
+    with it; usage outlives managers (it is billing data) in a ledger bounded by user
+    count."""
 
     def __init__(
         self,
         bounds: HistoryBounds,
         usage: MemoryUsageLedger | None = None,
         quotas: MemoryQuotaLedger | None = None,
+        responses: ResponseBounds = DEFAULT_RESPONSE_BOUNDS,
     ) -> None:
         self.bounds = bounds
+        self.response_bounds = responses
         self.usage = usage if usage is not None else MemoryUsageLedger()
         self.quotas = quotas if quotas is not None else MemoryQuotaLedger(keep_seconds=3600.0)
 
@@ -67,9 +77,10 @@ class MemoryStateStore:
         # A fresh history object per manager: nothing is shared between users.
         conversations = MemoryUserConversations(self.bounds)
         usage = self.usage.for_user(user_id)
-        writes = SeparateWrites(conversations, usage)
+        responses = MemoryUserResponses(self.response_bounds)
+        writes = SeparateWrites(conversations, usage, responses)
         windows = self.quotas.for_user(user_id)
-        return UserState(conversations, usage, writes, UserQuotas(windows, windows))
+        return UserState(conversations, usage, writes, UserQuotas(windows, windows), responses)
 
     @property
     def memory(self) -> MemoryStateStore:

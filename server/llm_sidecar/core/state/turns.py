@@ -20,6 +20,7 @@ from typing import Protocol
 
 from llm_sidecar.core.state.conversation import UserConversations
 from llm_sidecar.core.state.quota_store import Settlement
+from llm_sidecar.core.state.responses import StoredResponse, UserResponses
 from llm_sidecar.core.state.usage import UsageRow, UserUsage, undelivered
 from llm_sidecar.core.vocabulary.errors import StoreUnavailableError
 from llm_sidecar.core.vocabulary.models import ChatMessage
@@ -39,10 +40,13 @@ class Turn:
     #: The end of the call's quota reservation, applied with the turn (written in
     #: the same step where the store can).
     settlement: Settlement | None = None
+    #: The response a response-style call stores (continued from by its id).
+    stored: StoredResponse | None = None
 
     def undelivered(self) -> Turn:
-        """This turn for a caller who never got the answer: no exchange to remember, the
-        provider's spend billed as refused, and the same settlement (the same spend)."""
+        """This turn for a caller who never got the answer: no exchange to remember, no
+        response to store, the provider's spend billed as refused, and the same
+        settlement (the same spend)."""
         return Turn(undelivered(self.usage), None, (), self.settlement)
 
 
@@ -50,9 +54,10 @@ class TurnWriter(Protocol):
     """Writes turns of one user."""
 
     async def commit(self, turn: Turn) -> None:
-        """Record the usage, append the exchange (when ``turn.thread`` is set) and apply
-        the settlement. Raises StoreUnavailableError when a required store is down, and
-        then applies nothing: the caller follows with :meth:`commit_undelivered`."""
+        """Record the usage, append the exchange (when ``turn.thread`` is set), store the
+        response (when ``turn.stored`` is set) and apply the settlement. Raises
+        StoreUnavailableError when a required store is down, and then applies nothing:
+        the caller follows with :meth:`commit_undelivered`."""
 
     async def commit_undelivered(self, turn: Turn) -> None:
         """Record ``turn``'s usage and apply its settlement, together and exactly once,
@@ -61,18 +66,24 @@ class TurnWriter(Protocol):
 
 
 class SeparateWrites:
-    """The default: the conversation store, then the ledger, then the settlement."""
+    """The default: the conversation store (or the response store), then the ledger,
+    then the settlement."""
 
-    __slots__ = ("_conversations", "_usage")
+    __slots__ = ("_conversations", "_responses", "_usage")
 
-    def __init__(self, conversations: UserConversations, usage: UserUsage) -> None:
+    def __init__(
+        self, conversations: UserConversations, usage: UserUsage, responses: UserResponses
+    ) -> None:
         self._conversations = conversations
         self._usage = usage
+        self._responses = responses
 
     async def commit(self, turn: Turn) -> None:
         # The exchange first: if it cannot be written, nothing has been billed yet.
         if turn.thread is not None:
             await self._conversations.append(*turn.thread, turn.messages)
+        if turn.stored is not None:
+            await self._responses.put(turn.stored)
         if turn.usage:
             await self._usage.record(turn.usage)
         if turn.settlement is not None:

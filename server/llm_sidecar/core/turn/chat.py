@@ -122,7 +122,11 @@ class ChatCall:
         result = self._result(
             text, hit.provider, completion, Usage(), 0, (), started, structured, cached=True
         )
-        return self._answer(result, completion)
+        answer = self._answer(result, completion)
+        if not self.stream:
+            return answer
+        replay = ((text,) if text else ()) + completion.tool_calls
+        return dataclasses.replace(answer, replay=replay)
 
     def worst_case(self) -> Worst:
         request = self.prep.request

@@ -11,19 +11,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator
+from typing import Any, TypeVar
 
 from llm_sidecar.core.admission.billing import Billing
 from llm_sidecar.core.admission.limits import UserLimiter
 from llm_sidecar.core.observability import NOOP, Observability
 from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.cache import UserCache
+from llm_sidecar.core.state.responses import DEFAULT_RESPONSE_BOUNDS, ResponseBounds
 from llm_sidecar.core.state.store import UserState
 from llm_sidecar.core.turn.chat import ChatCall
 from llm_sidecar.core.turn.embedding import EmbedCall
 from llm_sidecar.core.turn.pipeline import Delta, Pipeline
+from llm_sidecar.core.turn.responses import ResponseCall
 from llm_sidecar.core.vocabulary.context import UserExecutionContext
 from llm_sidecar.core.vocabulary.errors import IsolationViolationError
-from llm_sidecar.core.vocabulary.models import AskInput, AskResult, EmbedInput, EmbedResult
+from llm_sidecar.core.vocabulary.models import (
+    AskInput,
+    AskResult,
+    EmbedInput,
+    EmbedResult,
+    ResponseInput,
+)
+
+R = TypeVar("R")
 
 
 class LLMManager:
@@ -40,6 +51,7 @@ class LLMManager:
         billing: Billing | None = None,
         cache_enabled: bool = True,
         observability: Observability = NOOP,
+        response_bounds: ResponseBounds = DEFAULT_RESPONSE_BOUNDS,
     ) -> None:
         self.context = context
         self.user_id = context.user_id
@@ -51,6 +63,7 @@ class LLMManager:
         self._router = router
         self._cache_enabled = cache_enabled
         self._obs = observability
+        self.response_bounds = response_bounds
         self.pipeline = Pipeline(
             router=router,
             cache=cache,
@@ -89,12 +102,46 @@ class LLMManager:
     ) -> AskResult:
         """Answer one prompt for this user, inside its conversation unless opted out."""
         self._check(ctx)
+        return await self._unary(self._chat(ctx, inp, stream=False), deadline, AskResult)
+
+    async def _unary(self, call: Any, deadline: float | None, kind: type[R]) -> R:
+        """A call's result: the pipeline consumed to its end, so its generator finishes
+        here."""
         result = None
-        # Consumed to its end, so the pipeline's generator finishes here.
-        async for item in self.pipeline.run(self._chat(ctx, inp, stream=False), deadline):
+        async for item in self.pipeline.run(call, deadline):
             result = item
-        assert isinstance(result, AskResult)
+        assert isinstance(result, kind)
         return result
+
+    def _respond(
+        self, ctx: UserExecutionContext, response: ResponseInput, *, stream: bool
+    ) -> ResponseCall:
+        return ResponseCall(
+            ctx,
+            response,
+            responses=self.state.responses,
+            bounds=self.response_bounds,
+            stream=stream,
+            router=self._router,
+            conversations=self.state.conversations,
+            billing=self.billing,
+            observability=self._obs,
+            cache_enabled=self._cache_enabled,
+        )
+
+    async def respond(
+        self, ctx: UserExecutionContext, response: ResponseInput, deadline: float | None = None
+    ) -> AskResult:
+        """Answer one response-style call: after its stored chain, stored in turn."""
+        self._check(ctx)
+        return await self._unary(self._respond(ctx, response, stream=False), deadline, AskResult)
+
+    def respond_stream(
+        self, ctx: UserExecutionContext, response: ResponseInput, deadline: float | None = None
+    ) -> AsyncGenerator[Delta | AskResult, None]:
+        """Stream one response-style call (see :meth:`ask_stream`)."""
+        self._check(ctx)
+        return self.pipeline.run(self._respond(ctx, response, stream=True), deadline)
 
     def ask_stream(
         self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None = None
@@ -116,11 +163,7 @@ class LLMManager:
             observability=self._obs,
             cache_enabled=self._cache_enabled,
         )
-        result = None
-        async for item in self.pipeline.run(call, deadline):
-            result = item
-        assert isinstance(result, EmbedResult)
-        return result
+        return await self._unary(call, deadline, EmbedResult)
 
     async def is_cached(self, ctx: UserExecutionContext, inp: AskInput) -> bool:
         """Whether this exact request would be answered from this user's cache."""
@@ -131,9 +174,11 @@ class LLMManager:
         return key is not None and self.cache.contains(key)
 
     async def end_session(self, ctx: UserExecutionContext, session_id: str) -> tuple[int, int]:
-        """Forget one session's history and cache entries; (threads, entries) cleared."""
+        """Forget one session's history, stored responses and cache entries; (threads,
+        entries) cleared."""
         self._check(ctx)
         threads = await self.state.conversations.end_session(session_id)
+        await self.state.responses.end_session(session_id)
         entries = self.cache.remove_session(session_id)
         return threads, entries
 

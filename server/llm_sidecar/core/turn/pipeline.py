@@ -37,6 +37,7 @@ from llm_sidecar.core.admission.quotas import Reservation
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.routing.router import Refused, Router
 from llm_sidecar.core.state.cache import UserCache
+from llm_sidecar.core.state.responses import StoredResponse
 from llm_sidecar.core.state.store import UserState
 from llm_sidecar.core.state.turns import Turn
 from llm_sidecar.core.vocabulary.errors import StoreUnavailableError
@@ -56,11 +57,15 @@ Delta = str | ToolCall
 @dataclass(frozen=True, slots=True)
 class Answer(Generic[Result]):
     """What a kind makes of an answer: the caller's result, and the exchange the
-    conversation keeps (no thread: nothing is remembered)."""
+    conversation keeps (no thread: nothing is remembered) or the response it stores."""
 
     result: Result
     thread: tuple[str, str] | None = None
     messages: tuple[ChatMessage, ...] = ()
+    stored: StoredResponse | None = None
+    #: What a stream of a cached answer hands on before its result (a fresh one's
+    #: deltas come from the provider): its text and tool calls.
+    replay: tuple[Delta, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +145,8 @@ class Pipeline:
                 cached = kind.cached(self.cache, started)  # 3. cache
                 if cached is not None:
                     hit: Result = await self._remember_hit(kind, *cached)
+                    for delta in cached[1].replay:
+                        yield delta
                     yield hit
                     return
                 # 4. admit (the worst case is worked out only when a quota is on)
@@ -192,7 +199,7 @@ class Pipeline:
     ) -> Result:
         """A cache hit: billed as one (no tokens, no cost), and remembered."""
         charges = self._billing.charges(kind.session_id, kind.route, (), (provider, Usage(), True))
-        await self._commit(Turn(charges.rows, answer.thread, answer.messages))
+        await self._commit(Turn(charges.rows, answer.thread, answer.messages, None, answer.stored))
         return answer.result
 
     async def _settle(
@@ -211,7 +218,9 @@ class Pipeline:
         )
         answer = kind.answered(routed, billed, charges.cost, started, self.cache)
         settlement = reservation.end(charges.spend) if reservation is not None else None
-        await self._commit(Turn(charges.rows, answer.thread, answer.messages, settlement))
+        await self._commit(
+            Turn(charges.rows, answer.thread, answer.messages, settlement, answer.stored)
+        )
         return answer.result
 
     async def _commit(self, turn: Turn) -> None:

@@ -61,6 +61,7 @@ class LLMManagerFactory:
             billing=self.billing,
             cache_enabled=limits.enabled,
             observability=self.observability,
+            response_bounds=self.state.memory.response_bounds,
         )
 
     __call__ = create_llm_manager

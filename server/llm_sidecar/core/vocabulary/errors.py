@@ -75,6 +75,17 @@ class SchemaError(InvalidRequestError):
     reason = "INVALID_JSON_SCHEMA"
 
 
+class NotFoundError(SidecarError):
+    """A handle names nothing the caller owns: it never existed, it is gone, or it is
+    another user's (which reads the same, so a caller learns nothing of other users)."""
+
+    reason = "NOT_FOUND"
+
+    def __init__(self, field: str, what: str) -> None:
+        super().__init__(f"{field}: no such {what}")
+        self.field = field
+
+
 class ErrorKind(enum.Enum):
     """Why one provider attempt failed. Decides failover and breaker effects."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -206,6 +206,22 @@ class AskInput:
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice = AUTO
     parallel_tool_calls: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseInput:
+    """A response-style call (OpenAI's Responses API): new input that may continue a
+    stored response, and whether the answer is stored to be continued in turn."""
+
+    #: The new input as turns (instructions as the system prompt), tools and params.
+    inp: AskInput
+    #: This response's id, made before the call (a stream announces it first).
+    response_id: str
+    previous_response_id: str | None = None
+    store: bool = True
+    #: The surface's rendering of the answered response, stored with it and returned
+    #: as it is when the response is fetched (the core never reads it).
+    render: Callable[[AskResult], bytes] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 #: What a failing Redis command raises. redis-py's cluster client raises
 #: RedisClusterException (not a RedisError) when no node answers at all.
+T = TypeVar("T")
 FAULTS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 
 
@@ -108,6 +109,20 @@ class RedisBackend:
             if not queue:
                 raise self.unavailable() from None
             self.defer(op)
+
+    async def remove(self, op: Callable[[], Awaitable[T]], local: T) -> T:
+        """A deletion: run now while Redis is the whole truth; in an outage, refused
+        (required) or queued for replay and answered with ``local``, what the local copy
+        removed (best effort)."""
+        if self.clean:
+            try:
+                return await op()
+            except FAULTS as exc:
+                self.mark_down(exc)
+        if self.required:
+            raise self.unavailable()
+        self.defer(op)
+        return local
 
     def _ensure_replayer(self) -> None:
         if self._replayer is None or self._replayer.done():

@@ -6,6 +6,9 @@ import base64
 import json
 from collections.abc import Sequence
 
+import orjson
+
+from llm_sidecar.core.state.responses import StoredResponse
 from llm_sidecar.core.state.usage import COUNTERS, UsageRow
 from llm_sidecar.core.vocabulary.models import ChatMessage, Role
 from llm_sidecar.core.vocabulary.tools import Image, ToolCall
@@ -72,6 +75,35 @@ def decode_message(raw: bytes | str) -> ChatMessage:
         )
     role, content = json.loads(text)
     return ChatMessage(role, content)
+
+
+def encode_response(response: StoredResponse) -> bytes:
+    """The stored form of a response: one JSON object, its messages as above."""
+    return orjson.dumps(
+        {
+            "id": response.id,
+            "s": response.session_id,
+            "t": response.created_at,
+            "a": response.ancestors,
+            "i": [encode_message(m) for m in response.input],
+            "o": [encode_message(m) for m in response.output],
+            "v": response.view.decode("utf-8"),
+        }
+    )
+
+
+def decode_response(raw: bytes | str) -> StoredResponse:
+    """A response from its stored form."""
+    item = orjson.loads(raw)
+    return StoredResponse(
+        id=item["id"],
+        session_id=item["s"],
+        created_at=item["t"],
+        ancestors=tuple(item["a"]),
+        input=tuple(decode_message(m) for m in item["i"]),
+        output=tuple(decode_message(m) for m in item["o"]),
+        view=item["v"].encode("utf-8"),
+    )
 
 
 def usage_increments(rows: Sequence[UsageRow]) -> list[str | int]:

@@ -54,22 +54,12 @@ class RedisUserConversations:
 
     async def end_session(self, session_id: str) -> int:
         local = await self._local.end_session(session_id) if self._local is not None else 0
-        key = self._keys.session(session_id)
-        backend = self._backend
-        script = backend.end_session_script
-        if backend.clean:
-            try:
-                return int(await script(keys=[key]))
-            except FAULTS as exc:
-                backend.mark_down(exc)
-        if backend.required:
-            raise backend.unavailable()
+        script, key = self._backend.end_session_script, self._keys.session(session_id)
 
-        async def op() -> None:
-            await script(keys=[key])
+        async def op() -> int:
+            return int(await script(keys=[key]))
 
-        backend.defer(op)
-        return local
+        return await self._backend.remove(op, local)
 
     def trim_local(self, keep_turns: int) -> None:
         if self._local is not None:

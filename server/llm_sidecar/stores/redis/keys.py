@@ -6,6 +6,8 @@
     {prefix}:{<user digest>}:r:<write id>                          write applied (replay guard)
     {prefix}:{<user digest>}:q:<quota>:<window>                    hash: committed, reserved
     {prefix}:{<user digest>}:qh  /  :qe                            reservations held / expiries
+    {prefix}:{<user digest>}:p:<response id digest>                a stored response
+    {prefix}:{<user digest>}:ps:<session digest>                   set of a session's responses
 
 The user digest sits in a hash tag, so all of one user's keys live in one
 Redis Cluster slot and the Lua scripts may touch them together. The digests
@@ -59,6 +61,15 @@ class UserKeys:
     def quota_window(self, key: str) -> str:
         """One quota window (``key`` is ours: a quota name and a window id)."""
         return f"{self._base}:q:{key}"
+
+    def response(self, response_id: str) -> str:
+        """One stored response: under the user's own digest, so another user's id names
+        a key this user never has."""
+        return f"{self._base}:p:{digest(response_id, salt=self._salt)}"
+
+    def response_session(self, session_id: str) -> str:
+        """The set of the keys of the responses made in one session."""
+        return f"{self._base}:ps:{digest(session_id, salt=self._salt)}"
 
     @property
     def quota_held(self) -> str:

@@ -50,28 +50,39 @@ end
 # One answer's writes, applied exactly once (KEYS[1] marks them applied, so a
 # replay after a lost reply adds nothing): usage counters into the user's hash
 # (KEYS[2]); when q > 0, the end of the call's quota reservation (held hash,
-# expiry set, then q windows: KEYS[3..4+q]); and, when two more keys follow, the
-# exchange appended to that thread, whole turns dropped from the front until the
-# count and byte bounds hold, TTLs refreshed and the thread remembered under its
-# session (the last key). ARGV: marker TTL ms, number of usage pairs n, max
-# messages, max bytes, history TTL ms, q, reservation id, q amount / forget-at
-# pairs, n field/amount pairs, then the messages. commit_call() (below) lays them out.
+# expiry set, then q windows: KEYS[3..4+q]); then the tail ARGV[8] names:
+# 't', the exchange appended to a thread (the next two keys: the thread, its
+# session's set), whole turns dropped from the front until the count and byte
+# bounds hold, TTLs refreshed; or 'r', a stored response (the next key, and its
+# session's set when one more key follows), with a TTL. ARGV: marker TTL ms,
+# number of usage pairs n, max messages, max bytes, tail TTL ms, q, reservation
+# id, tail, q amount / forget-at pairs, n field/amount pairs, then the messages or
+# the response. commit_call() (below) lays them out.
 COMMIT = (
     _SETTLE_FN
     + """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return -1 end
 local q = tonumber(ARGV[6])
-local i = 8 + 2 * q
+local i = 9 + 2 * q
 for _ = 1, tonumber(ARGV[2]) do
   redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
 local k = 3
 if q > 0 then
-  settle(KEYS[3], KEYS[4], ARGV[7], 5, 8, q)
+  settle(KEYS[3], KEYS[4], ARGV[7], 5, 9, q)
   k = 5 + q
 end
-if #KEYS < k then return 0 end
+local ttl = tonumber(ARGV[5])
+if ARGV[8] == 'r' then
+  redis.call('SET', KEYS[k], ARGV[i], 'PX', ttl)
+  if KEYS[k + 1] then
+    redis.call('SADD', KEYS[k + 1], KEYS[k])
+    if redis.call('PTTL', KEYS[k + 1]) < ttl then redis.call('PEXPIRE', KEYS[k + 1], ttl) end
+  end
+  return 1
+end
+if ARGV[8] ~= 't' then return 0 end
 local thread = KEYS[k]
 for j = i, #ARGV do redis.call('RPUSH', thread, ARGV[j]) end
 local max_msgs = tonumber(ARGV[3])
@@ -91,14 +102,15 @@ while total > max_bytes and m <= #items do
   redis.call('LTRIM', thread, 2, -1)
   m = m + 2
 end
-redis.call('PEXPIRE', thread, ARGV[5])
+redis.call('PEXPIRE', thread, ttl)
 redis.call('SADD', KEYS[k + 1], thread)
-redis.call('PEXPIRE', KEYS[k + 1], ARGV[5])
+redis.call('PEXPIRE', KEYS[k + 1], ttl)
 return redis.call('LLEN', thread)
 """
 )
 
-# Delete every thread of a session; return how many there were.
+# Delete every member of a set of keys (a session's threads, or its stored
+# responses), then the set; return how many existed.
 END_SESSION = """
 local threads = redis.call('SMEMBERS', KEYS[1])
 local n = 0
@@ -205,6 +217,17 @@ class ThreadParts:
     messages: Sequence[str]
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseParts:
+    """The response a COMMIT stores: its key, its session's set ("" for none), its TTL
+    in ms and its encoded form."""
+
+    key: str
+    session: str
+    ttl_ms: int
+    encoded: bytes
+
+
 def commit_call(
     marker: str,
     usage: str,
@@ -212,7 +235,8 @@ def commit_call(
     *,
     settle: SettleParts | None = None,
     thread: ThreadParts | None = None,
-) -> tuple[list[str], list[str | int]]:
+    response: ResponseParts | None = None,
+) -> tuple[list[str], list[str | int | bytes]]:
     """KEYS and ARGV of :data:`COMMIT`, laid out exactly as its comment says the script
     reads them: the one place that knows the positions."""
     keys = [marker, usage]
@@ -222,12 +246,16 @@ def commit_call(
         keys += [settle.held, settle.expiry, *settle.windows]
         windows, reservation_id = len(settle.windows), settle.reservation_id
         window_args = list(settle.window_args)
-    messages: Sequence[str] = ()
+    tail: list[str | bytes] = []
+    kind = ""
     if thread is not None:
         keys += [thread.thread, thread.session]
         max_messages, max_bytes, ttl_ms = thread.bounds
-        messages = thread.messages
-    argv: list[str | int] = [
+        kind, tail = "t", list(thread.messages)
+    elif response is not None:
+        keys += [response.key, response.session] if response.session else [response.key]
+        kind, ttl_ms, tail = "r", response.ttl_ms, [response.encoded]
+    argv: list[str | int | bytes] = [
         MARKER_TTL_MS,
         len(increments) // 2,
         max_messages,
@@ -235,8 +263,9 @@ def commit_call(
         ttl_ms,
         windows,
         reservation_id,
+        kind,
         *window_args,
         *increments,
-        *messages,
+        *tail,
     ]
     return keys, argv

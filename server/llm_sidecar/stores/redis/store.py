@@ -8,6 +8,7 @@ from llm_sidecar.core.state.conversation import (
     UserConversations,
 )
 from llm_sidecar.core.state.quota_store import UserQuota, UserQuotas
+from llm_sidecar.core.state.responses import MemoryUserResponses, UserResponses
 from llm_sidecar.core.state.store import MemoryStateStore, UserState
 from llm_sidecar.core.state.turns import SeparateWrites, TurnWriter
 from llm_sidecar.core.state.usage import UserUsage
@@ -15,6 +16,7 @@ from llm_sidecar.stores.redis.backend import RedisBackend
 from llm_sidecar.stores.redis.conversations import RedisUserConversations
 from llm_sidecar.stores.redis.keys import UserKeys
 from llm_sidecar.stores.redis.quotas import RedisUserQuota
+from llm_sidecar.stores.redis.responses import RedisUserResponses
 from llm_sidecar.stores.redis.turns import RedisTurnWriter
 from llm_sidecar.stores.redis.usage import RedisUserUsage
 
@@ -50,11 +52,27 @@ class RedisStateStore:
         local_quota = memory_quotas.for_user(user_id)
         quota: UserQuota = shared_quota or local_quota
         local = None if backend.required else MemoryUserConversations(self.bounds)
-        writer = RedisTurnWriter(backend, keys, self.bounds, local, shared_quota)
+        bounds = self._memory.response_bounds
+        local_responses = None if backend.required else MemoryUserResponses(bounds)
+        writer = RedisTurnWriter(
+            backend,
+            keys,
+            self.bounds,
+            local,
+            shared_quota,
+            responses=bounds,
+            local_responses=local_responses,
+        )
         conversations: UserConversations = (
             RedisUserConversations(backend, keys, writer, local)
             if self._conversations
             else MemoryUserConversations(self.bounds)
+        )
+        # Stored responses are conversation state: they live where conversations do.
+        responses: UserResponses = (
+            RedisUserResponses(backend, keys, writer, local_responses)
+            if self._conversations
+            else MemoryUserResponses(bounds)
         )
         usage: UserUsage = (
             RedisUserUsage(backend, keys, writer)
@@ -63,8 +81,8 @@ class RedisStateStore:
         )
         # Both in Redis: one script call per answer. Otherwise each kind writes its own.
         both = self._conversations and self._usage
-        turns: TurnWriter = writer if both else SeparateWrites(conversations, usage)
-        return UserState(conversations, usage, turns, UserQuotas(quota, local_quota))
+        turns: TurnWriter = writer if both else SeparateWrites(conversations, usage, responses)
+        return UserState(conversations, usage, turns, UserQuotas(quota, local_quota), responses)
 
     @property
     def memory(self) -> MemoryStateStore:

@@ -7,14 +7,25 @@ from collections.abc import Sequence
 
 from llm_sidecar.core.state.conversation import HistoryBounds, MemoryUserConversations
 from llm_sidecar.core.state.quota_store import Settlement
+from llm_sidecar.core.state.responses import (
+    DEFAULT_RESPONSE_BOUNDS,
+    MemoryUserResponses,
+    ResponseBounds,
+    StoredResponse,
+)
 from llm_sidecar.core.state.turns import Turn
 from llm_sidecar.core.state.usage import UsageRow
 from llm_sidecar.core.vocabulary.models import ChatMessage
 from llm_sidecar.stores.redis.backend import RedisBackend
-from llm_sidecar.stores.redis.codec import encode_message, usage_increments
+from llm_sidecar.stores.redis.codec import encode_message, encode_response, usage_increments
 from llm_sidecar.stores.redis.keys import UserKeys
 from llm_sidecar.stores.redis.quotas import RedisUserQuota
-from llm_sidecar.stores.redis.scripts import SettleParts, ThreadParts, commit_call
+from llm_sidecar.stores.redis.scripts import (
+    ResponseParts,
+    SettleParts,
+    ThreadParts,
+    commit_call,
+)
 
 
 class RedisTurnWriter:
@@ -25,7 +36,15 @@ class RedisTurnWriter:
     conversation view serves while Redis is unreachable.
     """
 
-    __slots__ = ("_backend", "_bounds", "_keys", "_local", "_quota")
+    __slots__ = (
+        "_backend",
+        "_bounds",
+        "_keys",
+        "_local",
+        "_local_responses",
+        "_quota",
+        "_response_ttl_ms",
+    )
 
     def __init__(
         self,
@@ -34,11 +53,17 @@ class RedisTurnWriter:
         bounds: HistoryBounds,
         local: MemoryUserConversations | None,
         quota: RedisUserQuota | None = None,
+        *,
+        responses: ResponseBounds = DEFAULT_RESPONSE_BOUNDS,
+        local_responses: MemoryUserResponses | None = None,
     ) -> None:
         self._backend = backend
         self._keys = keys
         self._bounds = (2 * bounds.max_turns, bounds.max_bytes, int(bounds.ttl_seconds * 1000))
         self._local = local
+        self._response_ttl_ms = int(responses.ttl_seconds * 1000)
+        #: Best effort: the stored responses this process wrote, served in an outage.
+        self._local_responses = local_responses
         #: The user's quota windows, when they are in this Redis too: a turn's
         #: settlement is then written in the turn's own script call.
         self._quota = quota
@@ -64,6 +89,7 @@ class RedisTurnWriter:
             turn.messages,
             settlement if fold else None,
             replay=replay,
+            stored=turn.stored,
         )
         if settlement is not None and not fold:
             await settlement.apply()
@@ -78,6 +104,10 @@ class RedisTurnWriter:
         """Record usage alone."""
         await self._write(usage_increments(rows))
 
+    async def store(self, response: StoredResponse) -> None:
+        """Store a response alone."""
+        await self._write([], stored=response)
+
     async def _write(
         self,
         increments: list[str | int],
@@ -86,6 +116,7 @@ class RedisTurnWriter:
         settlement: Settlement | None = None,
         *,
         replay: bool = False,
+        stored: StoredResponse | None = None,
     ) -> None:
         keys = self._keys
         settle = None
@@ -104,7 +135,12 @@ class RedisTurnWriter:
                 [encode_message(m) for m in messages],
             )
         script_keys, args = commit_call(
-            keys.record(uuid.uuid4().hex), keys.usage, increments, settle=settle, thread=appended
+            keys.record(uuid.uuid4().hex),
+            keys.usage,
+            increments,
+            settle=settle,
+            thread=appended,
+            response=await self._response_parts(stored),
         )
         script = self._backend.commit_script
 
@@ -112,3 +148,12 @@ class RedisTurnWriter:
             await script(keys=script_keys, args=args)
 
         await self._backend.write(op, replay=replay)
+
+    async def _response_parts(self, stored: StoredResponse | None) -> ResponseParts | None:
+        if stored is None:
+            return None
+        if self._local_responses is not None:
+            await self._local_responses.put(stored)
+        session = self._keys.response_session(stored.session_id) if stored.session_id else ""
+        key = self._keys.response(stored.id)
+        return ResponseParts(key, session, self._response_ttl_ms, encode_response(stored))
