@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError
+from llm_sidecar.core.vocabulary.tools import Image
 
 _MISSING: Any = object()
 
@@ -101,6 +103,25 @@ class Fields:
         """Refuse a field this API serves but the sidecar does not (it would change the
         answer's meaning): the caller learns which one, and why."""
         raise InvalidRequestError(self.name(key), why)
+
+
+def content_parts(item: Fields, read: Callable[[Fields], str | Image]) -> list[str | Image]:
+    """A message's ``content`` as text and images, in the caller's order: a string, or
+    an array of parts, each read by ``read`` (which knows the API's part types)."""
+    content = item.raw("content")
+    if isinstance(content, str):
+        return [content]
+    return [
+        read(Fields(raw, item.name(f"content[{j}]")))
+        for j, raw in enumerate(item.items("content", required=True))
+    ]
+
+
+def text_of(item: Fields, parts: list[str | Image]) -> str:
+    """The text of content that may hold no image (any turn but the user's)."""
+    if any(isinstance(part, Image) for part in parts):
+        raise InvalidRequestError(item.name("content"), "images belong on user turns")
+    return "\n".join(part for part in parts if isinstance(part, str))
 
 
 def stop_sequences(fields: Fields, key: str) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from llm_sidecar.core.vocabulary.errors import InvalidRequestError
 from llm_sidecar.core.vocabulary.models import AskInput, AskResult, ChatMessage, GenerationParams
 from llm_sidecar.core.vocabulary.tools import AUTO, Image, Tool, ToolCall, ToolChoice
 from llm_sidecar.http_api.errors import Refusal
-from llm_sidecar.http_api.fields import Fields, stop_sequences
+from llm_sidecar.http_api.fields import Fields, content_parts, stop_sequences, text_of
 
 #: Fields that would change what an answer means, and which the sidecar does not
 #: serve: refused with 400 naming them rather than silently dropped.
@@ -124,31 +124,23 @@ def _text_content(item: Fields, *, allow_null: bool = False) -> str:
         return ""
     if isinstance(content, str):
         return content
-    parts = _parts(item)
-    if any(isinstance(part, Image) for part in parts):
-        raise InvalidRequestError(item.name("content"), "images belong on user turns")
-    return "\n".join(part for part in parts if isinstance(part, str))
+    return text_of(item, _parts(item))
 
 
 def _parts(item: Fields) -> list[str | Image]:
-    """Content as text and images, in the caller's order."""
-    content = item.raw("content")
-    if isinstance(content, str):
-        return [content]
-    parts: list[str | Image] = []
-    for j, raw in enumerate(item.items("content", required=True)):
-        part = Fields(raw, item.name(f"content[{j}]"))
-        kind = part.text("type")
-        if kind == "text":
-            parts.append(part.text("text"))
-        elif kind == "image_url":
-            image = part.obj("image_url")
-            if image is None:
-                raise InvalidRequestError(part.name("image_url"), "is required")
-            parts.append(Image(url=image.text("url")))
-        else:
-            raise InvalidRequestError(part.name("type"), "must be text or image_url")
-    return parts
+    return content_parts(item, _part)
+
+
+def _part(part: Fields) -> str | Image:
+    kind = part.text("type")
+    if kind == "text":
+        return part.text("text")
+    if kind != "image_url":
+        part.refuse("type", "must be text or image_url")
+    image = part.obj("image_url")
+    if image is None:
+        raise InvalidRequestError(part.name("image_url"), "is required")
+    return Image(url=image.text("url"))
 
 
 def _tool_call(call: Fields) -> ToolCall:

@@ -27,7 +27,7 @@ from llm_sidecar.core.vocabulary.models import (
     ResponseInput,
 )
 from llm_sidecar.core.vocabulary.tools import AUTO, Image, Tool, ToolCall, ToolChoice
-from llm_sidecar.http_api.fields import Fields
+from llm_sidecar.http_api.fields import Fields, content_parts, text_of
 
 #: Fields served by OpenAI that the sidecar does not serve, and why.
 UNSUPPORTED = {
@@ -166,35 +166,23 @@ def _message(item: Fields) -> ChatMessage:
     role = item.text("role")
     if role not in ("user", "assistant", "system", "developer"):
         item.refuse("role", "must be user, assistant, system or developer")
-    parts = _parts(item)
+    parts = content_parts(item, _part)
     if role == "user":
         return ChatMessage.from_parts("user", parts)
-    if any(isinstance(p, Image) for p in parts):
-        raise InvalidRequestError(item.name("content"), "images belong on user turns")
-    text = "\n".join(p for p in parts if isinstance(p, str))
-    return ChatMessage("assistant" if role == "assistant" else "system", text)
+    return ChatMessage("assistant" if role == "assistant" else "system", text_of(item, parts))
 
 
-def _parts(item: Fields) -> list[str | Image]:
-    """Content as text and images, in the caller's order."""
-    content = item.raw("content")
-    if isinstance(content, str):
-        return [content]
-    parts: list[str | Image] = []
-    for j, raw in enumerate(item.items("content", required=True)):
-        part = Fields(raw, item.name(f"content[{j}]"))
-        kind = part.text("type")
-        if kind in ("input_text", "output_text"):
-            parts.append(part.text("text"))
-        elif kind == "refusal":
-            parts.append(part.text("refusal"))
-        elif kind == "input_image":
-            if part.has("file_id"):
-                part.refuse("file_id", "files are not supported: send image_url")
-            parts.append(Image(url=part.text("image_url")))
-        else:
-            part.refuse("type", "must be input_text, output_text or input_image")
-    return parts
+def _part(part: Fields) -> str | Image:
+    kind = part.text("type")
+    if kind in ("input_text", "output_text"):
+        return part.text("text")
+    if kind == "refusal":
+        return part.text("refusal")
+    if kind != "input_image":
+        part.refuse("type", "must be input_text, output_text or input_image")
+    if part.has("file_id"):
+        part.refuse("file_id", "files are not supported: send image_url")
+    return Image(url=part.text("image_url"))
 
 
 def _output_text(item: Fields) -> str:

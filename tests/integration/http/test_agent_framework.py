@@ -1,10 +1,14 @@
-"""An agent framework runs its tool loop through the sidecar's Chat Completions API: the
-OpenAI Agents SDK with its Chat Completions model, against fake upstreams of both
-kinds, with a failover from one kind to the other in the middle of the loop."""
+"""An agent framework runs its tool loop through the sidecar's HTTP APIs: the OpenAI
+Agents SDK with its Chat Completions model and with its default Responses model,
+against fake upstreams of both kinds, with a failover from one kind to the other in
+the middle of the loop."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from openai import AsyncOpenAI
 
 from llm_sidecar import Sidecar
 from tests.support.sidecar import make_settings, provider
@@ -13,11 +17,11 @@ from tests.support.upstream import FakeUpstream
 agents = pytest.importorskip("agents")
 
 
-async def test_an_agents_sdk_tool_loop_survives_a_failover_mid_loop(
-    upstream_factory, sidecar_factory
-) -> None:
-    from openai import AsyncOpenAI
-
+async def openai_then_anthropic(
+    upstream_factory: Any, sidecar_factory: Any
+) -> tuple[FakeUpstream, FakeUpstream, AsyncOpenAI]:
+    """A route whose OpenAI-kind primary falls back to an Anthropic-kind provider, and
+    an SDK client of the sidecar's HTTP API for one user."""
     primary: FakeUpstream = await upstream_factory("primary")
     fallback: FakeUpstream = await upstream_factory("fallback")
     settings = make_settings(
@@ -34,6 +38,13 @@ async def test_an_agents_sdk_tool_loop_survives_a_failover_mid_loop(
         default_headers={"x-user-id": "agent-user"},
         max_retries=0,
     )
+    return primary, fallback, client
+
+
+async def test_an_agents_sdk_tool_loop_survives_a_failover_mid_loop(
+    upstream_factory, sidecar_factory
+) -> None:
+    primary, fallback, client = await openai_then_anthropic(upstream_factory, sidecar_factory)
     looked_up: list[str] = []
 
     @agents.function_tool
@@ -67,24 +78,7 @@ async def test_the_agents_sdk_default_responses_model_runs_a_tool_loop_with_a_fa
     """The Agents SDK's own default: the Responses API. Its tool loop fails over from an
     OpenAI-kind provider to an Anthropic-kind one mid-loop; a second run continues the
     first by its last response id, from the stored chain."""
-    from openai import AsyncOpenAI
-
-    primary: FakeUpstream = await upstream_factory("primary")
-    fallback: FakeUpstream = await upstream_factory("fallback")
-    settings = make_settings(
-        [
-            provider("primary", primary.url),
-            provider("fallback", fallback.anthropic_url, kind="anthropic"),
-        ]
-    )
-    sidecar: Sidecar = await sidecar_factory(settings)
-    agents.set_tracing_disabled(True)
-    client = AsyncOpenAI(
-        base_url=f"{sidecar.http_url}/v1",
-        api_key="unused",
-        default_headers={"x-user-id": "agent-user"},
-        max_retries=0,
-    )
+    primary, fallback, client = await openai_then_anthropic(upstream_factory, sidecar_factory)
     looked_up: list[str] = []
 
     @agents.function_tool

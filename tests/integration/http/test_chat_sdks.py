@@ -10,9 +10,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from llm_sidecar import Sidecar
-from tests.support.sidecar import make_settings, provider
-from tests.support.upstream import FakeUpstream
+from tests.support.http_clients import anthropic_client, openai_client
 
 WEATHER = {
     "type": "function",
@@ -26,38 +24,6 @@ WEATHER = {
         },
     },
 }
-
-
-def openai_client(sidecar: Sidecar, user: str = "alice", **headers: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        base_url=f"{sidecar.http_url}/v1",
-        api_key="unused",
-        default_headers={"x-user-id": user, **headers},
-        max_retries=0,
-    )
-
-
-def anthropic_client(
-    sidecar: Sidecar, user: str = "alice", **headers: str
-) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(
-        base_url=sidecar.http_url,
-        api_key="unused",
-        default_headers={"x-user-id": user, **headers},
-        max_retries=0,
-    )
-
-
-@pytest.fixture
-async def both(upstream_factory, sidecar_factory) -> tuple[Sidecar, FakeUpstream, FakeUpstream]:
-    """A sidecar with an OpenAI-kind route "gpt" and an Anthropic-kind route "claude"."""
-    gpt = await upstream_factory("gpt")
-    claude = await upstream_factory("claude")
-    models = {
-        "gpt": {"providers": [provider("gpt", gpt.url)]},
-        "claude": {"providers": [provider("claude", claude.anthropic_url, kind="anthropic")]},
-    }
-    return await sidecar_factory(make_settings(models=models)), gpt, claude
 
 
 @pytest.mark.parametrize("route", ["gpt", "claude"])

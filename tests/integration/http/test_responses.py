@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from llm_sidecar import Sidecar
+from tests.support.http_clients import openai_client
 from tests.support.sidecar import make_settings, provider
 from tests.support.upstream import FakeUpstream
 
@@ -26,27 +27,6 @@ WEATHER = {
         "required": ["query"],
     },
 }
-
-
-def client(sidecar: Sidecar, user: str = "alice", **headers: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        base_url=f"{sidecar.http_url}/v1",
-        api_key="unused",
-        default_headers={"x-user-id": user, **headers},
-        max_retries=0,
-    )
-
-
-@pytest.fixture
-async def both(upstream_factory, sidecar_factory) -> tuple[Sidecar, FakeUpstream, FakeUpstream]:
-    """A sidecar with an OpenAI-kind route "gpt" and an Anthropic-kind route "claude"."""
-    gpt = await upstream_factory("gpt")
-    claude = await upstream_factory("claude")
-    models = {
-        "gpt": {"providers": [provider("gpt", gpt.url)]},
-        "claude": {"providers": [provider("claude", claude.anthropic_url, kind="anthropic")]},
-    }
-    return await sidecar_factory(make_settings(models=models)), gpt, claude
 
 
 def texts_sent(upstream: FakeUpstream) -> list[str]:
@@ -65,7 +45,7 @@ def texts_sent(upstream: FakeUpstream) -> list[str]:
 async def test_create_continue_retrieve_list_and_delete(both, route: str) -> None:
     sidecar, gpt, claude = both
     upstream = gpt if route == "gpt" else claude
-    async with client(sidecar) as alice:
+    async with openai_client(sidecar) as alice:
         raw = await alice.responses.with_raw_response.create(
             model=route, input="first question", instructions="be brief", metadata={"k": "v"}
         )
@@ -106,7 +86,7 @@ async def test_create_continue_retrieve_list_and_delete(both, route: str) -> Non
 async def test_a_stream_emits_the_real_event_sequence_and_is_stored(both) -> None:
     sidecar, gpt, _ = both
     gpt.stream_chunk_delay = 0.001
-    async with client(sidecar) as alice:
+    async with openai_client(sidecar) as alice:
         async with alice.responses.stream(model="gpt", input="stream this") as stream:
             events = [event async for event in stream]
             final = await stream.get_final_response()
@@ -150,7 +130,7 @@ async def test_a_stream_emits_the_real_event_sequence_and_is_stored(both) -> Non
 
 async def test_a_streamed_function_call_and_a_streamed_cache_hit(both) -> None:
     sidecar, gpt, _ = both
-    async with client(sidecar) as alice:
+    async with openai_client(sidecar) as alice:
         events = [
             e
             async for e in await alice.responses.create(
@@ -197,7 +177,7 @@ async def test_a_function_call_loop_fails_over_between_kinds(
         ]
     )
     sidecar = await sidecar_factory(settings)
-    async with client(sidecar) as alice:
+    async with openai_client(sidecar) as alice:
         asked = await alice.responses.create(model="m", input="weather in Lisbon", tools=[WEATHER])
         (call,) = asked.output
         assert call.type == "function_call" and call.name == "get_weather"
@@ -217,7 +197,7 @@ async def test_a_function_call_loop_fails_over_between_kinds(
 
 async def test_store_false_is_answered_billed_and_never_found(both) -> None:
     sidecar, *_ = both
-    async with client(sidecar) as alice:
+    async with openai_client(sidecar) as alice:
         kept = await alice.responses.create(model="gpt", input="not stored", store=False)
         assert kept.store is False and kept.output_text
         with pytest.raises(openai.NotFoundError):
@@ -244,7 +224,7 @@ async def test_branches_and_bounds(upstream_factory, sidecar_factory) -> None:
         [provider("up", up.url)], responses={"max_chain": 2, "max_chain_bytes": 2048}
     )
     sidecar = await sidecar_factory(settings)
-    async with client(sidecar) as alice:
+    async with openai_client(sidecar) as alice:
         root = await alice.responses.create(model="m", input="root")
         left = await alice.responses.create(model="m", input="left", previous_response_id=root.id)
         right = await alice.responses.create(model="m", input="right", previous_response_id=root.id)
@@ -315,7 +295,7 @@ async def test_structured_incomplete_and_the_ids_other_users_hold(both) -> None:
     sidecar, gpt, _ = both
     schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
     text = {"format": {"type": "json_schema", "name": "person", "schema": schema}}
-    async with client(sidecar) as alice, client(sidecar, "bob") as bob:
+    async with openai_client(sidecar) as alice, openai_client(sidecar, "bob") as bob:
         structured = await alice.responses.create(model="gpt", input="a person", text=text)
         assert json.loads(structured.output_text) == {"name": "a person"}
         stream = await alice.responses.create(
@@ -353,7 +333,10 @@ async def test_end_session_removes_a_sessions_responses_in_every_store(
 
     up = await upstream_factory("up")
     sidecar = await sidecar_factory(make_settings([provider("up", up.url)], **store_settings))
-    async with client(sidecar, **{"x-session-id": "s1"}) as in_s1, client(sidecar) as outside:
+    async with (
+        openai_client(sidecar, **{"x-session-id": "s1"}) as in_s1,
+        openai_client(sidecar) as outside,
+    ):
         made = await in_s1.responses.create(model="m", input="in session one")
         kept = await outside.responses.create(model="m", input="in no session")
         async with AsyncLLMManagerClient(
@@ -369,7 +352,7 @@ async def test_a_quota_refuses_with_429_and_retry_after(upstream_factory, sideca
     up = await upstream_factory("up")
     quotas = {"requests_per_minute": 1, "minute_seconds": 30}
     sidecar = await sidecar_factory(make_settings([provider("up", up.url)], quotas=quotas))
-    async with client(sidecar) as alice:
+    async with openai_client(sidecar) as alice:
         await alice.responses.create(model="m", input="the one allowed")
         with pytest.raises(openai.RateLimitError) as refused:
             await alice.responses.create(model="m", input="one too many")

@@ -85,17 +85,19 @@ class LLMManager:
         """Requests of this user being answered now."""
         return self.limiter.in_flight
 
+    def _chat_parts(self, stream: bool) -> dict[str, Any]:
+        """What every chat turn of this user is built with."""
+        return {
+            "stream": stream,
+            "router": self._router,
+            "conversations": self.state.conversations,
+            "billing": self.billing,
+            "observability": self._obs,
+            "cache_enabled": self._cache_enabled,
+        }
+
     def _chat(self, ctx: UserExecutionContext, inp: AskInput, *, stream: bool) -> ChatCall:
-        return ChatCall(
-            ctx,
-            inp,
-            stream=stream,
-            router=self._router,
-            conversations=self.state.conversations,
-            billing=self.billing,
-            observability=self._obs,
-            cache_enabled=self._cache_enabled,
-        )
+        return ChatCall(ctx, inp, **self._chat_parts(stream))
 
     async def ask(
         self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None = None
@@ -121,12 +123,7 @@ class LLMManager:
             response,
             responses=self.state.responses,
             bounds=self.response_bounds,
-            stream=stream,
-            router=self._router,
-            conversations=self.state.conversations,
-            billing=self.billing,
-            observability=self._obs,
-            cache_enabled=self._cache_enabled,
+            **self._chat_parts(stream),
         )
 
     async def respond(
