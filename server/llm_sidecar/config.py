@@ -320,7 +320,7 @@ class ResponsesSettings(_Section):
     ttl_seconds: float = Field(default=DEFAULT_RESPONSE_BOUNDS.ttl_seconds, gt=0)
     max_chain: int = Field(default=DEFAULT_RESPONSE_BOUNDS.max_chain, ge=1, le=10000)
     max_chain_bytes: int = Field(default=DEFAULT_RESPONSE_BOUNDS.max_chain_bytes, ge=1024)
-    #: Without Redis: responses kept per user in its manager (the oldest go first).
+    #: Without Redis: responses kept per user in its manager (least recently used go first).
     max_per_user: int = Field(default=DEFAULT_RESPONSE_BOUNDS.max_per_user, ge=1)
 
 

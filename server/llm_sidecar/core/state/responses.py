@@ -143,7 +143,8 @@ def context_of(chain: Sequence[StoredResponse], max_bytes: int) -> list[ChatMess
 
 
 class MemoryUserResponses:
-    """A user's stored responses in this process: bounded by count, each with a TTL."""
+    """A user's stored responses in this process: bounded by count (the least recently
+    made or read go first), each with a TTL."""
 
     __slots__ = ("_bounds", "_clock", "_entries")
 
@@ -159,6 +160,7 @@ class MemoryUserResponses:
         if entry[1] <= self._clock():
             del self._entries[response_id]
             return None
+        self._entries.move_to_end(response_id)  # the least recently used go first
         return entry[0]
 
     async def chain(self, response_id: str) -> list[StoredResponse] | None:
