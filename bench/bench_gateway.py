@@ -1,10 +1,11 @@
 """Ask through the sidecar (gRPC and HTTP) vs straight to the upstream, and cache hits vs
-a bare echo, in one run."""
+a bare echo, in one run; then Embed rows (bench_embeddings) the same way."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from bench import bench_embeddings
 from bench.harness import (
     HTTP_PORTS,
     bench_provider,
@@ -72,8 +73,10 @@ def run(duration: float = 5.0) -> str:
         rows.append(
             [f"  HTTP/gRPC miss throughput (c={c})", c, http["rps"] / grpc["rps"], "", "", "", ""]
         )
-    return table(
+    ask = table(
         "Ask latency and throughput (loopback upstream; HTTP is /v1/chat/completions)",
         ["path", "conc", "req/s", "p50 ms", "p99 ms", "added p50 ms", "errors"],
         rows,
     )
+    # The other kind of call through the same gateway: Embed rows beside their direct path.
+    return ask + "\n" + bench_embeddings.run(duration)

@@ -163,11 +163,14 @@ def run(duration: float = 5.0) -> str:
         port = free_port()
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump(config, f)
+        # The log to a file, never a pipe read only at the end: one access-log line
+        # per call would fill the pipe and block the sidecar's writes.
+        log = tempfile.TemporaryFile()  # noqa: SIM115  # closed below
         proc = subprocess.Popen(
             [sys.executable, "-m", "llm_sidecar", "--config", f.name, "--port", str(port)],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=log,
         )
         try:
             wait_port(port)
@@ -176,10 +179,12 @@ def run(duration: float = 5.0) -> str:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
             shutdown = time.perf_counter() - start
-            logs = proc.stderr.read().decode() if proc.stderr else ""
+            log.seek(0)
+            logs = log.read().decode()
         finally:
             if proc.poll() is None:
                 proc.kill()
+            log.close()
             os.unlink(f.name)
     inner = next(
         (json.loads(line)["seconds"] for line in logs.splitlines() if '"sidecar stopped"' in line),

@@ -359,3 +359,28 @@ async def test_a_quota_refuses_with_429_and_retry_after(upstream_factory, sideca
     assert refused.value.status_code == 429
     assert 1 <= int(refused.value.response.headers["retry-after"]) <= 30
     assert len(up.chat_requests) == 1
+
+
+async def test_a_stream_ends_incomplete_at_the_cap_and_failed_when_the_upstream_breaks(
+    both,
+) -> None:
+    sidecar, gpt, _ = both
+    async with openai_client(sidecar) as alice:
+        gpt.finish_reason = "length"
+        capped = await alice.responses.create(
+            model="gpt", input="a long story", max_output_tokens=3, stream=True
+        )
+        last = [e async for e in capped][-1]
+        assert last.type == "response.incomplete"
+        assert last.response.incomplete_details.reason == "max_output_tokens"  # type: ignore[union-attr]
+        gpt.finish_reason = "stop"
+        gpt.mode = "stream_break"  # two chunks, then the connection drops
+        broken = await alice.responses.create(model="gpt", input="break it", stream=True)
+        events = [e async for e in broken]
+    assert events[-1].type == "response.failed"
+    failed = events[-1].response  # type: ignore[union-attr]
+    assert failed.status == "failed" and failed.error is not None
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    async with openai_client(sidecar) as alice:
+        with pytest.raises(openai.NotFoundError):  # a failed response is not stored
+            await alice.responses.retrieve(failed.id)

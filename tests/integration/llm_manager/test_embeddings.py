@@ -279,3 +279,23 @@ def test_providers_that_cannot_embed_stop_the_start(entry: dict[str, Any], probl
             models={"chat": {"providers": [provider("c", "http://127.0.0.1:9/v1")]}},
             default_embedding_model="chat",
         )
+
+
+async def test_an_embedding_attempt_is_a_genai_embeddings_span_without_text(
+    upstream_factory, traced_factory
+) -> None:
+    up = await upstream_factory("emb")
+    traced = await traced_factory(make_settings(models=routes(up, price=PRICE)))
+    secret = "a text that is content"
+    async with traced.client("alice") as alice:
+        await alice.embed([secret, "two"], model="emb", dimensions=4)
+    spans = traced.trace_of("llm_manager.v1.LLMManagerService/Embed")
+    (attempt,) = [s for s in spans if s.name == "embeddings emb-model"]
+    attributes = dict(attempt.attributes or {})
+    assert attributes["gen_ai.operation.name"] == "embeddings"
+    assert attributes["gen_ai.request.model"] == "emb-model"
+    assert attributes["gen_ai.embeddings.dimension.count"] == 4
+    assert attributes["gen_ai.usage.input_tokens"] == 6  # the words of both texts
+    assert not any(secret in str(dict(s.attributes or {})) for s in spans)
+    durations = traced.metric_points("gen_ai.client.operation.duration")
+    assert any(p["gen_ai.operation.name"] == "embeddings" for p, _ in durations)
