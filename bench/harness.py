@@ -107,6 +107,7 @@ def sidecar(config: dict[str, Any], env: dict[str, str] | None = None) -> Iterat
         path = f.name
     try:
         with process(["-m", "llm_sidecar", "--config", path, "--port", str(port)], port, env):
+            wait_port(HTTP_PORTS[port])  # the HTTP listener binds just after the gRPC one
             yield port
     finally:
         os.unlink(path)
