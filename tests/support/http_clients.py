@@ -7,6 +7,19 @@ import openai
 
 from llm_sidecar import Sidecar
 
+_WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"query": {"type": "string"}},
+        "required": ["query"],
+    },
+}
+#: One function tool in each API's shape: Chat Completions nests it, Responses does not.
+WEATHER_CHAT_TOOL = {"type": "function", "function": _WEATHER}
+WEATHER_RESPONSES_TOOL = {"type": "function", **_WEATHER}
+
 
 def openai_client(sidecar: Sidecar, user: str = "alice", **headers: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(

@@ -10,20 +10,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tests.support.http_clients import anthropic_client, openai_client
-
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"query": {"type": "string"}},
-            "required": ["query"],
-        },
-    },
-}
+from tests.support.http_clients import WEATHER_CHAT_TOOL, anthropic_client, openai_client
 
 
 @pytest.mark.parametrize("route", ["gpt", "claude"])
@@ -68,7 +55,9 @@ async def test_openai_sdk_tool_round_trip(both, route: str) -> None:
     sidecar, *_ = both
     async with openai_client(sidecar) as client:
         asked = [{"role": "user", "content": "weather in Lisbon"}]
-        first = await client.chat.completions.create(model=route, messages=asked, tools=[WEATHER])
+        first = await client.chat.completions.create(
+            model=route, messages=asked, tools=[WEATHER_CHAT_TOOL]
+        )
         choice = first.choices[0]
         assert choice.finish_reason == "tool_calls"
         (call,) = choice.message.tool_calls
@@ -79,7 +68,9 @@ async def test_openai_sdk_tool_round_trip(both, route: str) -> None:
             choice.message.model_dump(exclude_none=True),
             {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"},
         ]
-        second = await client.chat.completions.create(model=route, messages=follow, tools=[WEATHER])
+        second = await client.chat.completions.create(
+            model=route, messages=follow, tools=[WEATHER_CHAT_TOOL]
+        )
     assert "sunny, 21 C" in (second.choices[0].message.content or "")
     assert second.choices[0].finish_reason == "stop"
 
@@ -157,7 +148,7 @@ async def test_anthropic_sdk_messages_stream_and_tools(both, route: str) -> None
         tool = {
             "name": "get_weather",
             "description": "The weather in a city",
-            "input_schema": WEATHER["function"]["parameters"],
+            "input_schema": WEATHER_CHAT_TOOL["function"]["parameters"],
         }
         asked = [{"role": "user", "content": "weather in Porto"}]
         called = await client.messages.create(
@@ -237,7 +228,7 @@ async def test_a_streamed_cache_hit_still_streams_the_answer(both) -> None:
             stream = await client.chat.completions.create(
                 model="gpt",
                 messages=[{"role": "user", "content": "weather in Paris"}],
-                tools=[WEATHER],
+                tools=[WEATHER_CHAT_TOOL],
                 stream=True,
             )
             deltas = [c.choices[0].delta for c in [c async for c in stream] if c.choices]

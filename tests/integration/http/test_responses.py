@@ -13,20 +13,9 @@ import openai
 import pytest
 
 from llm_sidecar import Sidecar
-from tests.support.http_clients import openai_client
+from tests.support.http_clients import WEATHER_RESPONSES_TOOL, openai_client
 from tests.support.sidecar import make_settings, provider
 from tests.support.upstream import FakeUpstream
-
-WEATHER = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "The weather in a city",
-    "parameters": {
-        "type": "object",
-        "properties": {"query": {"type": "string"}},
-        "required": ["query"],
-    },
-}
 
 
 def texts_sent(upstream: FakeUpstream) -> list[str]:
@@ -90,7 +79,9 @@ async def test_a_stream_emits_the_real_event_sequence_and_is_stored(both) -> Non
         async with alice.responses.stream(model="gpt", input="stream this") as stream:
             events = [event async for event in stream]
             final = await stream.get_final_response()
-        tools = await alice.responses.create(model="gpt", input="weather in Oslo", tools=[WEATHER])
+        tools = await alice.responses.create(
+            model="gpt", input="weather in Oslo", tools=[WEATHER_RESPONSES_TOOL]
+        )
         raw = await alice.responses.create(
             model="gpt",
             input=[
@@ -101,7 +92,7 @@ async def test_a_stream_emits_the_real_event_sequence_and_is_stored(both) -> Non
                 }
             ],
             previous_response_id=tools.id,
-            tools=[WEATHER],
+            tools=[WEATHER_RESPONSES_TOOL],
             stream=True,
         )
         loop_events = [event async for event in raw]
@@ -134,7 +125,7 @@ async def test_a_streamed_function_call_and_a_streamed_cache_hit(both) -> None:
         events = [
             e
             async for e in await alice.responses.create(
-                model="gpt", input="weather in Rome", tools=[WEATHER], stream=True
+                model="gpt", input="weather in Rome", tools=[WEATHER_RESPONSES_TOOL], stream=True
             )
         ]
         kinds = [e.type for e in events]
@@ -178,14 +169,16 @@ async def test_a_function_call_loop_fails_over_between_kinds(
     )
     sidecar = await sidecar_factory(settings)
     async with openai_client(sidecar) as alice:
-        asked = await alice.responses.create(model="m", input="weather in Lisbon", tools=[WEATHER])
+        asked = await alice.responses.create(
+            model="m", input="weather in Lisbon", tools=[WEATHER_RESPONSES_TOOL]
+        )
         (call,) = asked.output
         assert call.type == "function_call" and call.name == "get_weather"
         primary.mode = "error"
         answered = await alice.responses.create(
             model="m",
             previous_response_id=asked.id,
-            tools=[WEATHER],
+            tools=[WEATHER_RESPONSES_TOOL],
             input=[{"type": "function_call_output", "call_id": call.call_id, "output": "21 C"}],
         )
     assert "21 C" in answered.output_text and answered.status == "completed"
@@ -260,7 +253,10 @@ async def test_branches_and_bounds(upstream_factory, sidecar_factory) -> None:
         ({"conversation": "conv_1"}, "conversation"),
         ({"prompt": {"id": "pmpt_1"}}, "prompt"),
         ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
-        ({"tools": [WEATHER], "tool_choice": {"type": "file_search"}}, "tool_choice.type"),
+        (
+            {"tools": [WEATHER_RESPONSES_TOOL], "tool_choice": {"type": "file_search"}},
+            "tool_choice.type",
+        ),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
