@@ -37,7 +37,7 @@ pytestmark = pytest.mark.fuzz
 
 SERVICE = "/llm_manager.v1.LLMManagerService/"
 #: Methods that create the caller's manager when they succeed.
-CREATING = {"Ask", "AskFull", "AskStream"}
+CREATING = {"Ask", "AskFull", "AskStream", "Embed"}
 METHODS = [*sorted(CREATING), "IsCached", "GetConversation", "EndSession", "GetUsage"]
 CONTEXT_KEYS = [
     "x-user-id",
@@ -156,6 +156,15 @@ def bodies(draw: st.DrawFn, marker: str, method: str) -> bytes:
     if method in ("EndSession", "GetUsage"):
         message = pb.EndSessionRequest if method == "EndSession" else pb.GetUsageRequest
         return message(session_id=draw(st.one_of(st.just(""), text))).SerializeToString()
+    if method == "Embed":
+        embed = pb.EmbedRequest(
+            model=draw(st.one_of(st.just(""), st.just("simulated-embedding"), text)),
+            inputs=draw(st.lists(st.one_of(text, st.just("")), max_size=8)),
+            skip_cache=draw(st.booleans()),
+        )
+        if draw(st.booleans()):
+            embed.dimensions = draw(st.integers(-(2**31), 2**31 - 1))
+        return embed.SerializeToString()
     params = pb.GenerationParams(stop=draw(st.lists(text, max_size=10)))
     if draw(st.booleans()):
         params.temperature = draw(numbers())

@@ -111,13 +111,22 @@ def _refuse_unsupported(body: Fields) -> None:
 
 def _metadata(body: Fields) -> dict[str, str]:
     """Up to 16 string pairs, echoed back (never sent to a provider, never logged)."""
-    raw = body.obj("metadata")
+    raw = body.raw("metadata")
     if raw is None:
         return {}
-    pairs = {key: raw.text(key, max_length=512) for key in list(raw.keys())}
-    if len(pairs) > MAX_METADATA or any(len(key) > 64 for key in pairs):
-        raise InvalidRequestError("metadata", "holds at most 16 pairs, keys of 64 characters")
-    return pairs
+    # The keys are the caller's: the message names the rule, never the key.
+    if (
+        not isinstance(raw, dict)
+        or len(raw) > MAX_METADATA
+        or any(
+            len(key) > 64 or not isinstance(value, str) or len(value) > 512
+            for key, value in raw.items()
+        )
+    ):
+        raise InvalidRequestError(
+            "metadata", "must be at most 16 string pairs: keys of 64 characters, values of 512"
+        )
+    return dict(raw)
 
 
 # -- input --------------------------------------------------------------------------------

@@ -269,6 +269,8 @@ async def test_branches_and_bounds(upstream_factory, sidecar_factory) -> None:
             "input",
         ),
         ({"user": "mallory"}, "user"),
+        ({"metadata": {"secret-key": 5}}, "metadata"),
+        ({"metadata": {"secret-key" * 9: "v"}}, "metadata"),
     ],
 )
 async def test_fields_that_change_meaning_are_refused_by_name(
@@ -284,6 +286,7 @@ async def test_fields_that_change_meaning_are_refused_by_name(
         answer = await reply.json()
     assert reply.status == 400, answer
     assert answer["error"]["param"] == param
+    assert "secret" not in answer["error"]["message"]  # a caller's key is never quoted
     assert not gpt.chat_requests
 
 

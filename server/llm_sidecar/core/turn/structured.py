@@ -7,6 +7,7 @@ output, which may hold user data.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import jsonschema
@@ -45,11 +46,35 @@ def checked_schema(schema: dict[str, Any], field: str = "json_schema") -> type[V
     try:
         cls.check_schema(schema)
     except _JsonSchemaError as exc:
-        where = "/".join(str(p) for p in exc.path) or "(root)"
         raise SchemaError(
-            field, f"is not a valid JSON Schema: '{exc.validator}' at {where}"
+            field, f"is not a valid JSON Schema: '{exc.validator}' at {_schema_place(exc.path)}"
         ) from None
     return cls
+
+
+#: Keywords whose keys are names the caller chose (properties, definitions, ...).
+_NAMING_KEYWORDS = frozenset(
+    {
+        "properties",
+        "patternProperties",
+        "$defs",
+        "definitions",
+        "dependentSchemas",
+        "dependentRequired",
+        "dependencies",
+    }
+)
+
+
+def _schema_place(path: Iterable[Any]) -> str:
+    """Where in a schema, as keywords and indexes: a name the caller chose reads as
+    ``<name>`` (an error message never quotes what a caller sent)."""
+    parts: list[str] = []
+    for part in path:
+        # A keyword naming a map of names; the part after a name is a keyword again.
+        is_name = bool(parts) and parts[-1] in _NAMING_KEYWORDS
+        parts.append("<name>" if is_name else str(part))
+    return "/".join(parts) or "(root)"
 
 
 def compile_schema(schema: dict[str, Any]) -> Validator:
@@ -74,7 +99,10 @@ def validate_output(text: str, validator: Validator) -> Any:
         raise ProviderError(ErrorKind.INVALID_OUTPUT, "the answer is not JSON") from None
     error = next(iter(validator.iter_errors(document)), None)
     if error is not None:
-        where = "/" + "/".join(str(p) for p in error.absolute_path)
+        # The keys are the model's output: an error message shows only their places.
+        where = "/" + "/".join(
+            str(p) if isinstance(p, int) else "<key>" for p in error.absolute_path
+        )
         raise ProviderError(
             ErrorKind.INVALID_OUTPUT,
             f"the answer does not match the schema: '{error.validator}' at {where}",
