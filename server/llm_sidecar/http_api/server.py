@@ -22,7 +22,7 @@ from llm_sidecar.core.observability import Observability
 from llm_sidecar.http_api.chat import ChatEndpoints
 from llm_sidecar.http_api.edge import Edge
 from llm_sidecar.http_api.embeddings import EmbeddingEndpoints
-from llm_sidecar.http_api.errors import HttpError, refusal_for
+from llm_sidecar.http_api.errors import Dialect, HttpError, refusal_for
 from llm_sidecar.http_api.responses import ResponseEndpoints
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.access import AccessLog
@@ -162,4 +162,6 @@ async def _unknown_paths(
     except web.HTTPMethodNotAllowed:
         error = HttpError(405, "that method is not allowed on this endpoint")
     refusal = refusal_for(error)
-    return web.json_response(refusal.body("openai"), status=refusal.status)
+    # Anthropic's SDK reads its own error shape under its own path.
+    dialect: Dialect = "anthropic" if request.path.startswith("/v1/messages") else "openai"
+    return web.json_response(refusal.body(dialect), status=refusal.status)

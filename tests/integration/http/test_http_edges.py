@@ -110,6 +110,13 @@ async def test_identity_token_and_limits(
             assert reply.status == 400
         async with session.get(f"{sidecar.http_url}/v2/nothing", headers=ok) as reply:
             assert reply.status == 404 and (await reply.json())["error"]["message"]
+        async with session.get(f"{sidecar.http_url}/v1/embeddings", headers=ok) as reply:
+            assert reply.status == 405 and (await reply.json())["error"]["param"] is None
+        # Under Anthropic's path, Anthropic's error shape.
+        async with session.post(f"{sidecar.http_url}/v1/messages/batches", headers=ok) as reply:
+            document = await reply.json()
+            assert reply.status == 404 and document["type"] == "error"
+            assert document["error"]["type"] == "not_found_error"
 
 
 async def test_deadline_from_the_route_or_a_shorter_header(
