@@ -2,7 +2,8 @@
 
     python -m tests.soak --minutes 3
 
-For the run's length: users call Ask, AskFull and AskStream through any live sidecar;
+For the run's length: users call through any live sidecar, by gRPC (Ask, AskFull,
+AskStream, Embed) or HTTP (Chat Completions, embeddings, a Responses chain of their own);
 Redis is killed with -9 and restarted; both providers fail in every way (500, 503,
 429 with Retry-After, hang, reset, slow), at times together; one sidecar at a time
 gets SIGTERM and is started again. Then the books are checked, user by user:
@@ -10,7 +11,8 @@ gets SIGTERM and is started again. Then the books are checked, user by user:
 * usage (answers, tokens and cost, refused spend included) equals what the
   upstreams billed, except answers whose reply was lost (the call failed client-side);
 * every quota window equals the bill, exactly;
-* every history holds each answered turn once, in order.
+* every history holds each answered turn once, in order;
+* every Responses chain is whole (no stored response lost, every link seen upstream).
 
 It prints the figures and exits non-zero if any check fails.
 """

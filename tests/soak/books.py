@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from llm_manager.v1 import llm_manager_pb2 as pb
 from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
 
 from tests.soak.cluster import PRICES
+from tests.soak.load import CHAT_METHODS
 
 if TYPE_CHECKING:
     from tests.soak.cluster import Fleet
@@ -38,12 +40,13 @@ class Books:
     usage_wrong: list[str] = field(default_factory=list)
     quota_wrong: list[str] = field(default_factory=list)
     history_wrong: list[str] = field(default_factory=list)
+    chains_wrong: list[str] = field(default_factory=list)
     billed_answers: int = 0
     billed_micro_usd: int = 0
 
     @property
     def ok(self) -> bool:
-        return not (self.usage_wrong or self.quota_wrong or self.history_wrong)
+        return not (self.usage_wrong or self.quota_wrong or self.history_wrong or self.chains_wrong)
 
     def print(self, fleet: Fleet, load: Load, seconds: float) -> None:
         calls = sum(load.statuses.values())
@@ -66,12 +69,15 @@ class Books:
             ("  wrong", str(self.usage_wrong[:10])),
             ("quota window = bill", f"{self.users - len(self.quota_wrong)} of {self.users}"),
             ("history whole, in order, once", f"{history_ok} of {self.users}"),
+            ("calls by kind", str(dict(Counter(c.method for u in load.users for c in u.calls)))),
+            ("Responses chains whole", f"{self.users - len(self.chains_wrong)} of {self.users}"),
+            ("  longest chain", str(max((u.chain for u in load.users), default=0))),
             ("verdict", "PASS" if self.ok else "FAIL"),
         ]
         width = max(len(name) for name, _ in rows)
         for name, value in rows:
             print(f"{name:<{width}}  {value}")
-        for wrong in self.quota_wrong[:10] + self.history_wrong[:10]:
+        for wrong in self.quota_wrong[:10] + self.history_wrong[:10] + self.chains_wrong[:10]:
             print(f"  {wrong}")
 
 
@@ -87,6 +93,7 @@ async def check_books(fleet: Fleet, load: Load) -> Books:
             )
             _usage(books, fleet, user, usage)
             _history(books, user, history)
+            books.chains_wrong += [f"{user.name}: {wrong}" for wrong in user.chain_wrong]
     return books
 
 
@@ -133,7 +140,9 @@ def _history(books: Books, user: User, history: pb.GetConversationResponse) -> N
         for message in history.messages
         if message.role == "user" and (found := _CALL.search(message.content))
     ]
-    answered = [call.number for call in user.calls if call.status == "OK"]
+    answered = [
+        call.number for call in user.calls if call.status == "OK" and call.method in CHAT_METHODS
+    ]
     in_order = all(a < b for a, b in itertools.pairwise(numbers))
     missing = sorted(set(answered) - set(numbers))
     if not in_order or missing:

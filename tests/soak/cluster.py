@@ -42,6 +42,8 @@ class Fleet:
     upstreams: list[ChaosUpstream]
     config: Path
     ports: list[int]
+    #: Each sidecar's HTTP port (OpenAI's APIs), kept across its restarts.
+    http_ports: list[int]
     processes: list[SidecarProcess]
     alive: list[bool]
     workdir: Path
@@ -53,9 +55,17 @@ class Fleet:
         workdir = Path(tempfile.mkdtemp(prefix="soak-"))
         redis = RedisServer(persistent=True).start()  # AOF, fsync always: survives -9
         upstreams = [await ChaosUpstream(n).start() for n in ("primary", "fallback")]
+        embedders = [
+            provider(
+                f"{up.name}-embed", up.url, timeout=1.5, price={"input": PRICES[up.name]["input"]}
+            )
+            for up in upstreams
+        ]
         config = write_process_config(
             workdir / "sidecar.json",
             [provider(up.name, up.url, timeout=1.5, price=PRICES[up.name]) for up in upstreams],
+            models={"e": {"kind": "embedding", "providers": embedders}},
+            default_embedding_model="e",
             redis={
                 "url": redis.url,
                 "key_prefix": "soak",
@@ -70,17 +80,23 @@ class Fleet:
             telemetry={"log_level": "WARNING", "access_log": False},
         )
         ports = [free_port() for _ in range(count)]
-        fleet = cls(redis, upstreams, config, ports, [], [True] * count, workdir)
+        http_ports = [free_port() for _ in range(count)]
+        fleet = cls(redis, upstreams, config, ports, http_ports, [], [True] * count, workdir)
         fleet.processes = [fleet._process(i) for i in range(count)]
         await asyncio.gather(*(p.wait_ready() for p in fleet.processes))
         return fleet
 
     def _process(self, index: int) -> SidecarProcess:
         log = self.workdir / f"sidecar-{index}-{time.monotonic_ns()}.log"
-        return SidecarProcess(self.config, self.ports[index], output=log)
+        env = {"LLM_SIDECAR_HTTP__PORT": str(self.http_ports[index])}
+        return SidecarProcess(self.config, self.ports[index], env=env, output=log)
 
     def live_ports(self) -> list[int]:
         return [port for port, alive in zip(self.ports, self.alive, strict=True) if alive]
+
+    def http_port(self, port: int) -> int:
+        """The HTTP port of the sidecar whose gRPC port is ``port``."""
+        return self.http_ports[self.ports.index(port)]
 
     # -- chaos -------------------------------------------------------------------------
 

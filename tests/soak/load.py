@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import grpc
+import orjson
 from llm_manager.v1 import llm_manager_pb2 as pb
 from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
     from tests.soak.cluster import Fleet
 
-METHODS = ("Ask", "AskFull", "AskStream")
+#: What a user's call may be: gRPC chat, the same turns over OpenAI's HTTP API (both
+#: into the session "s", whose history the books check), embeddings by both, and a
+#: Responses chain of the user's own (continued by previous_response_id).
+CHAT_METHODS = ("Ask", "AskFull", "AskStream", "HTTP chat", "HTTP chat stream")
+METHODS = (*CHAT_METHODS, "Embed", "HTTP embeddings", "Responses")
+_TURN = re.compile(r"answers turn (\d+) of")
 
 
 @dataclass
@@ -34,6 +42,11 @@ class Call:
 class User:
     name: str
     calls: list[Call] = field(default_factory=list)
+    #: The last response of the user's Responses chain that came back, and its length.
+    last_response: str | None = None
+    chain: int = 0
+    #: Links the upstream did not see whole, or stored responses that went missing.
+    chain_wrong: list[str] = field(default_factory=list)
 
     def prompt(self, number: int) -> str:
         return f"[{self.name} call {number}] question {number} of the soak"
@@ -66,6 +79,7 @@ class Load:
         #: Calls in flight on a sidecar when it got SIGTERM: how each ended.
         self.at_sigterm: Counter[str] = Counter()
         self._watch_stop: set[int] = set()
+        self._http: aiohttp.ClientSession
 
     def in_flight_on(self, port: int) -> int:
         """Calls in flight on ``port`` now; remembered, so their endings are checked."""
@@ -82,7 +96,8 @@ class Load:
     async def run(self, seconds: float) -> None:
         until = time.monotonic() + seconds
         period = len(self.users) / self.rate  # each user's mean time between calls
-        await asyncio.gather(*(self._user(user, until, period) for user in self.users))
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=8)) as self._http:
+            await asyncio.gather(*(self._user(user, until, period) for user in self.users))
         for channel in self._channels.values():
             await channel.close()
 
@@ -99,19 +114,16 @@ class Load:
         user.calls.append(call)
         key = id(call)
         self._in_flight.setdefault(port, set()).add(key)
-        metadata = (("x-user-id", user.name), ("x-session-id", "s"))
-        request = pb.AskRequest(prompt=user.prompt(call.number))
-        stub = self._stub(port)
         try:
-            if call.method == "AskStream":
-                async for _ in stub.AskStream(request, metadata=metadata, timeout=8):
-                    pass
+            if call.method.startswith("HTTP") or call.method == "Responses":
+                await self._http_call(user, call)
             else:
-                await getattr(stub, call.method)(request, metadata=metadata, timeout=8)
-            call.status = "OK"
+                await self._grpc_call(user, call)
         except grpc.aio.AioRpcError as error:
             call.status = error.code().name
             call.details = error.details() or ""
+        except (aiohttp.ClientError, TimeoutError) as error:
+            call.status, call.details = "HTTP no answer", type(error).__name__
         finally:
             self._in_flight[port].discard(key)
         self.statuses[call.status] += 1
@@ -120,3 +132,69 @@ class Load:
         if key in self._watch_stop:
             self._watch_stop.discard(key)
             self.at_sigterm[call.status] += 1
+
+    async def _grpc_call(self, user: User, call: Call) -> None:
+        metadata = (("x-user-id", user.name), ("x-session-id", "s"))
+        stub = self._stub(call.port)
+        if call.method == "Embed":
+            texts = [user.prompt(call.number), f"{user.prompt(call.number)} again"]
+            await stub.Embed(pb.EmbedRequest(inputs=texts), metadata=metadata, timeout=8)
+        elif call.method == "AskStream":
+            request = pb.AskRequest(prompt=user.prompt(call.number))
+            async for _ in stub.AskStream(request, metadata=metadata, timeout=8):
+                pass
+        else:
+            request = pb.AskRequest(prompt=user.prompt(call.number))
+            await getattr(stub, call.method)(request, metadata=metadata, timeout=8)
+        call.status = "OK"
+
+    async def _http_call(self, user: User, call: Call) -> None:
+        prompt = user.prompt(call.number)
+        headers = {"x-user-id": user.name}
+        if call.method == "Responses":
+            path = "/v1/responses"
+            body: dict[str, object] = {"model": "m", "input": prompt}
+            if user.last_response is not None:
+                body["previous_response_id"] = user.last_response
+        elif call.method == "HTTP embeddings":
+            path, body = "/v1/embeddings", {"model": "e", "input": [prompt]}
+        else:
+            path, headers["x-session-id"] = "/v1/chat/completions", "s"
+            body = {"model": "m", "messages": [{"role": "user", "content": prompt}]}
+            body["stream"] = call.method.endswith("stream")
+        url = f"http://127.0.0.1:{self.fleet.http_port(call.port)}{path}"
+        async with self._http.post(url, json=body, headers=headers) as reply:
+            raw = await reply.read()
+        if reply.status != 200:
+            call.status = f"HTTP {reply.status}"
+            call.details = _message(raw)
+            if reply.status == 404 and call.method == "Responses":
+                user.chain_wrong.append(f"call {call.number}: the previous response is gone")
+                user.last_response, user.chain = None, 0
+        elif b'data: {"error"' in raw:
+            call.status, call.details = "HTTP stream error", raw.decode()[-200:]
+        else:
+            call.status = "OK"
+            if call.method == "Responses":
+                _link(user, call, orjson.loads(raw))
+
+
+def _message(raw: bytes) -> str:
+    """An HTTP error's message (the APIs' JSON shape, or the HTTP layer's plain text)."""
+    try:
+        return str(orjson.loads(raw)["error"]["message"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return raw.decode(errors="replace")[:200]
+
+
+def _link(user: User, call: Call, response: dict[str, Any]) -> None:
+    """A Responses answer continues the chain: the upstream saw every turn before it
+    (its answer says how many), 2 per earlier link and this input."""
+    text = response["output"][0]["content"][0]["text"]
+    found = _TURN.search(text)
+    seen = int(found.group(1)) if found else -1
+    if seen != 2 * user.chain + 1:
+        user.chain_wrong.append(
+            f"call {call.number}: upstream saw {seen} turns, not {2 * user.chain + 1}"
+        )
+    user.last_response, user.chain = response["id"], user.chain + 1

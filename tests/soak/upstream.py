@@ -49,6 +49,7 @@ class ChaosUpstream:
     async def start(self) -> ChaosUpstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
@@ -125,6 +126,35 @@ class ChaosUpstream:
             }
         ).encode()
         return await self._send(request, reply, (user, prompt_tokens, completion_tokens))
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        """A vector of 8 per text, billed by the texts' words (no output tokens)."""
+        self.requests += 1
+        body = await request.json()
+        refused = await self._fault(request)
+        if refused is not None:
+            return refused
+        texts: list[str] = body["input"]
+        found = _USER.findall(" ".join(texts))
+        user = found[-1] if found else "unknown"
+        prompt_tokens = sum(len(text.split()) for text in texts)
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": [(len(text) % 7 + k) / 8 for k in range(8)],
+            }
+            for i, text in enumerate(texts)
+        ]
+        reply = json.dumps(
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+            }
+        ).encode()
+        return await self._send(request, reply, (user, prompt_tokens, 0))
 
     async def _send(
         self, request: web.Request, reply: bytes, billed: tuple[str, int, int]
