@@ -17,23 +17,24 @@ carry, huge, duplicated). Properties:
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import http.client
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from llm_sidecar.core.vocabulary.context import validate_id
-from llm_sidecar.core.vocabulary.errors import InvalidContextError
+from tests.support.fuzzing import (
+    assert_no_marker_in_output,
+    fuzzed_sidecar,
+    new_marker,
+    valid_request_id,
+)
 from tests.support.sidecar import SidecarProcess
 
 pytestmark = pytest.mark.fuzz
@@ -164,20 +165,7 @@ class Run:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    config: Path = tmp_path_factory.mktemp("http-fuzz") / "sidecar.json"
-    config.write_text(
-        json.dumps(
-            {
-                "http": {"port": 0},
-                "telemetry": {"log_level": "DEBUG", "log_format": "json"},
-                "resources": {"sample_interval_seconds": 0},
-                "failover": {"health_interval_seconds": 0},
-                "limits": {"max_concurrent_per_user": 0},
-            }
-        )
-    )
-    proc = SidecarProcess(config, output=config.with_name("sidecar.log"))
-    asyncio.run(proc.wait_ready())
+    proc = fuzzed_sidecar(tmp_path_factory.mktemp("http-fuzz"), http={"port": 0})
     found = _HTTP_URL.search(proc.output())
     assert found, proc.output()[-2000:]
     try:
@@ -204,15 +192,6 @@ def _post(
         return reply.status, reply.getheader("content-type") or "", reply.read()
     finally:
         connection.close()
-
-
-def _valid_id(value: bytes) -> bool:
-    """As the server reads it: HTTP drops a value's surrounding spaces and tabs."""
-    try:
-        text = value.strip(b" \t").decode("utf-8")
-        return validate_id("x-request-id", text, required=True) is not None
-    except (UnicodeDecodeError, InvalidContextError):
-        return False
 
 
 # -- strategies -----------------------------------------------------------------------
@@ -293,7 +272,7 @@ def headers(draw: st.DrawFn, marker: str) -> Headers:
 
 @st.composite
 def cases(draw: st.DrawFn) -> tuple[str, str, bytes, Headers]:
-    marker = f"Fz{uuid.uuid4().hex[:10]}"
+    marker = new_marker()
     path = draw(st.sampled_from(sorted(VALID)))
     shape = draw(st.integers(0, 9))
     if shape == 0:
@@ -337,6 +316,16 @@ def _examples(config: pytest.Config) -> int:
     return 3000 if config.getoption("--fuzz-long") else 200
 
 
+def _every_valid_body(test: Any) -> Any:
+    """Each endpoint's valid body, as JSON and (but embeddings) as a stream, always runs:
+    the answers and the streams' endings are checked whatever Hypothesis draws."""
+    for path, body in VALID.items():
+        for stream in (False, True) if path != "/v1/embeddings" else (False,):
+            raw = json.dumps({**body, "stream": stream}).encode()
+            test = example((new_marker(), path, raw, VALID_HEADERS))(test)
+    return test
+
+
 @pytest.mark.timeout(3600)  # the long profile (--fuzz-long) runs thousands of cases
 def test_every_hostile_body_gets_a_documented_answer(
     run: Run, request: pytest.FixtureRequest
@@ -347,11 +336,12 @@ def test_every_hostile_body_gets_a_documented_answer(
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(cases())
+    @_every_valid_body
     def case(drawn: tuple[str, str, bytes, Headers]) -> None:
         marker, path, body, sent = drawn
         # A valid x-request-id is the caller's own correlation id: the access log records
         # it by design. A case sending one may show its marker there, and is not checked.
-        if not any(name == "x-request-id" and _valid_id(value) for name, value in sent):
+        if not any(name == "x-request-id" and valid_request_id(value) for name, value in sent):
             run.markers.append(marker)
         run.cases += 1
         status, content_type, raw = _post(run.http_port, path, body, sent)
@@ -364,7 +354,8 @@ def test_every_hostile_body_gets_a_documented_answer(
         assert alive[0] == 200, alive
 
     case()
-    assert run.by_status.get(200, 0) > 0 and run.by_status.get(400, 0) > 0, run.by_status
+    # The valid examples ran (one per endpoint and mode), and hostile ones were refused.
+    assert run.by_status.get(200, 0) >= len(VALID) and run.by_status.get(400, 0) > 0
     print(
         f"\nhttp fuzz: {run.cases} cases, answers by status: {dict(sorted(run.by_status.items()))}"
     )
@@ -372,9 +363,4 @@ def test_every_hostile_body_gets_a_documented_answer(
 
 def test_no_marker_reached_the_logs(run: Run) -> None:
     """Runs after the property: stop the process and read everything it wrote."""
-    assert run.cases > 0, "the property test did not run first"
-    run.proc.stop()
-    output = run.proc.output()
-    assert b"sidecar stopped" in output
-    leaked = [m for m in run.markers if m.encode() in output]
-    assert leaked == [], f"{len(leaked)} markers in the logs, e.g. {leaked[:3]}"
+    assert_no_marker_in_output(run.proc, run.markers, run.cases)

@@ -15,12 +15,8 @@ The short profile runs in CI; ``--fuzz-long`` runs many more cases.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 import pytest
@@ -28,9 +24,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from llm_manager.v1 import llm_manager_pb2 as pb
 
-from llm_sidecar.core.vocabulary.context import validate_id
-from llm_sidecar.core.vocabulary.errors import InvalidContextError
 from tests.support import raw_grpc
+from tests.support.fuzzing import (
+    assert_no_marker_in_output,
+    fuzzed_sidecar,
+    new_marker,
+    valid_request_id,
+)
 from tests.support.sidecar import SidecarProcess
 
 pytestmark = pytest.mark.fuzz
@@ -76,36 +76,11 @@ class Run:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    config: Path = tmp_path_factory.mktemp("fuzz") / "sidecar.json"
-    config.write_text(
-        json.dumps(
-            {
-                "telemetry": {"log_level": "DEBUG", "log_format": "json"},
-                "resources": {"sample_interval_seconds": 0},
-                "failover": {"health_interval_seconds": 0},
-                "limits": {"max_concurrent_per_user": 0},
-            }
-        )
-    )
-    log = config.with_name("sidecar.log")
-    proc = SidecarProcess(config, env={"GRPC_VERBOSITY": "DEBUG"}, output=log)
-    asyncio.run(proc.wait_ready())
-    state = Run(proc.port, proc)
+    proc = fuzzed_sidecar(tmp_path_factory.mktemp("fuzz"), env={"GRPC_VERBOSITY": "DEBUG"})
     try:
-        yield state
+        yield Run(proc.port, proc)
     finally:
         proc.stop()
-
-
-def _valid_id(value: bytes) -> bool:
-    try:
-        return validate_id("x-request-id", value.decode("utf-8"), required=True) is not None
-    except (UnicodeDecodeError, InvalidContextError):
-        return False
-
-
-def _marker() -> str:
-    return f"Fz{uuid.uuid4().hex[:10]}"
 
 
 # -- strategies -----------------------------------------------------------------------
@@ -190,7 +165,7 @@ def bodies(draw: st.DrawFn, marker: str, method: str) -> bytes:
 
 @st.composite
 def cases(draw: st.DrawFn) -> tuple[str, str, bytes, list[tuple[bytes, bytes]]]:
-    marker = _marker()
+    marker = new_marker()
     method = draw(st.sampled_from(METHODS))
     return marker, method, draw(bodies(marker, method)), draw(metadata(marker))
 
@@ -220,7 +195,7 @@ def test_every_hostile_input_gets_a_documented_status(run: Run, examples: int) -
         marker, method, body, md = drawn
         # A valid x-request-id is the caller's own correlation id: the access log records
         # it by design. A case sending one may show its marker there, and is not checked.
-        if not any(key == b"x-request-id" and _valid_id(value) for key, value in md):
+        if not any(key == b"x-request-id" and valid_request_id(value) for key, value in md):
             run.markers.append(marker)
         run.cases += 1
         reply = raw_grpc.call(("127.0.0.1", run.port), SERVICE + method, body, md, timeout=20)
@@ -259,9 +234,4 @@ def test_every_hostile_input_gets_a_documented_status(run: Run, examples: int) -
 
 def test_no_marker_reached_the_logs(run: Run) -> None:
     """Runs after the property: stop the process and read everything it wrote."""
-    assert run.cases > 0, "the property test did not run first"
-    run.proc.stop()
-    output = run.proc.output()
-    assert b"sidecar stopped" in output
-    leaked = [m for m in run.markers if m.encode() in output]
-    assert leaked == [], f"{len(leaked)} markers in the logs, e.g. {leaked[:3]}"
+    assert_no_marker_in_output(run.proc, run.markers, run.cases)
