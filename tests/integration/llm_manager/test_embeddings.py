@@ -142,6 +142,29 @@ async def test_a_batch_sends_only_the_texts_the_callers_cache_lacks(
     assert conversation.messages == ()  # embeddings are never part of a conversation
 
 
+async def test_a_text_repeated_in_a_batch_is_embedded_and_billed_once(
+    upstream_factory, sidecar_factory
+) -> None:
+    up = await upstream_factory("emb")
+    sidecar = await embedding_sidecar(sidecar_factory, up)
+    batch = ["one", "two words", "one", "two words", "three"]
+    async with grpc(sidecar) as alice:
+        answer = await alice.embed(batch, model="emb")
+    assert up.embedding_requests[-1].inputs == ["one", "two words", "three"]
+    assert [float32(list(e.vector)) for e in answer.embeddings] == [
+        float32(fake_vector(t, EMBEDDING_DIMENSIONS)) for t in batch
+    ]
+    assert not any(e.cached for e in answer.embeddings)
+    assert answer.usage.prompt_tokens == 1 + 2 + 1
+    async with sdk(sidecar, "bob") as bob:
+        twice = await bob.embeddings.create(model="emb", input=["same", "same"])
+    assert up.embedding_requests[-1].inputs == ["same"]
+    assert [d.index for d in twice.data] == [0, 1] and twice.data[0].embedding == twice.data[
+        1
+    ].embedding
+    assert twice.usage.prompt_tokens == 1
+
+
 @pytest.mark.parametrize("fault", ["wrong_count", "wrong_dimension", "error", "bad_json"])
 async def test_a_provider_with_bad_vectors_fails_over(
     fault: str, upstream_factory, sidecar_factory

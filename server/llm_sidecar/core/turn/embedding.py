@@ -3,7 +3,8 @@ mean for a batch of texts.
 
 Each text is cached on its own, per user, by model, dimensions and text. A batch is
 answered from the cache for the texts it holds, and only the rest goes upstream, in
-one call, in order; the vectors come back in the caller's order. Embedding inputs
+one call, in order, each distinct text once (a text repeated in a batch is embedded
+and billed once); the vectors come back in the caller's order. Embedding inputs
 are never part of any history, and never on a span or in a log.
 """
 
@@ -43,6 +44,8 @@ class EmbedCall:
         "_missing",
         "_obs",
         "_router",
+        "_sent",
+        "_slots",
         "_vectors",
         "cache_enabled",
         "ctx",
@@ -71,6 +74,9 @@ class EmbedCall:
         self._keys: list[str] = []
         self._vectors: list[bytes | None] = []
         self._missing: list[int] = []
+        #: The distinct texts sent upstream, and for each missing input its text's place.
+        self._sent: tuple[str, ...] = ()
+        self._slots: list[int] = []
 
     def thread(self) -> tuple[str, str] | None:
         return None  # never read or extend a conversation
@@ -79,7 +85,7 @@ class EmbedCall:
         inp = self.inp
         self.route = self._router.resolve(inp.model, embedding=True)
         self._vectors = [None] * len(inp.texts)
-        self._missing = list(range(len(inp.texts)))
+        self._set_missing(list(range(len(inp.texts))))
         if self.cache_enabled and not inp.skip_cache:
             self._keys = [
                 embedding_key(
@@ -98,22 +104,27 @@ class EmbedCall:
             if isinstance(hit, CachedVector):
                 self._vectors[index] = hit.vector
                 provider = provider or hit.provider
-        self._missing = [i for i, vector in enumerate(self._vectors) if vector is None]
+        self._set_missing([i for i, vector in enumerate(self._vectors) if vector is None])
         if self._missing:
             return None
         result = self._result(provider, "", Usage(), 0, (), started)
         return provider, Answer(result)
 
+    def _set_missing(self, missing: list[int]) -> None:
+        """The inputs still without a vector, and the distinct texts that will get them."""
+        places: dict[str, int] = {}
+        self._missing = missing
+        self._slots = [places.setdefault(self.inp.texts[i], len(places)) for i in missing]
+        self._sent = tuple(places)
+
     def worst_case(self) -> Worst:
-        texts = [self.inp.texts[i] for i in self._missing]
-        inputs = sum(len(t.encode("utf-8")) + _PER_INPUT_TOKENS for t in texts)
+        inputs = sum(len(t.encode("utf-8")) + _PER_INPUT_TOKENS for t in self._sent)
         return Worst(self.route, inputs, 0)
 
     def attempts(
         self, router: Router, deadline: float | None, refused: Refused
     ) -> AsyncIterator[Delta | RoutedEmbeddings]:
-        texts = tuple(self.inp.texts[i] for i in self._missing)
-        request = EmbeddingRequest(texts, self.inp.dimensions)
+        request = EmbeddingRequest(self._sent, self.inp.dimensions)
         return router.route(self.route, request, deadline, self._check, refused, opener=EMBEDDING)
 
     def _check(self, answer: Embeddings) -> None:
@@ -122,8 +133,8 @@ class EmbedCall:
         what it charged)."""
         sizes = {len(vector) for vector in answer.vectors}
         wanted = self._wanted_size()
-        if len(answer.vectors) != len(self._missing):
-            problem = f"{len(answer.vectors)} vectors for {len(self._missing)} inputs"
+        if len(answer.vectors) != len(self._sent):
+            problem = f"{len(answer.vectors)} vectors for {len(self._sent)} inputs"
         elif len(sizes) != 1 or 0 in sizes or (wanted is not None and sizes != {wanted}):
             problem = "vectors of another or of mixed dimensions"
         else:
@@ -140,8 +151,7 @@ class EmbedCall:
     def billed(self, routed: RoutedEmbeddings) -> Billed:
         usage = routed.answer.usage
         if usage is None:  # estimated, and said to be
-            texts = [self.inp.texts[i] for i in self._missing]
-            tokens = max(1, sum(len(t) for t in texts) // 4)
+            tokens = max(1, sum(len(t) for t in self._sent) // 4)
             usage = Usage(tokens, 0, tokens, estimated=True)
         return Billed(routed.provider, usage)
 
@@ -154,7 +164,8 @@ class EmbedCall:
         cache: UserCache,
     ) -> Answer[EmbedResult]:
         """The vectors in the caller's order; the fresh ones cached, each on its own."""
-        for index, vector in zip(self._missing, routed.answer.vectors, strict=True):
+        for index, slot in zip(self._missing, self._slots, strict=True):
+            vector = routed.answer.vectors[slot]
             self._vectors[index] = vector
             if self._keys:
                 cache.put(self._keys[index], CachedVector(vector, routed.provider, self.session_id))
