@@ -19,6 +19,7 @@ from typing import Any
 
 from llm_sidecar import wiring
 from llm_sidecar.config import Settings
+from llm_sidecar.core.background import cancel_and_wait
 from llm_sidecar.core.routing.health import HealthMonitor
 from llm_sidecar.core.state.cache import CacheBudget
 from llm_sidecar.core.turn.registry import LLMManagerFactory, ManagerRegistry
@@ -271,9 +272,7 @@ class Sidecar:
         await asyncio.gather(self.servers.stop(grace), self.http.stop(grace))
         await self.health_monitor.stop()
         await self.monitor.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         self.registry.close_all()
         await self._release()

@@ -3,8 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
+
+#: How long a cancelled task has to end before it is cancelled again.
+RECANCEL_SECONDS = 0.5
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and return once every one has ended.
+
+    A task can swallow a cancellation without meaning to: on Python 3.11,
+    ``asyncio.wait_for`` inside a library loses one that races its inner
+    completion, and a loop then carries on. Such a task is cancelled again every
+    :data:`RECANCEL_SECONDS` instead of holding a shutdown for ever.
+    """
+    tasks = list(tasks)
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_SECONDS)
+    for task in tasks:  # retrieved, so that none is reported as never retrieved
+        if not task.cancelled():
+            task.exception()
 
 
 class BackgroundTask:
@@ -29,8 +51,7 @@ class BackgroundTask:
     async def stop(self) -> None:
         """Cancel the task and wait for it to end."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
             self._task = None
 
 

@@ -28,6 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from llm_sidecar.config import RedisSettings
+from llm_sidecar.core.background import cancel_and_wait
 from llm_sidecar.core.state.store_status import StoreState, StoreStatus
 from llm_sidecar.core.vocabulary.errors import StoreUnavailableError
 from llm_sidecar.stores.redis import scripts
@@ -188,8 +189,7 @@ class RedisBackend:
     async def aclose(self) -> None:
         """Stop replaying and close every connection."""
         if self._replayer is not None:
-            self._replayer.cancel()
-            await asyncio.gather(self._replayer, return_exceptions=True)
+            await cancel_and_wait([self._replayer])
         if self.pending:
             log.error(
                 "redis writes still pending at shutdown", extra={"pending": len(self.pending)}
