@@ -40,6 +40,8 @@ from llm_sidecar.telemetry.access import AccessLog, CallRecord
 #: A header a caller may set to give a call less time than its route's default.
 TIMEOUT_HEADER = "x-request-timeout"
 _TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
+#: Methods an access line names as sent; any other reads OTHER.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _PROCESS_PART = os.urandom(6).hex()
 _SERIAL = itertools.count(1)
 
@@ -177,6 +179,19 @@ class Edge:
                 return response
             finally:
                 self._done(call, start, status)
+
+    def unrouted(self, request: web.Request, error: HttpError, start: float) -> web.Response:
+        """The answer to an unknown path or method, logged like any request: named by its
+        method alone (a path may hold anything), under the path's API's error shape."""
+        method = request.method if request.method in _METHODS else "OTHER"
+        record = CallRecord(f"{method} (no route)", self._request_id(request))
+        refusal = refusal_for(error)
+        record.status, record.reason = str(refusal.status), "no_route"
+        self.access.write(record, time.perf_counter() - start)
+        # Anthropic's SDK reads its own error shape under its own path.
+        dialect: Dialect = "anthropic" if request.path.startswith("/v1/messages") else "openai"
+        headers = {"x-request-id": record.request_id}
+        return web.json_response(refusal.body(dialect), status=refusal.status, headers=headers)
 
     def _request_id(self, request: web.Request) -> str:
         given = request.headers.get(REQUEST_ID_KEY)

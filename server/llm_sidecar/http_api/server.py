@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -22,7 +24,7 @@ from llm_sidecar.core.observability import Observability
 from llm_sidecar.http_api.chat import ChatEndpoints
 from llm_sidecar.http_api.edge import Edge
 from llm_sidecar.http_api.embeddings import EmbeddingEndpoints
-from llm_sidecar.http_api.errors import Dialect, HttpError, refusal_for
+from llm_sidecar.http_api.errors import HttpError
 from llm_sidecar.http_api.responses import ResponseEndpoints
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.access import AccessLog
@@ -64,7 +66,7 @@ class HttpServer:
         self.app.router.add_delete(one, edge.route("openai", responses.delete))
         self.app.router.add_get(one + "/input_items", edge.route("openai", responses.input_items))
         self.app.router.add_get("/v1/models", edge.route("openai", chat.models, needs_user=False))
-        self.app.middlewares.append(_unknown_paths)
+        self.app.middlewares.append(_unrouted(edge))
         self._runner: web.AppRunner | None = None
         #: Bound addresses ("host:port", "unix:/path"), known once started.
         self.addresses: list[str] = []
@@ -150,18 +152,21 @@ def _tls(server: ServerSettings) -> ssl.SSLContext | None:
     return context
 
 
-@web.middleware
-async def _unknown_paths(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """An unknown path or method answers in the APIs' error shape, not aiohttp's page."""
-    try:
-        return await handler(request)
-    except web.HTTPNotFound:
-        error = HttpError(404, "no such endpoint (see /v1/models and the docs)")
-    except web.HTTPMethodNotAllowed:
-        error = HttpError(405, "that method is not allowed on this endpoint")
-    refusal = refusal_for(error)
-    # Anthropic's SDK reads its own error shape under its own path.
-    dialect: Dialect = "anthropic" if request.path.startswith("/v1/messages") else "openai"
-    return web.json_response(refusal.body(dialect), status=refusal.status)
+def _unrouted(edge: Edge) -> Any:
+    """A middleware: an unknown path or method answers through ``edge`` in the APIs'
+    error shape (not aiohttp's page), with a request id and an access line."""
+
+    @web.middleware
+    async def unrouted(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        start = time.perf_counter()
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            error = HttpError(404, "no such endpoint (see /v1/models and the docs)")
+        except web.HTTPMethodNotAllowed:
+            error = HttpError(405, "that method is not allowed on this endpoint")
+        return edge.unrouted(request, error, start)
+
+    return unrouted

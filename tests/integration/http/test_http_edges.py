@@ -242,11 +242,18 @@ async def test_an_access_line_per_http_request(
     await post(
         sidecar, "/v1/chat/completions", chat("x", n=3), **{"x-user-id": "a", "x-request-id": "h-2"}
     )
+    # A wrong base_url is logged too, by method alone: a path may hold anything.
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{sidecar.http_url}/v1/logged-path", headers={"x-user-id": "a"}) as lost,
+    ):
+        assert lost.status == 404 and lost.headers["x-request-id"].startswith("sc-")
     lines = [json.loads(x) for x in json_logs.lines]
     access = [e for e in lines if e["logger"] == "llm_sidecar.access"]
     assert [(e["method"], e["status"], e["request_id"]) for e in access] == [
         ("POST /v1/chat/completions", "OK", "h-1"),
         ("POST /v1/chat/completions", "400", "h-2"),
+        ("POST (no route)", "404", lost.headers["x-request-id"]),
     ]
     assert access[0]["provider"] == "primary" and access[0]["prompt_tokens"] > 0
     assert "logged" not in json.dumps(lines)
