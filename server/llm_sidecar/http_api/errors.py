@@ -16,7 +16,6 @@ from llm_sidecar.core.vocabulary.errors import (
     DeadlineExceededError,
     InvalidContextError,
     InvalidRequestError,
-    IsolationViolationError,
     NotFoundError,
     ProviderRejectedError,
     ProviderUnavailableError,
@@ -73,6 +72,10 @@ class Refusal:
         }
 
 
+#: A bug or an isolation violation: a 500 that says nothing of what went wrong.
+_INTERNAL = Refusal(500, "internal error", "server_error", "api_error", "internal_error")
+
+
 def _retry_after(seconds: float | None) -> dict[str, str]:
     return {} if seconds is None else {"Retry-After": str(max(1, math.ceil(seconds)))}
 
@@ -84,7 +87,7 @@ def refusal_for(exc: BaseException) -> Refusal:
         return Refusal(exc.status, exc.message, kind, kind, "invalid_request", exc.param)
     if isinstance(exc, SidecarError):
         return _core_refusal(exc)
-    return Refusal(500, "internal error", "server_error", "api_error", "internal_error")
+    return _INTERNAL
 
 
 def _core_refusal(exc: SidecarError) -> Refusal:
@@ -142,6 +145,4 @@ def _core_refusal(exc: SidecarError) -> Refusal:
         return Refusal(503, message, "server_error", "overloaded_error", reason)
     if isinstance(exc, StructuredOutputError):
         return Refusal(502, message, "server_error", "api_error", reason)
-    if isinstance(exc, IsolationViolationError):
-        return Refusal(500, "internal error", "server_error", "api_error", "internal_error")
-    return Refusal(500, "internal error", "server_error", "api_error", "internal_error")
+    return _INTERNAL  # IsolationViolationError among them

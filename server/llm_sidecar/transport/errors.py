@@ -13,7 +13,6 @@ from llm_sidecar.core.vocabulary.errors import (
     DeadlineExceededError,
     InvalidContextError,
     InvalidRequestError,
-    IsolationViolationError,
     NotFoundError,
     ProviderRejectedError,
     ProviderUnavailableError,
@@ -69,9 +68,7 @@ def code_for(exc: SidecarError) -> grpc.StatusCode:
         return grpc.StatusCode.ABORTED
     if isinstance(exc, NotFoundError):
         return grpc.StatusCode.NOT_FOUND
-    if isinstance(exc, IsolationViolationError):
-        return grpc.StatusCode.INTERNAL
-    return grpc.StatusCode.INTERNAL
+    return grpc.StatusCode.INTERNAL  # IsolationViolationError among them
 
 
 def to_status(exc: SidecarError) -> grpc.Status:
