@@ -8,27 +8,18 @@ or server-sent events as the answer streams.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from llm_sidecar.http_api import anthropic_messages, openai_chat
 from llm_sidecar.http_api.edge import HttpCall
+from llm_sidecar.http_api.endpoints import Endpoints
 from llm_sidecar.http_api.sse import Stream, relay, replayed
-from llm_sidecar.service import LLMService
 
 
-class ChatEndpoints:
-    """The handlers, over one service; ``route_seconds`` gives a route's default deadline."""
-
-    def __init__(self, service: LLMService, route_seconds: Callable[[str], float]) -> None:
-        self._service = service
-        self._route_seconds = route_seconds
-
-    def _deadline(self, call: HttpCall, model: str) -> float:
-        route = self._service.router.resolve(model)
-        return call.deadline(self._route_seconds(route))
+class ChatEndpoints(Endpoints):
+    """The chat handlers."""
 
     async def chat_completions(self, call: HttpCall) -> web.StreamResponse:
         assert call.body is not None and call.ctx is not None

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
 
 from aiohttp import web
 
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError
 from llm_sidecar.http_api import openai_responses
 from llm_sidecar.http_api.edge import HttpCall
+from llm_sidecar.http_api.endpoints import Endpoints
 from llm_sidecar.http_api.openai_response_shapes import (
     ResponseEvents,
     item_list,
@@ -24,22 +24,16 @@ from llm_sidecar.http_api.openai_response_shapes import (
     rendered,
 )
 from llm_sidecar.http_api.sse import Stream, relay, replayed
-from llm_sidecar.service import LLMService
 
 
-class ResponseEndpoints:
-    """The handlers, over one service; ``route_seconds`` gives a route's default deadline."""
-
-    def __init__(self, service: LLMService, route_seconds: Callable[[str], float]) -> None:
-        self._service = service
-        self._route_seconds = route_seconds
+class ResponseEndpoints(Endpoints):
+    """The Responses handlers."""
 
     async def create(self, call: HttpCall) -> web.StreamResponse:
         assert call.body is not None and call.ctx is not None
         spec = openai_responses.parse(call.body)
         call.same_user(call.body.raw("user"), "user")
-        route = self._service.router.resolve(spec.model)
-        deadline = call.deadline(self._route_seconds(route))
+        deadline = self._deadline(call, spec.model)
         # The stored response is the one the caller gets: rendered once, by this surface.
         response = dataclasses.replace(spec.response, render=functools.partial(rendered, spec))
         call.headers["x-llm-response-id"] = response.response_id
