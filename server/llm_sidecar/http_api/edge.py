@@ -33,7 +33,7 @@ from llm_sidecar.core.vocabulary.errors import (
     RequestTooLargeError,
 )
 from llm_sidecar.core.vocabulary.models import AskResult, EmbedResult
-from llm_sidecar.http_api.errors import Dialect, HttpError, refusal_for
+from llm_sidecar.http_api.errors import Dialect, HttpError, Refusal, refusal_for
 from llm_sidecar.http_api.fields import Fields
 from llm_sidecar.telemetry.access import AccessLog, CallRecord
 
@@ -186,12 +186,11 @@ class Edge:
         method = request.method if request.method in _METHODS else "OTHER"
         record = CallRecord(f"{method} (no route)", self._request_id(request))
         refusal = refusal_for(error)
-        record.status, record.reason = str(refusal.status), "no_route"
+        record.failed(str(refusal.status), "no_route")
         self.access.write(record, time.perf_counter() - start)
         # Anthropic's SDK reads its own error shape under its own path.
         dialect: Dialect = "anthropic" if request.path.startswith("/v1/messages") else "openai"
-        headers = {"x-request-id": record.request_id}
-        return web.json_response(refusal.body(dialect), status=refusal.status, headers=headers)
+        return _refusal_response(refusal, dialect, record.request_id)
 
     def _request_id(self, request: web.Request) -> str:
         given = request.headers.get(REQUEST_ID_KEY)
@@ -236,12 +235,7 @@ class Edge:
             span.set_attribute("http.response.status_code", refusal.status)
             span.set_attribute("error.type", refusal.code)
             span.set_status(Status(StatusCode.ERROR, str(refusal.status)))
-        return web.Response(
-            body=orjson.dumps(refusal.body(call.dialect)),
-            status=refusal.status,
-            content_type="application/json",
-            headers={**refusal.headers, "x-request-id": call.record.request_id},
-        )
+        return _refusal_response(refusal, call.dialect, call.record.request_id)
 
     def _done(self, call: HttpCall, start: float, status: int) -> None:
         elapsed = time.perf_counter() - start
@@ -256,6 +250,16 @@ class Edge:
         if call.record.status == "OK" and status != 200:
             call.record.status = str(status)
         self.access.write(call.record, elapsed)
+
+
+def _refusal_response(refusal: Refusal, dialect: Dialect, request_id: str) -> web.Response:
+    """A refusal in ``dialect``'s error shape, with its headers and the request id."""
+    return web.Response(
+        body=orjson.dumps(refusal.body(dialect)),
+        status=refusal.status,
+        content_type="application/json",
+        headers={**refusal.headers, "x-request-id": request_id},
+    )
 
 
 def _on_unix_socket(request: web.Request) -> bool:
