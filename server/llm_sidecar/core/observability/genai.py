@@ -38,6 +38,11 @@ def _base(provider: Provider, operation: str = OPERATION) -> dict[str, Any]:
     }
 
 
+def operation_of(request: ChatRequest | EmbeddingRequest) -> str:
+    """The GenAI operation an attempt at ``request`` performs."""
+    return EMBEDDINGS if isinstance(request, EmbeddingRequest) else OPERATION
+
+
 def attempt_span(
     obs: Observability,
     provider: Provider,
@@ -51,17 +56,16 @@ def attempt_span(
     """
     if not obs.in_recorded_trace():
         return NO_SPAN
+    operation = operation_of(request)
+    attributes = _base(provider, operation)
+    attributes["llm_sidecar.provider"] = provider.name
+    attributes["llm_sidecar.route"] = route
+    name = f"{operation} {provider.model}"
     if isinstance(request, EmbeddingRequest):
-        attributes = _base(provider, EMBEDDINGS)
-        attributes["llm_sidecar.provider"] = provider.name
-        attributes["llm_sidecar.route"] = route
         if request.dimensions is not None:
             attributes["gen_ai.embeddings.dimension.count"] = request.dimensions
         # The texts themselves are content: never on a span, whatever capture_content says.
-        return obs.span(f"{EMBEDDINGS} {provider.model}", SpanKind.CLIENT, attributes)
-    attributes = _base(provider)
-    attributes["llm_sidecar.provider"] = provider.name
-    attributes["llm_sidecar.route"] = route
+        return obs.span(name, SpanKind.CLIENT, attributes)
     if obs.capture_content:
         # Opt-in only: this puts user text on spans.
         attributes["gen_ai.input.messages"] = json.dumps(
@@ -72,7 +76,7 @@ def attempt_span(
         attributes["gen_ai.request.temperature"] = params.temperature
     if params.max_tokens is not None:
         attributes["gen_ai.request.max_tokens"] = params.max_tokens
-    return obs.span(f"{OPERATION} {provider.model}", SpanKind.CLIENT, attributes)
+    return obs.span(name, SpanKind.CLIENT, attributes)
 
 
 def record_success(

@@ -124,9 +124,7 @@ class Attempt:
         self.failure: ProviderError | None = None
         #: Deltas and tool calls already handed on (a stream fails over only before one).
         self.sent = 0
-        self._operation = (
-            genai.EMBEDDINGS if isinstance(request, EmbeddingRequest) else genai.OPERATION
-        )
+        self._operation = genai.operation_of(request)
         self._span_scope = genai.attempt_span(router.obs, slot.provider, slot.route, request)
         self._span: Span | None = None
         self._iterator = open_attempt(slot.provider, request)
