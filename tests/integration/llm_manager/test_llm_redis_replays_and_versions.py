@@ -95,6 +95,10 @@ class ReplyDroppingProxy:
         #: Cut after the next script call whose request contains these bytes.
         self.armed: bytes | None = None
         self.dropped = 0
+        #: Hang up on every new connection, as a Redis that went down would; with
+        #: ``down_after_cut``, from the moment a reply is cut.
+        self.refusing = False
+        self.down_after_cut = False
         self._server: asyncio.Server | None = None
         self.port = 0
 
@@ -108,6 +112,9 @@ class ReplyDroppingProxy:
             self._server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         cut = asyncio.Event()
 
@@ -123,6 +130,7 @@ class ReplyDroppingProxy:
             while data := await up_reader.read(65536):
                 if cut.is_set():
                     self.dropped += 1
+                    self.refusing = self.down_after_cut
                     writer.transport.abort()
                     return
                 writer.write(data)
@@ -181,6 +189,53 @@ async def test_replayed_writes_after_lost_replies_count_once(
         prompt, completion = reported_usage(upstream)
         assert usage.total.requests == 3
         assert (usage.total.prompt_tokens, usage.total.completion_tokens) == (prompt, completion)
+        (quota,) = usage.quotas
+        assert (quota.used, quota.reserved) == (prompt + completion, 0)
+    finally:
+        await proxy.stop()
+
+
+async def test_an_answer_whose_commit_reply_was_lost_is_billed_once(
+    upstream: FakeUpstream, sidecar_factory, private_redis: RedisServer, redis_prefix: str
+) -> None:
+    """Required durability: the answer's script runs in Redis, its reply is lost and
+    Redis goes away before the retry, so the caller gets UNAVAILABLE and the spend is
+    queued as undelivered. That replay carries the turn's write id: the spend the first
+    script already recorded is not recorded again."""
+    proxy = await ReplyDroppingProxy(private_redis.port).start()
+    try:
+        redis = {
+            "url": f"redis://127.0.0.1:{proxy.port}/0",
+            "key_prefix": redis_prefix,
+            "durability": "required",
+            "watch_interval_seconds": 0.1,
+        }
+        quotas = {"tokens_per_minute": 10**9, "minute_seconds": 3600}
+        sidecar = await sidecar_factory(
+            make_settings([provider("primary", upstream.url)], redis=redis, quotas=quotas)
+        )
+        async with redis_client(sidecar.port, "alice", session_id="s") as alice:
+            await alice.ask("one")
+            proxy.armed, proxy.down_after_cut = b":usage\r\n", True
+            with pytest.raises(UnavailableError):
+                await alice.ask("two")
+            assert proxy.dropped == 1
+            proxy.refusing = proxy.down_after_cut = False
+
+            async def settled() -> bool:
+                s = (await resource_status(sidecar.port)).shared_state
+                return s.state == "up" and s.pending_writes == 0
+
+            await eventually(settled, what="the undelivered spend replayed")
+            usage = await alice.get_usage()
+        total = usage.total
+        prompt, completion = reported_usage(upstream)
+        assert len(upstream.chat_requests) == 2
+        assert total.requests + total.refused_answers == 2  # not 3
+        assert (
+            total.prompt_tokens + total.refused_prompt_tokens,
+            total.completion_tokens + total.refused_completion_tokens,
+        ) == (prompt, completion)
         (quota,) = usage.quotas
         assert (quota.used, quota.reserved) == (prompt + completion, 0)
     finally:

@@ -14,8 +14,9 @@ refused spend together with the settlement, whenever the store can take it.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from llm_sidecar.core.state.conversation import UserConversations
@@ -42,12 +43,16 @@ class Turn:
     settlement: Settlement | None = None
     #: The response a response-style call stores (continued from by its id).
     stored: StoredResponse | None = None
+    #: Names the turn's write wherever a store can apply it once (a replay, a retry on
+    #: a fresh connection): a turn and its undelivered form share it, so a commit whose
+    #: reply was lost and the undelivered commit that follows apply once between them.
+    write_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def undelivered(self) -> Turn:
         """This turn for a caller who never got the answer: no exchange to remember, no
         response to store, the provider's spend billed as refused, and the same
-        settlement (the same spend)."""
-        return Turn(undelivered(self.usage), None, (), self.settlement)
+        settlement (the same spend) under the same write id."""
+        return Turn(undelivered(self.usage), None, (), self.settlement, write_id=self.write_id)
 
 
 class TurnWriter(Protocol):

@@ -90,6 +90,7 @@ class RedisTurnWriter:
             settlement if fold else None,
             replay=replay,
             stored=turn.stored,
+            write_id=turn.write_id,
         )
         if settlement is not None and not fold:
             await settlement.apply()
@@ -117,6 +118,7 @@ class RedisTurnWriter:
         *,
         replay: bool = False,
         stored: StoredResponse | None = None,
+        write_id: str = "",
     ) -> None:
         keys = self._keys
         settle = None
@@ -135,7 +137,7 @@ class RedisTurnWriter:
                 [encode_message(m) for m in messages],
             )
         script_keys, args = commit_call(
-            keys.record(uuid.uuid4().hex),
+            keys.record(write_id or uuid.uuid4().hex),
             keys.usage,
             increments,
             settle=settle,
