@@ -175,7 +175,8 @@ class FakeUpstream(AnthropicFormat):
         return response
 
     async def start(self, port: int = 0) -> FakeUpstream:
-        app = web.Application(middlewares=[self._cookies])
+        # Providers take bodies far over the sidecar's own limit (images, long histories).
+        app = web.Application(middlewares=[self._cookies], client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/messages", self._anthropic)
         app.router.add_post("/v1/embeddings", self._embeddings)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import StreamReader, web
 from opentelemetry import propagate
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -219,9 +219,7 @@ class Edge:
         declared = request.content_length
         if declared is not None and declared > self.max_request_bytes:
             raise _too_large(declared, self.max_request_bytes)
-        raw = await request.content.read(self.max_request_bytes + 1)
-        if len(raw) > self.max_request_bytes:
-            raise _too_large(len(raw), self.max_request_bytes)
+        raw = await read_body(request.content, self.max_request_bytes)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -295,6 +293,20 @@ def _context(request: web.Request, request_id: str) -> UserExecutionContext:
             values[key] = found[0]
     values.setdefault(REQUEST_ID_KEY, request_id)
     return UserExecutionContext.from_metadata(values)
+
+
+async def read_body(content: StreamReader, limit: int) -> bytes:
+    """The whole body, however many writes the client sent it in, or 413 once it is
+    past ``limit``. One ``read(n)`` returns what has arrived so far, not ``n`` bytes:
+    a body over a few hundred KB came in several and was cut (then "not JSON")."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await content.read(limit + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit)
+    return b"".join(chunks)
 
 
 def _too_large(size: int, limit: int) -> RequestTooLargeError:
