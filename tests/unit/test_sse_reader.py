@@ -7,6 +7,8 @@ import asyncio
 import pytest
 from aiohttp import StreamReader
 from aiohttp.base_protocol import BaseProtocol
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm_sidecar.core.vocabulary.errors import ProviderError
 from llm_sidecar.providers._sse import SSEReader, event_object, is_done
@@ -78,3 +80,29 @@ def test_an_event_that_is_not_a_json_object_is_a_bad_response() -> None:
 def test_the_done_marker() -> None:
     assert is_done(b"[DONE]") and is_done(b" [DONE] ")
     assert not is_done(b'{"done": true}')
+
+
+_STREAM = (
+    b': hello\r\n\r\nevent: delta\ndata: {"a": 1}\n\n'
+    b"data: one\r\ndata: two\r\n\r\nevent: big\ndata: " + b"x" * 70_000 + b"\n\ndata: [DONE]\n\n"
+)
+
+
+def _fed() -> SSEReader:
+    """A reader fed by hand (``feed``), its connection never read."""
+    return SSEReader(_Response(None))  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=len(_STREAM)), max_size=12))
+def test_any_split_of_a_stream_gives_the_same_events(cuts: list[int]) -> None:
+    """However the connection cuts the bytes (a large event over many reads, a CRLF
+    split in two), the events are the same as from one read."""
+    expected = _fed().feed(_STREAM)
+    pieces = sorted(set(cuts))
+    reader = _fed()
+    events: list[tuple[str, bytes]] = []
+    for start, end in zip([0, *pieces], [*pieces, len(_STREAM)], strict=True):
+        events += reader.feed(_STREAM[start:end])
+    assert events == expected
+    assert [name for name, _ in expected] == ["delta", "", "big", ""]
