@@ -9,7 +9,7 @@ BUF    := clients/ts/node_modules/.bin/buf
 #: The last released wire contract; `buf breaking` compares against it.
 CONTRACT := contract/llm_manager-v1.0.0.binpb
 
-.PHONY: setup proto proto-check stubs go-stubs contract-check deploy-check docs run test test-stress soak lint bench clean
+.PHONY: image setup proto proto-check stubs go-stubs contract-check deploy-check docs run test test-stress soak lint bench clean
 
 setup:
 	python3 -m venv $(VENV)
@@ -69,6 +69,12 @@ docs:
 
 run:
 	$(PY) -m llm_sidecar
+
+# The sidecar's image (needs a Docker engine); PYTHON_IMAGE=...@sha256:... pins the base.
+IMAGE ?= llm-manager-sidecar:0.1.0
+PYTHON_IMAGE ?= python:3.11-slim-bookworm
+image:
+	docker build -f k8s/Dockerfile --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t $(IMAGE) .
 
 test:
 	$(PY) tests/unified_test_runner.py

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from llm_sidecar.app import Sidecar
 from llm_sidecar.config import (
+    HttpSettings,
     ServerSettings,
     Settings,
     check_environment,
@@ -48,6 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--port", type=int, help="override server.port (0: any free port, -1: no TCP)"
     )
     parser.add_argument("--unix-socket", help="override server.unix_socket")
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        help="override http.port, the OpenAI and Anthropic APIs (0: any free port, -1: no TCP)",
+    )
     return parser.parse_args(argv)
 
 
@@ -103,6 +109,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         # Validated like the file: an override can make a listener non-loopback.
         server = ServerSettings(**{**settings.server.model_dump(), **server_overrides})
         settings = settings.model_copy(update={"server": server})
+    if args.http_port is not None:
+        http = HttpSettings(**{**settings.http.model_dump(), "port": args.http_port})
+        settings = settings.model_copy(update={"http": http})
     check_environment(settings, dict(os.environ))
     return settings
 

@@ -62,6 +62,8 @@ class Sidecar:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._stopping = False
+        #: The process's own health, as the probes read it: from start until SIGTERM.
+        self._serving = False
         self._build_core(settings)
         self._build_edges(settings)
 
@@ -130,6 +132,7 @@ class Sidecar:
             self.obs,
             self.access,
             lambda route: settings.models[route].timeout_seconds,
+            serving=lambda: self._serving,
         )
         self.health_monitor = HealthMonitor(
             self.router,
@@ -164,6 +167,7 @@ class Sidecar:
         # never reach the probes, which would restart or unready every pod at once.
         for name in HEALTH_SERVICES:
             await self.health.set(name, SERVING)
+        self._serving = True
         await self.health.set(
             SHARED_STATE_HEALTH_SERVICE, SERVING if store_serving else NOT_SERVING
         )
@@ -260,6 +264,7 @@ class Sidecar:
             await self._stopped.wait()
             return
         self._stopping = True
+        self._serving = False
         start = time.perf_counter()
         grace = self.settings.server.grace_period_seconds if grace is None else grace
         with contextlib.suppress(Exception):

@@ -158,6 +158,14 @@ class SidecarProcess:
         """Everything the process wrote so far."""
         return self._output.read_bytes()
 
+    @property
+    def http_url(self) -> str:
+        """The HTTP listener's base URL, from the "listening on" line (once ready)."""
+        found = _HTTP_LISTENING.search(self.output())
+        if found is None:
+            raise RuntimeError("no HTTP listener on TCP")
+        return found.group(1).decode()
+
     def _bound_port(self) -> int | None:
         found = _LISTENING.search(self.output())
         return int(found.group(1)) if found else None
@@ -192,3 +200,4 @@ class SidecarProcess:
 
 #: The line the sidecar prints once every listener is bound.
 _LISTENING = re.compile(rb"llm-sidecar listening on (?:[^\n]*? )?127\.0\.0\.1:(\d+)")
+_HTTP_LISTENING = re.compile(rb"llm-sidecar listening on [^\n]*?(http://127\.0\.0\.1:\d+)")

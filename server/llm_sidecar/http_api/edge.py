@@ -36,6 +36,7 @@ from llm_sidecar.core.vocabulary.models import AskResult, EmbedResult
 from llm_sidecar.http_api.errors import Dialect, HttpError, Refusal, refusal_for
 from llm_sidecar.http_api.fields import Fields
 from llm_sidecar.telemetry.access import AccessLog, CallRecord
+from llm_sidecar.telemetry.logs import bind_request_id, unbind_request_id
 
 #: A header a caller may set to give a call less time than its route's default.
 TIMEOUT_HEADER = "x-request-timeout"
@@ -156,6 +157,8 @@ class Edge:
         template = route.canonical if route is not None else request.path
         name = f"{request.method} {template}"
         record = CallRecord(name, self._request_id(request))
+        # A connection's task serves its requests one after another: unbound at the end.
+        bound = bind_request_id(record.request_id)
         carrier = {k: v for k in _TRACE_HEADERS if (v := request.headers.get(k)) is not None}
         attributes = {"http.request.method": request.method, "http.route": template}
         with self.obs.span(
@@ -179,6 +182,7 @@ class Edge:
                 return response
             finally:
                 self._done(call, start, status)
+                unbind_request_id(bound)
 
     def unrouted(self, request: web.Request, error: HttpError, start: float) -> web.Response:
         """The answer to an unknown path or method, logged like any request: named by its

@@ -45,6 +45,7 @@ class HttpServer:
         obs: Observability,
         access: AccessLog,
         route_seconds: Callable[[str], float],
+        serving: Callable[[], bool] = lambda: True,
     ) -> None:
         self.settings = settings
         self._server = server
@@ -66,6 +67,9 @@ class HttpServer:
         self.app.router.add_delete(one, edge.route("openai", responses.delete))
         self.app.router.add_get(one + "/input_items", edge.route("openai", responses.input_items))
         self.app.router.add_get("/v1/models", edge.route("openai", chat.models, needs_user=False))
+        probes = Probes(serving)
+        self.app.router.add_get("/healthz", probes.healthz)
+        self.app.router.add_get("/readyz", probes.readyz)
         self.app.middlewares.append(_unrouted(edge))
         self._runner: web.AppRunner | None = None
         #: Bound addresses ("host:port", "unix:/path"), known once started.
@@ -103,7 +107,8 @@ class HttpServer:
         except OSError as exc:
             raise ListenError(
                 f"cannot listen on {host}:{port} (HTTP): the port is in use, or the host is "
-                f"not an address of this machine ({type(exc).__name__})"
+                f"not an address of this machine ({type(exc).__name__}); change it with "
+                "http.port (--http-port, LLM_SIDECAR_HTTP__PORT), or -1 to turn TCP off"
             ) from None
         bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         shown = f"[{host}]" if ":" in host else host
@@ -113,14 +118,16 @@ class HttpServer:
         directory = Path(path).parent
         if not directory.is_dir():
             raise ListenError(
-                f"cannot listen on unix:{path} (HTTP): the directory {directory} does not exist"
+                f"cannot listen on unix:{path} (HTTP): the directory {directory} does not "
+                "exist (create it, or set http.unix_socket to a path in one that does)"
             )
         site = web.UnixSite(runner, path, backlog=BACKLOG)
         try:
             await site.start()
         except OSError as exc:
             raise ListenError(
-                f"cannot listen on unix:{path} (HTTP): {type(exc).__name__}"
+                f"cannot listen on unix:{path} (HTTP): {type(exc).__name__}; change it with "
+                "http.unix_socket"
             ) from None
         self.addresses.append(f"unix:{path}")
 
@@ -138,6 +145,31 @@ class HttpServer:
             server.pre_shutdown()
             await server.shutdown(grace)
         await runner.cleanup()
+
+
+class Probes:
+    """``/healthz`` and ``/readyz``, for clusters that probe over HTTP: the same answers
+    as the gRPC health names ``""`` and ``llm_manager.v1.LLMManagerService``. Both
+    report the process (200 while it takes calls, 503 once it drains after SIGTERM),
+    never a provider or Redis, whose outages every pod shares. No token, no user and
+    no access line: kubelet sends none, and a probe every few seconds is not a call."""
+
+    def __init__(self, serving: Callable[[], bool]) -> None:
+        self._serving = serving
+
+    def _answer(self) -> web.Response:
+        serving = self._serving()
+        return web.json_response(
+            {"status": "SERVING" if serving else "NOT_SERVING"}, status=200 if serving else 503
+        )
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """The process runs (liveness)."""
+        return self._answer()
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """The process takes calls: not draining (readiness)."""
+        return self._answer()
 
 
 def _tls(server: ServerSettings) -> ssl.SSLContext | None:

@@ -13,10 +13,33 @@ import logging
 import sys
 import time
 import traceback
+from contextvars import ContextVar, Token
 
 from opentelemetry import trace
 
 from llm_sidecar.config import TelemetrySettings
+
+#: The request id of the call the current task serves, set by each wire's entrance.
+_REQUEST_ID: ContextVar[str | None] = ContextVar("llm_sidecar_request_id", default=None)
+
+
+def bind_request_id(request_id: str) -> Token[str | None]:
+    """Name the call this task serves in every record it logs from now on (until the
+    token is reset), so a debug line finds its access line."""
+    return _REQUEST_ID.set(request_id)
+
+
+def unbind_request_id(token: Token[str | None]) -> None:
+    """Undo :func:`bind_request_id` (a connection's task may serve another request)."""
+    _REQUEST_ID.reset(token)
+
+
+def _with_request_id(record: logging.LogRecord) -> bool:
+    """A handler filter: the current call's request id on records that lack one."""
+    if not hasattr(record, "request_id") and (request_id := _REQUEST_ID.get()) is not None:
+        record.request_id = request_id
+    return True
+
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -74,6 +97,7 @@ def configure_logging(settings: TelemetrySettings) -> None:
         handler.setFormatter(TextFormatter())
     # Every library's records, not only the known ones, lose arguments and tracebacks.
     handler.addFilter(_FILTER)
+    handler.addFilter(_with_request_id)
     withhold_library_log_arguments()
     root = logging.getLogger()
     root.handlers[:] = [handler]

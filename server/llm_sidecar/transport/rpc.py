@@ -30,7 +30,7 @@ from llm_sidecar.core.vocabulary.context import REQUEST_ID_KEY, UserExecutionCon
 from llm_sidecar.core.vocabulary.errors import InvalidContextError, SidecarError
 from llm_sidecar.core.vocabulary.models import AskResult, EmbedResult
 from llm_sidecar.telemetry.access import OFF, AccessLog, CallRecord
-from llm_sidecar.telemetry.logs import frames_only
+from llm_sidecar.telemetry.logs import bind_request_id, frames_only
 from llm_sidecar.transport.errors import internal_status, to_status, with_metadata
 from llm_sidecar.transport.handlers import Undecodable
 from llm_sidecar.transport.metadata import Incoming, check_token, context_from, split_metadata
@@ -202,6 +202,7 @@ class RpcRunner:
         incoming, bad = self._split(context)
         record = self._begin(method, incoming)
         token = _CALL.set(record)
+        bind_request_id(record.request_id)  # each RPC runs in a task of its own
         code = grpc.StatusCode.OK
         with self._span(method, incoming.carrier) as span:
             try:
@@ -243,6 +244,7 @@ class RpcRunner:
             start = time.perf_counter()
             incoming, bad = runner._split(context)
             record = runner._begin(method, incoming)
+            bind_request_id(record.request_id)  # each RPC runs in a task of its own
             code = grpc.StatusCode.OK
             status: grpc.Status | None = None
             with runner._span(method, incoming.carrier) as span:

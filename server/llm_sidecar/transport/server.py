@@ -166,20 +166,30 @@ class ListenError(Exception):
     """A listener could not be bound; the message names the address and why."""
 
 
-def _listen(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials | None) -> str:
-    """Bind one address; return it with the real port."""
+#: Where each listener's address is set, for a message that says how to change it.
+PORT_SETTING = "server.port (--port, LLM_SIDECAR_SERVER__PORT)"
+SOCKET_SETTING = "server.unix_socket (--unix-socket, LLM_SIDECAR_SERVER__UNIX_SOCKET)"
+ADMIN_SETTING = "server.admin_address (LLM_SIDECAR_SERVER__ADMIN_ADDRESS)"
+
+
+def _listen(
+    server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials | None, setting: str
+) -> str:
+    """Bind one address; return it with the real port. A failure names the setting
+    that changes the address."""
     if address.startswith("unix:"):
         directory = Path(address[5:]).parent
         if not directory.is_dir():
             raise ListenError(
                 f"cannot listen on {address}: the directory {directory} does not exist "
-                "(create it, or set server.unix_socket to a path in one that does)"
+                f"(create it, or set {setting} to a path in one that does)"
             )
         try:
             server.add_insecure_port(address)  # file permissions guard a socket, not TLS
         except RuntimeError:
             raise ListenError(
-                f"cannot listen on {address}: the socket cannot be created there (permissions?)"
+                f"cannot listen on {address}: the socket cannot be created there "
+                f"(permissions?); change it with {setting}"
             ) from None
         return address
     try:
@@ -190,8 +200,8 @@ def _listen(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials
         )
     except RuntimeError:
         raise ListenError(
-            f"cannot listen on {address}: the port is in use, or the host is not an "
-            "address of this machine"
+            f"cannot listen on {address} (gRPC): the port is in use, or the host is not an "
+            f"address of this machine; change it with {setting}"
         ) from None
     host = address.rpartition(":")[0]
     return f"{host}:{port}"
@@ -206,11 +216,12 @@ def bind(servers: Servers, settings: ServerSettings) -> list[str]:
     addresses: list[str] = []
     if settings.port >= 0:
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
-        addresses.append(_listen(servers.main, f"{host}:{settings.port}", creds))
+        addresses.append(_listen(servers.main, f"{host}:{settings.port}", creds, PORT_SETTING))
     if settings.unix_socket:
-        addresses.append(_listen(servers.main, f"unix:{settings.unix_socket}", None))
+        address = f"unix:{settings.unix_socket}"
+        addresses.append(_listen(servers.main, address, None, SOCKET_SETTING))
     if servers.admin is not None:
-        addresses.append(_listen(servers.admin, settings.admin_address, creds))
+        addresses.append(_listen(servers.admin, settings.admin_address, creds, ADMIN_SETTING))
     return addresses
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tomllib
@@ -145,9 +146,30 @@ def test_a_listener_that_cannot_bind_is_one_clear_line(tmp_path: Path) -> None:
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines == [
         f"llm-sidecar: cannot listen on unix:{socket_path}: the directory "
-        f"{socket_path.parent} does not exist (create it, or set server.unix_socket to a "
-        "path in one that does)"
+        f"{socket_path.parent} does not exist (create it, or set server.unix_socket "
+        "(--unix-socket, LLM_SIDECAR_SERVER__UNIX_SOCKET) to a path in one that does)"
     ], done.stderr
+
+
+@pytest.mark.parametrize(
+    ("taken", "setting"),
+    [
+        ("--port", "server.port (--port, LLM_SIDECAR_SERVER__PORT)"),
+        ("--http-port", "http.port (--http-port, LLM_SIDECAR_HTTP__PORT)"),
+    ],
+)
+def test_a_port_in_use_names_the_setting_that_moves_it(taken: str, setting: str) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        ports = {"--port": "0", "--http-port": "0", taken: str(port)}
+        done = run_sidecar(*(arg for pair in ports.items() for arg in pair))
+    assert done.returncode == BAD_CONFIGURATION
+    # The sidecar's own last word (gRPC core may log its bind error before it).
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"llm-sidecar: cannot listen on 127.0.0.1:{port}"), done.stderr
+    assert setting in last, last
 
 
 # -- real hosts: each fake demands exactly the host's path, query and headers ----------------

@@ -13,6 +13,7 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -125,6 +126,46 @@ async def test_provider_outage_keeps_the_process_serving(
         assert (await client.ask("back?")).startswith(("primary says", "fallback says"))
 
 
+async def probe(base_url: str, **headers: str) -> dict[str, int]:
+    """The status of each HTTP probe, which says in its body what it says by its status."""
+    statuses = {}
+    async with aiohttp.ClientSession() as session:
+        for path in ("/healthz", "/readyz"):
+            async with session.get(base_url + path, headers=headers) as reply:
+                body = await reply.json()
+            assert body == {"status": "SERVING" if reply.status == 200 else "NOT_SERVING"}
+            statuses[path] = reply.status
+    return statuses
+
+
+async def test_http_probes_report_the_process_without_token_or_user(
+    pair: tuple[FakeUpstream, FakeUpstream], sidecar_factory, monkeypatch
+) -> None:
+    """What kubelet sends: no token, no x-user-id. Every provider down changes nothing."""
+    monkeypatch.setenv("TEST_PROBE_TOKEN", "probe-t0ken")
+    primary, fallback = pair
+    settings = chain_settings(
+        primary,
+        fallback,
+        server={"auth_token_env": "TEST_PROBE_TOKEN"},
+        failover={"failure_threshold": 1, "cooldown_seconds": 60},
+    )
+    sidecar = await sidecar_factory(settings)
+    assert await probe(sidecar.http_url) == {"/healthz": 200, "/readyz": 200}
+    primary.mode = fallback.mode = "error"
+    async with aiohttp.ClientSession() as session:
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"x-user-id": "alice", "authorization": "Bearer probe-t0ken"}
+        async with session.post(
+            sidecar.http_url + "/v1/chat/completions", json=body, headers=headers
+        ) as reply:
+            assert reply.status == 503
+        async with session.head(sidecar.http_url + "/readyz") as reply:
+            assert reply.status == 200
+    assert await check(sidecar.port, PROVIDERS) == NOT_SERVING
+    assert await probe(sidecar.http_url) == {"/healthz": 200, "/readyz": 200}
+
+
 async def _is(port: int, service: str, status: int) -> bool:
     return await check(port, service) == status
 
@@ -173,10 +214,14 @@ async def test_sigterm_turns_the_process_not_serving_before_listeners_close(
         watched = Watched(port, "")
         watch_process.append(watched)
         await eventually(lambda: watched.statuses == [SERVING], what="watch started")
+        http = process.http_url
+        assert await probe(http) == {"/healthz": 200, "/readyz": 200}
         process.proc.send_signal(signal.SIGTERM)
         # The listener still answers, and says NOT_SERVING (readiness drops first).
         await eventually(lambda: _is(port, "", NOT_SERVING), what="NOT_SERVING while draining")
         assert await check(port, "llm_manager.v1.LLMManagerService") == NOT_SERVING
+        # The HTTP probes say the same, on the HTTP listener that is still open.
+        assert await probe(http) == {"/healthz": 503, "/readyz": 503}
         await eventually(lambda: NOT_SERVING in watched.statuses, what="watchers told")
         assert process.proc.poll() is None  # answered by the still-running process
         code = await asyncio.to_thread(process.proc.wait, 15)

@@ -199,6 +199,10 @@ class Reservation:
     shared: UserQuota | None = None
     settled: bool = field(default=False)
 
+    def figures(self) -> dict[str, int]:
+        """What it holds, by quota ("usd_per_day": micro-USD, ...), for a debug line."""
+        return {claim.quota: claim.amount for claim in self.claims}
+
     def end(self, actual: Spend) -> Settlement | None:
         """End this reservation: the settlement committing ``actual`` (None when it has
         already ended: a reservation ends once)."""

@@ -216,9 +216,9 @@ class Attempt:
     def _elapsed(self) -> float:
         return time.perf_counter() - self._start
 
-    def _record(self, outcome: str, error_type: str = "") -> None:
+    def _record(self, outcome: str, error_type: str = "", status: int = 0) -> None:
         self.tries.records.append(
-            AttemptRecord(self.slot.name, outcome, self._elapsed() * 1000, error_type)
+            AttemptRecord(self.slot.name, outcome, self._elapsed() * 1000, error_type, status)
         )
 
     def _succeeded(self, answer: Completion | Embeddings, document: Any) -> None:
@@ -243,7 +243,8 @@ class Attempt:
         polite = kind is ErrorKind.RATE_LIMITED and error.retry_after is not None
         if kind.counts_against_provider and not polite:
             self.permit.failure()
-        self._record("timeout" if kind is ErrorKind.TIMEOUT else "error", kind.value)
+        outcome = "timeout" if kind is ErrorKind.TIMEOUT else "error"
+        self._record(outcome, kind.value, error.status or 0)
         if error.billed is not None and self.tries.refused is not None:
             self.tries.refused.append((slot.name, error.billed))
         self.failure = error

@@ -70,6 +70,28 @@ class RoutingEvents:
             extra={"provider": provider, "route": route, "error_type": type(exc).__name__},
         )
 
+    # -- decisions, at DEBUG (``telemetry.log_level = "debug"``) ----------------------
+
+    def attempting(self, route: str, provider: str, round_no: int) -> None:
+        """The provider a call tries now, in which round of its chain."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("attempt", extra={"route": route, "provider": provider, "round": round_no})
+
+    def retrying(self, route: str, round_no: int, delay: float) -> None:
+        """Every provider of the chain failed; another round follows after ``delay``."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "retry round",
+                extra={"route": route, "round": round_no + 1, "delay_seconds": round(delay, 3)},
+            )
+
+    def answered(self, route: str, provider: str, attempts: int) -> None:
+        """The provider that answered, after how many tries."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "answered", extra={"route": route, "provider": provider, "attempts": attempts}
+            )
+
     def attempt_failed(self, provider: str, route: str, error: ProviderError) -> None:
         """One attempt failed: refused credentials and a full connection pool are worth an
         operator's attention on their own; other kinds show in failovers and circuits."""

@@ -231,6 +231,7 @@ class Router:
                     continue
                 if previous is not None:
                     self._failover_event(route, previous, slot, tries.errors[-1])
+                self.events.attempting(route, slot.name, round_no)
                 attempt = Attempt(self, slot, permit, request, open_attempt, validate, tries)
                 async with attempt:
                     while attempt.result is None:
@@ -238,6 +239,7 @@ class Router:
                         if item:
                             yield item
                 if attempt.result is not None:
+                    self.events.answered(route, slot.name, len(tries.records))
                     yield attempt.result
                     return
                 self._fail_over_or_raise(slot, attempt, tries)
@@ -247,6 +249,7 @@ class Router:
             )
             if delay is None:
                 break
+            self.events.retrying(route, round_no, delay)
             genai.event(
                 "llm_sidecar.retry", {"llm_sidecar.round": round_no, "llm_sidecar.delay_s": delay}
             )

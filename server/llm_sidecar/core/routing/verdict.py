@@ -66,9 +66,22 @@ def exhausted(
     waits = [s.breaker.retry_after() for s in slots if s.wait_seconds(now) is None]
     waits += [s.hold_until - now for s in slots if s.hold_until > now]
     waits += [e.retry_after for e in errors if e.retry_after is not None]
-    kinds = ", ".join(sorted({a.error_type for a in attempts if a.error_type})) or "no attempt"
     return ProviderUnavailableError(
-        f"no provider of '{route}' could answer ({kinds})",
+        f"no provider of '{route}' could answer: {tried(attempts)}",
         attempts,
         retry_after=max(min(waits) if waits else 1.0, 0.05),
     )
+
+
+def tried(attempts: Sequence[AttemptRecord]) -> str:
+    """Each provider tried, in order, with how it failed: ``openai (connection);
+    azure (HTTP 503, circuit open)``. Names and classes only, never keys or bodies."""
+    causes: dict[str, list[str]] = {}
+    for attempt in attempts:
+        if attempt.error_type:
+            seen = causes.setdefault(attempt.provider, [])
+            if (cause := attempt.cause()) not in seen:
+                seen.append(cause)
+    if not causes:
+        return "no provider was tried"
+    return "; ".join(f"{name} ({', '.join(why)})" for name, why in causes.items())

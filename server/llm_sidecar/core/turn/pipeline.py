@@ -143,6 +143,8 @@ class Pipeline:
                 started = time.perf_counter()
                 await kind.prepare()  # 2. prepare
                 cached = kind.cached(self.cache, started)  # 3. cache
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("cache", extra={"route": kind.route, "hit": cached is not None})
                 if cached is not None:
                     hit: Result = await self._remember_hit(kind, *cached)
                     for delta in cached[1].replay:
@@ -153,6 +155,8 @@ class Pipeline:
                 reservation = await self._billing.admit(
                     self.state.quotas, kind.worst_case, deadline
                 )
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("admitted", extra=admitted(kind.route, reservation))
                 refused: Refused = []
                 routed: Routed | None = None
                 try:
@@ -250,6 +254,14 @@ class Pipeline:
                 "spend of an unanswered call not recorded",
                 extra={"error_type": type(exc).__name__, "refused_answers": len(refused)},
             )
+
+
+def admitted(route: str, reservation: Reservation | None) -> dict[str, object]:
+    """A debug line's fields for an admitted call: whether a quota reserved its worst
+    case, and how much (micro-USD, tokens)."""
+    if reservation is None:
+        return {"route": route, "quota": "off"}
+    return {"route": route, "quota": "reserved", **reservation.figures()}
 
 
 def record_lookup(obs: Observability, hit: bool) -> None:

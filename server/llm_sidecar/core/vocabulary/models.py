@@ -139,6 +139,17 @@ class AttemptRecord:
     outcome: str
     latency_ms: float
     error_type: str = ""
+    #: The provider's HTTP status when it answered with an error (0: none).
+    status: int = 0
+
+    def cause(self) -> str:
+        """Why this try failed, in the words an operator searches for: ``connection``,
+        ``timeout``, ``HTTP 503``, ``circuit open``. Never a body or an address."""
+        if self.status:
+            return f"HTTP {self.status}"
+        if self.outcome == "skipped_retry_after":
+            return "held by its Retry-After"
+        return self.error_type.replace("_", " ")
 
 
 @dataclass(frozen=True, slots=True)
