@@ -58,10 +58,12 @@ def context_from(values: dict[str, str]) -> UserExecutionContext:
 
 
 def check_token(authorization: str | None, token: str) -> None:
-    """Raise UNAUTHENTICATED unless ``authorization`` is ``Bearer <token>`` (constant time)."""
+    """Raise UNAUTHENTICATED unless ``authorization`` is ``Bearer <token>``, the scheme in
+    any case (constant time)."""
     scheme, _, presented = (authorization or "").partition(" ")
     expected = token.encode("utf-8")
-    if scheme != "Bearer" or not hmac.compare_digest(
+    # RFC 7235: the scheme is case-insensitive (as on HTTP).
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
         presented.encode("utf-8", "replace"), expected
     ):
         raise InvalidContextError(

@@ -114,10 +114,17 @@ class RpcRunner:
     def _begin(self, method: str, incoming: Incoming) -> CallRecord:
         """The call's record, with its request id: the caller's, or a new one (also
         passed on in the context, so answers carry it). A caller's id that is not a
-        valid id is refused with the context, and replaced in the record then."""
+        valid id is refused with the context; the record, and every line logged for
+        the call, carry a new one instead, never what was refused."""
         request_id = incoming.values.get(REQUEST_ID_KEY)
         if request_id is None:
             request_id = incoming.values[REQUEST_ID_KEY] = new_request_id()
+        else:
+            try:
+                validate_id(REQUEST_ID_KEY, request_id, required=True)
+            except InvalidContextError:
+                request_id = new_request_id()
+        bind_request_id(request_id)  # each RPC runs in a task of its own
         return CallRecord(self._names[method], request_id)
 
     def _enter(
@@ -147,10 +154,6 @@ class RpcRunner:
     def _failed(
         self, method: str, span: Span, exc: BaseException, record: CallRecord
     ) -> grpc.Status:
-        try:  # a call that failed may have failed before its request id was checked
-            validate_id(REQUEST_ID_KEY, record.request_id, required=True)
-        except InvalidContextError:
-            record.request_id = new_request_id()  # never log or echo what was refused
         if isinstance(exc, SidecarError):
             status = to_status(exc)
             reason = exc.reason
@@ -202,7 +205,6 @@ class RpcRunner:
         incoming, bad = self._split(context)
         record = self._begin(method, incoming)
         token = _CALL.set(record)
-        bind_request_id(record.request_id)  # each RPC runs in a task of its own
         code = grpc.StatusCode.OK
         with self._span(method, incoming.carrier) as span:
             try:
@@ -244,7 +246,6 @@ class RpcRunner:
             start = time.perf_counter()
             incoming, bad = runner._split(context)
             record = runner._begin(method, incoming)
-            bind_request_id(record.request_id)  # each RPC runs in a task of its own
             code = grpc.StatusCode.OK
             status: grpc.Status | None = None
             with runner._span(method, incoming.carrier) as span:

@@ -64,7 +64,7 @@ async def test_a_503_names_each_provider_tried_and_how_it_failed(
         with pytest.raises(UnavailableError) as refused:
             await client.ask(PROMPT)
     assert str(refused.value).endswith(
-        "could answer: down (circuit open); broken (circuit open); slow (circuit open)"
+        "could answer: down (circuit_open); broken (circuit_open); slow (circuit_open)"
     ), str(refused.value)
     for said in (message, str(refused.value)):
         assert "127.0.0.1" not in said and PROMPT not in said

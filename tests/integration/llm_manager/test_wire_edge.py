@@ -279,8 +279,10 @@ async def test_bearer_token_guards_tcp_calls(
                 await stub.Ask(request, metadata=[("x-user-id", "alice"), *auth], timeout=5)
             assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
             assert "s3cret" not in info.value.details()
-        good = [("x-user-id", "alice"), ("authorization", "Bearer s3cret-token")]
-        assert (await stub.Ask(request, metadata=good, timeout=5)).text
+        # RFC 7235: the scheme is case-insensitive, on gRPC as on HTTP.
+        for scheme in ("Bearer", "bearer", "BEARER"):
+            good = [("x-user-id", "alice"), ("authorization", f"{scheme} s3cret-token")]
+            assert (await stub.Ask(request, metadata=good, timeout=5)).text
         admin = pb_grpc.LLMAdminServiceStub(ch)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await admin.ListProviders(pb.ListProvidersRequest(), timeout=5)

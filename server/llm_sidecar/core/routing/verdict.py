@@ -75,7 +75,7 @@ def exhausted(
 
 def tried(attempts: Sequence[AttemptRecord]) -> str:
     """Each provider tried, in order, with how it failed: ``openai (connection);
-    azure (HTTP 503, circuit open)``. Names and classes only, never keys or bodies."""
+    azure (HTTP 503, circuit_open)``. Names and classes only, never keys or bodies."""
     causes: dict[str, list[str]] = {}
     for attempt in attempts:
         if attempt.error_type:

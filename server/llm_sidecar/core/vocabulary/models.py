@@ -143,13 +143,10 @@ class AttemptRecord:
     status: int = 0
 
     def cause(self) -> str:
-        """Why this try failed, in the words an operator searches for: ``connection``,
-        ``timeout``, ``HTTP 503``, ``circuit open``. Never a body or an address."""
-        if self.status:
-            return f"HTTP {self.status}"
-        if self.outcome == "skipped_retry_after":
-            return "held by its Retry-After"
-        return self.error_type.replace("_", " ")
+        """Why this try failed, as the logs and metrics name it (``connection``,
+        ``timeout``, ``circuit_open``, ``pool_exhausted``), or the provider's
+        ``HTTP 503``. Never a body or an address."""
+        return f"HTTP {self.status}" if self.status else self.error_type
 
 
 @dataclass(frozen=True, slots=True)
