@@ -27,8 +27,8 @@ from llm_sidecar.config import (
     load_settings,
     redacted,
 )
+from llm_sidecar.entrance import ListenError
 from llm_sidecar.telemetry.logs import configure_logging
-from llm_sidecar.transport.server import ListenError
 
 #: Exit status of a configuration the sidecar cannot run with.
 BAD_CONFIGURATION = 2

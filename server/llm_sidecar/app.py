@@ -24,6 +24,7 @@ from llm_sidecar.core.routing.health import HealthMonitor
 from llm_sidecar.core.state.cache import CacheBudget
 from llm_sidecar.core.turn.registry import LLMManagerFactory, ManagerRegistry
 from llm_sidecar.core.turn.supervisor import ResourceMonitor
+from llm_sidecar.entrance import ListenError
 from llm_sidecar.http_api.server import HttpServer
 from llm_sidecar.providers import HttpPools
 from llm_sidecar.service import LLMService
@@ -37,7 +38,6 @@ from llm_sidecar.transport.server import (
     PROVIDERS_HEALTH_SERVICE,
     SERVING,
     SHARED_STATE_HEALTH_SERVICE,
-    ListenError,
     bind,
     build_servers,
 )

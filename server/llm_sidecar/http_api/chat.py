@@ -26,7 +26,7 @@ class ChatEndpoints(Endpoints):
         spec = openai_chat.parse(call.body)
         call.same_user(call.body.raw("user"), "user")
         deadline = self._deadline(call, spec.model)
-        completion_id = "chatcmpl-" + call.record.request_id
+        completion_id = "chatcmpl-" + call.request_id
         if not spec.stream:
             result = await self._service.ask(call.ctx, spec.inp, deadline)
             call.answered(result)
@@ -48,7 +48,7 @@ class ChatEndpoints(Endpoints):
         if metadata is not None:
             call.same_user(metadata.raw("user_id"), "metadata.user_id")
         deadline = self._deadline(call, spec.model)
-        message_id = "msg_" + call.record.request_id.replace("-", "")
+        message_id = "msg_" + call.request_id.replace("-", "")
         if not spec.stream:
             result = await self._service.ask(call.ctx, spec.inp, deadline)
             call.answered(result)

@@ -1,55 +1,40 @@
-"""What every HTTP request goes through, the HTTP twin of ``transport/rpc.py``: the
-bearer token, the user context from headers, the request id, a server span that
-continues the caller's trace, the body read within its limit, the deadline, the
-error body of the request's API, the metrics and the access log."""
+"""The HTTP side of the entrance: what aiohttp hands over (headers, the peer, the
+route's template) goes to :class:`~llm_sidecar.entrance.Entrance`, which decides who
+the caller is and writes the call's record; here are only HTTP's own parts: the body
+read within its limit, the deadline header, the response headers, and each API's
+error body and status."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import itertools
-import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import StreamReader, web
-from opentelemetry import propagate
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
 
 from llm_sidecar.core.observability import Observability
-from llm_sidecar.core.vocabulary.context import (
-    CONTEXT_KEYS,
-    REQUEST_ID_KEY,
-    UserExecutionContext,
-    validate_id,
-)
+from llm_sidecar.core.vocabulary.context import UserExecutionContext
 from llm_sidecar.core.vocabulary.errors import (
-    InvalidContextError,
     InvalidRequestError,
     RequestTooLargeError,
+    SidecarError,
 )
 from llm_sidecar.core.vocabulary.models import AskResult, EmbedResult
+from llm_sidecar.entrance import CallScope, Entrance, read_incoming
+from llm_sidecar.entrance.incoming import Incoming
 from llm_sidecar.http_api.errors import Dialect, HttpError, Refusal, refusal_for
 from llm_sidecar.http_api.fields import Fields
-from llm_sidecar.telemetry.access import AccessLog, CallRecord
-from llm_sidecar.telemetry.logs import bind_request_id, unbind_request_id
+from llm_sidecar.telemetry.access import AccessLog
 
 #: A header a caller may set to give a call less time than its route's default.
 TIMEOUT_HEADER = "x-request-timeout"
-_TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 #: Methods an access line names as sent; any other reads OTHER.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_PROCESS_PART = os.urandom(6).hex()
-_SERIAL = itertools.count(1)
-
-
-def new_request_id() -> str:
-    """A request id for a call that brought none."""
-    return f"sc-{_PROCESS_PART}-h{next(_SERIAL):x}"
 
 
 @dataclass(slots=True)
@@ -58,13 +43,17 @@ class HttpCall:
 
     request: web.Request
     dialect: Dialect
-    record: CallRecord
+    scope: CallScope
     span: Span
     ctx: UserExecutionContext | None = None
     body: Fields | None = None
     started: float = field(default_factory=time.monotonic)
     #: Headers every response to this call carries (the request id, then the answer's).
     headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def request_id(self) -> str:
+        return self.scope.request_id
 
     def deadline(self, route_seconds: float) -> float:
         """When the call must end: its route's default, or sooner when the caller's
@@ -83,18 +72,22 @@ class HttpCall:
 
     def answered(self, result: AskResult) -> None:
         """Take the answer's figures for the access log and the response headers."""
-        self.record.answered(result)
+        self.scope.answered(result)
         self.headers.update(
             answer_headers(result.route, result.provider, result.cached, result.cost_micro_usd)
         )
 
     def embedded(self, result: EmbedResult) -> None:
         """Take an embedding call's figures (``x-llm-cached``: every input was cached)."""
-        self.record.embedded(result)
+        self.scope.embedded(result)
         self.headers.update(
             answer_headers(result.route, result.provider, all(result.cached), result.cost_micro_usd)
         )
         self.headers["x-llm-cached-inputs"] = str(sum(result.cached))
+
+    def failed_mid_stream(self, exc: SidecarError, refusal: Refusal) -> None:
+        """A stream that had begun ended in ``exc`` (its error event says so)."""
+        self.scope.refused(exc, str(refusal.status), exc.reason, {})
 
     def same_user(self, given: Any, field: str) -> None:
         """A user named in the body must be the caller's ``x-user-id``: two answers to
@@ -125,7 +118,7 @@ Handler = Callable[[HttpCall], Awaitable[web.StreamResponse]]
 
 
 class Edge:
-    """Runs the handlers of the HTTP APIs under the common policy."""
+    """Runs the handlers of the HTTP APIs through the entrance."""
 
     def __init__(
         self,
@@ -136,8 +129,7 @@ class Edge:
         max_request_bytes: int,
     ) -> None:
         self.obs = obs
-        self.access = access
-        self.token = token
+        self.entrance = Entrance(obs, access, token=token)
         self.max_request_bytes = max_request_bytes
 
     def route(self, dialect: Dialect, handler: Handler, *, needs_user: bool = True) -> Any:
@@ -151,29 +143,26 @@ class Edge:
     async def serve(
         self, request: web.Request, dialect: Dialect, handler: Handler, needs_user: bool
     ) -> web.StreamResponse:
-        start = time.perf_counter()
         # The route's template, never the path: a path may hold a response id.
         route = request.match_info.route.resource
         template = route.canonical if route is not None else request.path
-        name = f"{request.method} {template}"
-        record = CallRecord(name, self._request_id(request))
-        # A connection's task serves its requests one after another: unbound at the end.
-        bound = bind_request_id(record.request_id)
-        carrier = {k: v for k in _TRACE_HEADERS if (v := request.headers.get(k)) is not None}
+        scope = self.entrance.open(f"{request.method} {template}", _incoming(request))
         attributes = {"http.request.method": request.method, "http.route": template}
         with self.obs.span(
-            name, SpanKind.SERVER, attributes, propagate.extract(carrier) if carrier else None
+            scope.record.method, SpanKind.SERVER, attributes, scope.parent()
         ) as span:
-            call = HttpCall(request, dialect, record, span)
-            call.headers["x-request-id"] = record.request_id
+            call = HttpCall(request, dialect, scope, span)
+            call.headers["x-request-id"] = scope.request_id
             status = 500
             try:
-                await self._enter(call, needs_user)
+                call.ctx = scope.admit(span, local=_local(request), needs_user=needs_user)
+                if request.method == "POST":
+                    call.body = Fields(await self._json(request))
                 response = await handler(call)
                 status = response.status
                 return response
             except asyncio.CancelledError:
-                record.failed("CANCELLED", "CLIENT_DISCONNECTED", record.attempts)
+                scope.cancelled()
                 status = 499
                 raise
             except Exception as exc:
@@ -181,43 +170,22 @@ class Edge:
                 status = response.status
                 return response
             finally:
-                self._done(call, start, status)
-                unbind_request_id(bound)
+                if scope.record.status == "OK" and status != 200:
+                    scope.record.status = str(status)
+                scope.done(self.obs.http_duration, _metric(request.method, template, status))
 
     def unrouted(self, request: web.Request, error: HttpError, start: float) -> web.Response:
         """The answer to an unknown path or method, logged like any request: named by its
         method alone (a path may hold anything), under the path's API's error shape."""
         method = request.method if request.method in _METHODS else "OTHER"
-        record = CallRecord(f"{method} (no route)", self._request_id(request))
+        scope = self.entrance.open(f"{method} (no route)", _incoming(request))
+        scope.started = start
         refusal = refusal_for(error)
-        record.failed(str(refusal.status), "no_route")
-        self.access.write(record, time.perf_counter() - start)
+        scope.refused(error, str(refusal.status), error.reason, {})
+        scope.done(self.obs.http_duration, _metric(method, "(no route)", refusal.status))
         # Anthropic's SDK reads its own error shape under its own path.
         dialect: Dialect = "anthropic" if request.path.startswith("/v1/messages") else "openai"
-        return _refusal_response(refusal, dialect, record.request_id)
-
-    def _request_id(self, request: web.Request) -> str:
-        given = request.headers.get(REQUEST_ID_KEY)
-        try:
-            if validate_id(REQUEST_ID_KEY, given, required=False) is not None:
-                return given  # type: ignore[return-value]  # validated: not None
-        except InvalidContextError:
-            pass  # refused when the context is read; never echoed
-        return new_request_id()
-
-    async def _enter(self, call: HttpCall, needs_user: bool) -> None:
-        request = call.request
-        if self.token and request.transport is not None and not _on_unix_socket(request):
-            _check_token(request, self.token)
-        if needs_user:
-            call.ctx = _context(request, call.record.request_id)
-            ref = self.obs.user_ref(call.ctx.user_id)
-            call.record.user = ref
-            if ref and call.span.is_recording():
-                raw = self.obs.user_id_mode == "raw"
-                call.span.set_attribute("enduser.id" if raw else "enduser.pseudo.id", ref)
-        if request.method == "POST":
-            call.body = Fields(await self._json(request))
+        return _refusal_response(refusal, dialect, scope.request_id)
 
     async def _json(self, request: web.Request) -> Any:
         declared = request.content_length
@@ -227,31 +195,34 @@ class Edge:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise HttpError(400, "the body is not JSON") from None
+            raise HttpError(400, "the body is not JSON", reason="NOT_JSON") from None
 
     def _refused(self, call: HttpCall, exc: BaseException) -> web.Response:
         refusal = refusal_for(exc)
-        call.record.failed(str(refusal.status), refusal.code, len(getattr(exc, "attempts", ())))
-        span = call.span
-        if span.is_recording():
-            span.set_attribute("http.response.status_code", refusal.status)
-            span.set_attribute("error.type", refusal.code)
-            span.set_status(Status(StatusCode.ERROR, str(refusal.status)))
-        return _refusal_response(refusal, call.dialect, call.record.request_id)
+        reason = exc.reason if isinstance(exc, SidecarError | HttpError) else "INTERNAL"
+        if refusal.status == 500:
+            reason = "INTERNAL"
+        attributes = {"http.response.status_code": refusal.status}
+        call.scope.refused(exc, str(refusal.status), reason, attributes)
+        return _refusal_response(refusal, call.dialect, call.request_id)
 
-    def _done(self, call: HttpCall, start: float, status: int) -> None:
-        elapsed = time.perf_counter() - start
-        self.obs.http_duration.record(
-            elapsed,
-            {
-                "http.request.method": call.request.method,
-                "http.route": call.record.method.partition(" ")[2],
-                "http.response.status_code": status,
-            },
-        )
-        if call.record.status == "OK" and status != 200:
-            call.record.status = str(status)
-        self.access.write(call.record, elapsed)
+
+def _incoming(request: web.Request) -> Incoming:
+    """The headers the entrance reads (their names lower-cased, as gRPC's are)."""
+    return read_incoming(_lowered(request.headers.items()))
+
+
+def _lowered(items: Iterator[tuple[str, str]] | Any) -> Iterator[tuple[str, str]]:
+    for name, value in items:
+        yield name.lower(), value
+
+
+def _metric(method: str, route: str, status: int) -> dict[str, Any]:
+    return {
+        "http.request.method": method,
+        "http.route": route,
+        "http.response.status_code": status,
+    }
 
 
 def _refusal_response(refusal: Refusal, dialect: Dialect, request_id: str) -> web.Response:
@@ -264,39 +235,14 @@ def _refusal_response(refusal: Refusal, dialect: Dialect, request_id: str) -> we
     )
 
 
-def _on_unix_socket(request: web.Request) -> bool:
-    """Whether the request came over the Unix socket (file permissions guard it)."""
+def _local(request: web.Request) -> bool:
+    """Whether the request came over the Unix socket (file permissions guard it), or
+    from no transport at all (an in-process test client)."""
     transport = request.transport
-    sock = transport.get_extra_info("socket") if transport is not None else None
+    if transport is None:
+        return True
+    sock = transport.get_extra_info("socket")
     return sock is not None and sock.family == socket.AF_UNIX
-
-
-def _check_token(request: web.Request, token: str) -> None:
-    """The sidecar's token, as ``Authorization: Bearer`` (the OpenAI SDKs) or
-    ``x-api-key`` (the Anthropic SDK); compared in constant time."""
-    presented = request.headers.get("x-api-key", "")
-    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and bearer:
-        presented = bearer
-    if not presented or not hmac.compare_digest(
-        presented.encode("utf-8", "replace"), token.encode("utf-8")
-    ):
-        raise InvalidContextError(
-            "authorization", "must carry the sidecar's token (Bearer or x-api-key)", missing=True
-        )
-
-
-def _context(request: web.Request, request_id: str) -> UserExecutionContext:
-    """The user context from headers named like the gRPC metadata, each at most once."""
-    values: dict[str, str] = {}
-    for key in CONTEXT_KEYS:
-        found = request.headers.getall(key, [])
-        if len(found) > 1:
-            raise InvalidContextError(key, "appears more than once")
-        if found:
-            values[key] = found[0]
-    values.setdefault(REQUEST_ID_KEY, request_id)
-    return UserExecutionContext.from_metadata(values)
 
 
 async def read_body(content: StreamReader, limit: int) -> bytes:

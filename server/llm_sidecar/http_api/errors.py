@@ -2,8 +2,9 @@
 
 The statuses are the ones the OpenAI and Anthropic SDKs act on correctly: they
 retry 429, 500-class and 504 (with ``Retry-After`` when given) and raise at
-once on 400, 401, 404 and 413. Messages are the core's, written for the caller:
-never prompt text, metadata values, keys or upstream URLs.
+once on 400, 401, 404 and 413. A core error's status comes from its category
+(``TABLE``); this module shapes only the bodies. Messages are the core's, written
+for the caller: never prompt text, metadata values, keys or upstream URLs.
 """
 
 from __future__ import annotations
@@ -13,19 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from llm_sidecar.core.vocabulary.errors import (
-    DeadlineExceededError,
-    InvalidContextError,
-    InvalidRequestError,
+    Category,
     NotFoundError,
-    ProviderRejectedError,
-    ProviderUnavailableError,
     QuotaExceededError,
-    RequestTooLargeError,
-    ResourceExhaustedError,
     SidecarError,
-    StoreUnavailableError,
-    StreamInterruptedError,
-    StructuredOutputError,
 )
 
 Dialect = Literal["openai", "anthropic"]
@@ -35,10 +27,12 @@ class HttpError(Exception):
     """An HTTP-level refusal that is not a core error (an unknown path, a body that is
     not JSON, a method not allowed)."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None) -> None:
+    def __init__(self, status: int, message: str, *, reason: str, param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        #: Machine-readable, as a core error's (the access line's and span's reason).
+        self.reason = reason
         self.param = param
 
 
@@ -72,6 +66,21 @@ class Refusal:
         }
 
 
+#: Each category's status and error types (OpenAI's, Anthropic's): the whole mapping.
+#: The statuses are the ones the SDKs act on as the category means.
+TABLE: dict[Category, tuple[int, str, str]] = {
+    Category.INVALID: (400, "invalid_request_error", "invalid_request_error"),
+    Category.TOO_LARGE: (413, "invalid_request_error", "request_too_large"),
+    Category.UNAUTHENTICATED: (401, "authentication_error", "authentication_error"),
+    Category.NOT_FOUND: (404, "invalid_request_error", "not_found_error"),
+    Category.EXHAUSTED: (429, "rate_limit_error", "rate_limit_error"),
+    Category.DEADLINE: (504, "timeout", "timeout_error"),
+    Category.UNAVAILABLE: (503, "server_error", "overloaded_error"),
+    Category.BAD_OUTPUT: (502, "server_error", "api_error"),
+    Category.INTERNAL: (500, "server_error", "api_error"),
+}
+#: Categories whose body names the field at fault in ``param``.
+_NAMES_FIELD = frozenset({Category.INVALID, Category.TOO_LARGE, Category.NOT_FOUND})
 #: A bug or an isolation violation: a 500 that says nothing of what went wrong.
 _INTERNAL = Refusal(500, "internal error", "server_error", "api_error", "internal_error")
 
@@ -85,64 +94,15 @@ def refusal_for(exc: BaseException) -> Refusal:
     if isinstance(exc, HttpError):
         kind = "not_found_error" if exc.status == 404 else "invalid_request_error"
         return Refusal(exc.status, exc.message, kind, kind, "invalid_request", exc.param)
-    if isinstance(exc, SidecarError):
-        return _core_refusal(exc)
-    return _INTERNAL
-
-
-def _core_refusal(exc: SidecarError) -> Refusal:
-    reason = exc.reason.lower()
-    message = exc.message
-    if isinstance(exc, InvalidContextError):
-        if exc.missing:
-            return Refusal(401, message, "authentication_error", "authentication_error", reason)
-        return Refusal(
-            400, message, "invalid_request_error", "invalid_request_error", reason, exc.key
-        )
-    if isinstance(exc, RequestTooLargeError):
-        return Refusal(
-            413, message, "invalid_request_error", "request_too_large", reason, exc.field
-        )
-    if isinstance(exc, InvalidRequestError):
-        return Refusal(
-            400, message, "invalid_request_error", "invalid_request_error", reason, exc.field
-        )
-    if isinstance(exc, NotFoundError):
-        code = "previous_response_not_found" if exc.field == "previous_response_id" else "not_found"
-        return Refusal(404, message, "invalid_request_error", "not_found_error", code, exc.field)
-    if isinstance(exc, ProviderRejectedError):
-        return Refusal(400, message, "invalid_request_error", "invalid_request_error", reason)
+    if not isinstance(exc, SidecarError) or exc.category is Category.INTERNAL:
+        return _INTERNAL
+    status, openai_type, anthropic_type = TABLE[exc.category]
+    code = exc.reason.lower()
     if isinstance(exc, QuotaExceededError):
-        return Refusal(
-            429,
-            message,
-            "insufficient_quota",
-            "rate_limit_error",
-            exc.quota,
-            headers=_retry_after(exc.retry_after),
-        )
-    if isinstance(exc, ResourceExhaustedError):
-        return Refusal(
-            429,
-            message,
-            "rate_limit_error",
-            "rate_limit_error",
-            reason,
-            headers=_retry_after(exc.retry_after),
-        )
-    if isinstance(exc, DeadlineExceededError):
-        return Refusal(504, message, "timeout", "timeout_error", reason)
-    if isinstance(exc, ProviderUnavailableError):
-        return Refusal(
-            503,
-            message,
-            "server_error",
-            "overloaded_error",
-            reason,
-            headers=_retry_after(exc.retry_after),
-        )
-    if isinstance(exc, StoreUnavailableError | StreamInterruptedError):
-        return Refusal(503, message, "server_error", "overloaded_error", reason)
-    if isinstance(exc, StructuredOutputError):
-        return Refusal(502, message, "server_error", "api_error", reason)
-    return _INTERNAL  # IsolationViolationError among them
+        openai_type, code = "insufficient_quota", exc.quota
+    elif isinstance(exc, NotFoundError) and exc.field == "previous_response_id":
+        code = "previous_response_not_found"
+    param = exc.field if exc.category in _NAMES_FIELD else None
+    return Refusal(
+        status, exc.message, openai_type, anthropic_type, code, param, _retry_after(exc.retry_after)
+    )

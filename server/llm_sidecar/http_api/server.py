@@ -21,6 +21,7 @@ from aiohttp import web
 
 from llm_sidecar.config import HttpSettings, ServerSettings
 from llm_sidecar.core.observability import Observability
+from llm_sidecar.entrance import ListenError
 from llm_sidecar.http_api.chat import ChatEndpoints
 from llm_sidecar.http_api.edge import Edge
 from llm_sidecar.http_api.embeddings import EmbeddingEndpoints
@@ -28,7 +29,6 @@ from llm_sidecar.http_api.errors import HttpError
 from llm_sidecar.http_api.responses import ResponseEndpoints
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.access import AccessLog
-from llm_sidecar.transport.server import ListenError
 
 #: Connections the kernel may queue for accepting (gRPC core uses its own).
 BACKLOG = 4096
@@ -196,9 +196,13 @@ def _unrouted(edge: Edge) -> Any:
         try:
             return await handler(request)
         except web.HTTPNotFound:
-            error = HttpError(404, "no such endpoint (see /v1/models and the docs)")
+            error = HttpError(
+                404, "no such endpoint (see /v1/models and the docs)", reason="NO_ROUTE"
+            )
         except web.HTTPMethodNotAllowed:
-            error = HttpError(405, "that method is not allowed on this endpoint")
+            error = HttpError(
+                405, "that method is not allowed on this endpoint", reason="METHOD_NOT_ALLOWED"
+            )
         return edge.unrouted(request, error, start)
 
     return unrouted

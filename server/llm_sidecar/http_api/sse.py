@@ -66,10 +66,10 @@ async def relay(
                 item = await anext(stream)
         except SidecarError as exc:
             refusal = refusal_for(exc)
-            call.record.failed(str(refusal.status), refusal.code, len(getattr(exc, "attempts", ())))
+            call.failed_mid_stream(exc, refusal)
             await response.write(shape.failed(refusal))
         except ConnectionResetError:  # the caller went away between two writes
-            call.record.failed("CANCELLED", "CLIENT_DISCONNECTED", call.record.attempts)
+            call.scope.cancelled()
             return response
         await response.write_eof()
         return response

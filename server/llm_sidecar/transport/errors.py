@@ -1,4 +1,5 @@
-"""Core errors -> gRPC status with rich details (google.rpc.ErrorInfo, BadRequest, RetryInfo)."""
+"""Core errors -> gRPC status: a category's code from one table, and the details
+(google.rpc.ErrorInfo, BadRequest, QuotaFailure, RetryInfo) from the error's own."""
 
 from __future__ import annotations
 
@@ -10,19 +11,13 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from llm_sidecar.core.vocabulary.errors import (
-    DeadlineExceededError,
+    Category,
     InvalidContextError,
-    InvalidRequestError,
-    NotFoundError,
-    ProviderRejectedError,
     ProviderUnavailableError,
     QuotaExceededError,
     RequestTooLargeError,
     ResourceExhaustedError,
     SidecarError,
-    StoreUnavailableError,
-    StreamInterruptedError,
-    StructuredOutputError,
 )
 
 DOMAIN = "llm-sidecar"
@@ -52,70 +47,46 @@ def _quota_failure(exc: QuotaExceededError) -> any_pb2.Any:
     return _pack(error_details_pb2.QuotaFailure(violations=[violation]))
 
 
-def code_for(exc: SidecarError) -> grpc.StatusCode:
-    """The status code an error maps to."""
-    if isinstance(exc, InvalidContextError):
-        return grpc.StatusCode.UNAUTHENTICATED if exc.missing else grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(exc, InvalidRequestError | ProviderRejectedError):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(exc, ResourceExhaustedError):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(exc, DeadlineExceededError):
-        return grpc.StatusCode.DEADLINE_EXCEEDED
-    if isinstance(exc, ProviderUnavailableError | StoreUnavailableError | StreamInterruptedError):
-        return grpc.StatusCode.UNAVAILABLE
-    if isinstance(exc, StructuredOutputError):
-        return grpc.StatusCode.ABORTED
-    if isinstance(exc, NotFoundError):
-        return grpc.StatusCode.NOT_FOUND
-    return grpc.StatusCode.INTERNAL  # IsolationViolationError among them
+#: Each category's status code: the whole mapping.
+CODES: dict[Category, grpc.StatusCode] = {
+    Category.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    Category.TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
+    Category.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    Category.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Category.EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Category.DEADLINE: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Category.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Category.BAD_OUTPUT: grpc.StatusCode.ABORTED,
+    Category.INTERNAL: grpc.StatusCode.INTERNAL,
+}
 
 
 def to_status(exc: SidecarError) -> grpc.Status:
     """A grpc.Status carrying the error's message and machine-readable details."""
-    code = code_for(exc)
+    code = CODES[exc.category]
     info = error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN)
     details: list[any_pb2.Any] = []
-    if isinstance(exc, InvalidContextError):
-        info.metadata["key"] = exc.key
-        details.append(
-            _pack(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(
-                            field=exc.key, description=exc.problem
-                        )
-                    ]
-                )
-            )
-        )
-    elif isinstance(exc, InvalidRequestError):
+    if exc.field is not None and isinstance(exc, InvalidContextError):
+        info.metadata["key"] = exc.field
+    elif exc.field is not None and exc.category in (Category.INVALID, Category.TOO_LARGE):
         info.metadata["field"] = exc.field
-        if isinstance(exc, RequestTooLargeError) and exc.setting:
-            info.metadata["limit"] = exc.setting
-        details.append(
-            _pack(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(
-                            field=exc.field, description=exc.problem
-                        )
-                    ]
-                )
-            )
+    if isinstance(exc, RequestTooLargeError) and exc.setting:
+        info.metadata["limit"] = exc.setting
+    problem = getattr(exc, "problem", None)
+    if exc.field is not None and problem is not None:
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=exc.field, description=problem
         )
-    elif isinstance(exc, ResourceExhaustedError):
-        if exc.limit:
-            info.metadata["limit"] = exc.limit
-        if isinstance(exc, QuotaExceededError):
-            info.metadata["quota"] = exc.quota
-            details.append(_quota_failure(exc))
-        if exc.retry_after is not None:
-            details.append(_retry_info(exc.retry_after))
-    elif isinstance(exc, ProviderUnavailableError):
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
+    if isinstance(exc, ResourceExhaustedError) and exc.limit:
+        info.metadata["limit"] = exc.limit
+    if isinstance(exc, QuotaExceededError):
+        info.metadata["quota"] = exc.quota
+        details.append(_quota_failure(exc))
+    if isinstance(exc, ProviderUnavailableError):
         info.metadata["attempts"] = str(len(exc.attempts))
-        if exc.retry_after is not None:
-            details.append(_retry_info(exc.retry_after))
+    if exc.retry_after is not None and exc.category in (Category.EXHAUSTED, Category.UNAVAILABLE):
+        details.append(_retry_info(exc.retry_after))
     # ErrorInfo first, packed last: Pack copies, so its metadata must be complete.
     details.insert(0, _pack(info))
     proto = status_pb2.Status(

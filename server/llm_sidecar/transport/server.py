@@ -14,6 +14,7 @@ from llm_manager.v1 import llm_manager_pb2 as pb
 
 from llm_sidecar.config import ServerSettings
 from llm_sidecar.core.observability import Observability
+from llm_sidecar.entrance import ListenError
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.access import AccessLog
 from llm_sidecar.transport.accept import AcceptSlots, available
@@ -160,10 +161,6 @@ def _credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
         root_certificates=ca,
         require_client_auth=ca is not None,
     )
-
-
-class ListenError(Exception):
-    """A listener could not be bound; the message names the address and why."""
 
 
 #: Where each listener's address is set, for a message that says how to change it.

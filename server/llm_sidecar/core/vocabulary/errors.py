@@ -1,8 +1,11 @@
-"""The one exception hierarchy of the sidecar.
+"""The one exception hierarchy of the sidecar, and its one error table.
 
-Every failure the core reports is a :class:`SidecarError`. The transport maps
-each class to one gRPC status; messages are written for the caller and never
-carry prompt text, API keys or upstream URLs.
+Every failure the core reports is a :class:`SidecarError` with a neutral
+:class:`Category` and its details (the field at fault, when to come back, the
+attempts, the quota). Each wire maps a category to its own status with a small
+table and shapes only its body (``transport/errors.py``, ``http_api/errors.py``).
+Messages are written for the caller and never carry prompt text, API keys or
+upstream URLs.
 """
 
 from __future__ import annotations
@@ -13,11 +16,42 @@ from collections.abc import Sequence
 from llm_sidecar.core.vocabulary.models import AttemptRecord, Usage
 
 
+class Category(enum.Enum):
+    """What kind of refusal an error is, whatever the wire: each wire's status table
+    is keyed by these."""
+
+    #: The request, or its user context, is malformed (the field is named).
+    INVALID = "invalid"
+    #: The request, or one of its fields, is over a configured limit.
+    TOO_LARGE = "too_large"
+    #: No user context, or no valid token.
+    UNAUTHENTICATED = "unauthenticated"
+    #: A handle names nothing the caller owns.
+    NOT_FOUND = "not_found"
+    #: A limit, quota or resource has no room now (maybe with when to come back).
+    EXHAUSTED = "exhausted"
+    #: The caller's deadline passed.
+    DEADLINE = "deadline"
+    #: Providers or a required store cannot answer now (maybe with when to come back).
+    UNAVAILABLE = "unavailable"
+    #: Every provider answered, and no answer was usable.
+    BAD_OUTPUT = "bad_output"
+    #: A bug: the caller is told nothing of it.
+    INTERNAL = "internal"
+
+
 class SidecarError(Exception):
     """Base of every error the sidecar reports to a caller."""
 
-    #: Machine-readable reason (google.rpc.ErrorInfo.reason).
+    #: Machine-readable reason (google.rpc.ErrorInfo.reason, the access line's reason).
     reason: str = "SIDECAR_ERROR"
+    category: Category = Category.INTERNAL
+    #: The request field or context key at fault, if one is.
+    field: str | None = None
+    #: Seconds until a retry may succeed, when known.
+    retry_after: float | None = None
+    #: The provider attempts the call made.
+    attempts: tuple[AttemptRecord, ...] = ()
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -28,18 +62,23 @@ class InvalidContextError(SidecarError):
     """The user context in the call's metadata is missing or malformed."""
 
     reason = "INVALID_USER_CONTEXT"
+    category = Category.INVALID
 
     def __init__(self, key: str, problem: str, *, missing: bool = False) -> None:
         super().__init__(f"metadata '{key}' {problem}")
-        self.key = key
+        self.key = self.field = key
         self.problem = problem
         self.missing = missing
+        if missing:
+            self.category = Category.UNAUTHENTICATED
 
 
 class InvalidRequestError(SidecarError):
     """A request field is invalid; ``field`` names it."""
 
     reason = "INVALID_REQUEST"
+    category = Category.INVALID
+    field: str
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
@@ -51,6 +90,7 @@ class RequestTooLargeError(InvalidRequestError):
     """A request or one of its fields is over a configured limit."""
 
     reason = "REQUEST_TOO_LARGE"
+    category = Category.TOO_LARGE
 
     def __init__(
         self, field: str, size: int, limit: int, unit: str = "bytes", *, setting: str = ""
@@ -80,6 +120,7 @@ class NotFoundError(SidecarError):
     another user's (which reads the same, so a caller learns nothing of other users)."""
 
     reason = "NOT_FOUND"
+    category = Category.NOT_FOUND
 
     def __init__(self, field: str, what: str) -> None:
         super().__init__(f"{field}: no such {what}")
@@ -150,6 +191,7 @@ class ProviderRejectedError(SidecarError):
     """The upstream rejected the request itself (HTTP 400-class)."""
 
     reason = "PROVIDER_REJECTED_REQUEST"
+    category = Category.INVALID
 
     def __init__(self, message: str, attempts: Sequence[AttemptRecord] = ()) -> None:
         super().__init__(message)
@@ -160,6 +202,7 @@ class ProviderUnavailableError(SidecarError):
     """No provider of the model's chain could answer in time."""
 
     reason = "PROVIDERS_UNAVAILABLE"
+    category = Category.UNAVAILABLE
 
     def __init__(
         self,
@@ -176,6 +219,7 @@ class StructuredOutputError(SidecarError):
     """Every provider answered, but no answer was JSON valid against the schema."""
 
     reason = "STRUCTURED_OUTPUT_INVALID"
+    category = Category.BAD_OUTPUT
 
     def __init__(self, message: str, attempts: Sequence[AttemptRecord] = ()) -> None:
         super().__init__(message)
@@ -186,12 +230,14 @@ class StreamInterruptedError(SidecarError):
     """A stream failed after chunks had already reached the caller."""
 
     reason = "STREAM_INTERRUPTED"
+    category = Category.UNAVAILABLE
 
 
 class DeadlineExceededError(SidecarError):
     """The caller's deadline passed before an answer was ready."""
 
     reason = "DEADLINE_EXCEEDED"
+    category = Category.DEADLINE
 
     def __init__(self, message: str, attempts: Sequence[AttemptRecord] = ()) -> None:
         super().__init__(message)
@@ -202,6 +248,7 @@ class ResourceExhaustedError(SidecarError):
     """A per-user limit or a process-wide resource limit refused the call."""
 
     reason = "RESOURCE_EXHAUSTED"
+    category = Category.EXHAUSTED
 
     def __init__(self, message: str, *, retry_after: float | None = None, limit: str = "") -> None:
         super().__init__(message)
@@ -227,6 +274,7 @@ class StoreUnavailableError(SidecarError):
     """A durable store the configuration requires could not be reached."""
 
     reason = "STORE_UNAVAILABLE"
+    category = Category.UNAVAILABLE
 
 
 class IsolationViolationError(SidecarError):
