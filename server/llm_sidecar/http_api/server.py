@@ -22,11 +22,13 @@ from aiohttp import web
 from llm_sidecar.config import HttpSettings, ServerSettings
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.entrance import ListenError
-from llm_sidecar.http_api.chat import ChatEndpoints
+from llm_sidecar.http_api.anthropic.messages import Messages
 from llm_sidecar.http_api.edge import Edge
-from llm_sidecar.http_api.embeddings import EmbeddingEndpoints
 from llm_sidecar.http_api.errors import HttpError
-from llm_sidecar.http_api.responses import ResponseEndpoints
+from llm_sidecar.http_api.openai.chat import ChatCompletions
+from llm_sidecar.http_api.openai.embeddings import Embeddings
+from llm_sidecar.http_api.openai.models import Models
+from llm_sidecar.http_api.openai.responses import Responses
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.access import AccessLog
 
@@ -52,21 +54,8 @@ class HttpServer:
         edge = Edge(
             obs, access, token=server.auth_token(), max_request_bytes=server.max_request_bytes
         )
-        chat = ChatEndpoints(service, route_seconds)
         self.app = web.Application(client_max_size=server.max_request_bytes + 1)
-        self.app.router.add_post(
-            "/v1/chat/completions", edge.route("openai", chat.chat_completions)
-        )
-        self.app.router.add_post("/v1/messages", edge.route("anthropic", chat.messages))
-        embeddings = EmbeddingEndpoints(service, route_seconds)
-        self.app.router.add_post("/v1/embeddings", edge.route("openai", embeddings.embeddings))
-        responses = ResponseEndpoints(service, route_seconds)
-        one = "/v1/responses/{response_id}"
-        self.app.router.add_post("/v1/responses", edge.route("openai", responses.create))
-        self.app.router.add_get(one, edge.route("openai", responses.retrieve))
-        self.app.router.add_delete(one, edge.route("openai", responses.delete))
-        self.app.router.add_get(one + "/input_items", edge.route("openai", responses.input_items))
-        self.app.router.add_get("/v1/models", edge.route("openai", chat.models, needs_user=False))
+        self._routes(edge, service, route_seconds)
         probes = Probes(serving)
         self.app.router.add_get("/healthz", probes.healthz)
         self.app.router.add_get("/readyz", probes.readyz)
@@ -74,6 +63,27 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
         #: Bound addresses ("host:port", "unix:/path"), known once started.
         self.addresses: list[str] = []
+
+    def _routes(
+        self, edge: Edge, service: LLMService, route_seconds: Callable[[str], float]
+    ) -> None:
+        """The route table: each endpoint's handler, under its API's error shape. A new
+        endpoint is a module under ``openai/`` or ``anthropic/`` and a line here."""
+        add = self.app.router
+        endpoints = service, route_seconds
+        add.add_post(
+            "/v1/chat/completions", edge.route("openai", ChatCompletions(*endpoints).handle)
+        )
+        add.add_post("/v1/messages", edge.route("anthropic", Messages(*endpoints).handle))
+        add.add_post("/v1/embeddings", edge.route("openai", Embeddings(*endpoints).handle))
+        responses = Responses(*endpoints)
+        one = "/v1/responses/{response_id}"
+        add.add_post("/v1/responses", edge.route("openai", responses.create))
+        add.add_get(one, edge.route("openai", responses.retrieve))
+        add.add_delete(one, edge.route("openai", responses.delete))
+        add.add_get(one + "/input_items", edge.route("openai", responses.input_items))
+        models = Models(*endpoints).handle
+        add.add_get("/v1/models", edge.route("openai", models, needs_user=False))
 
     @property
     def enabled(self) -> bool:

@@ -1,4 +1,6 @@
-"""OpenAI's Embeddings API (``POST /v1/embeddings``) in and out of the core.
+"""OpenAI's Embeddings API (``POST /v1/embeddings``): its handler, through the same
+service call as gRPC's Embed (the same pipeline, per-user cache, quotas and bill), and
+its bodies in and out of the core.
 
 A request's ``input`` is one text or an array of texts; token arrays are refused
 (the sidecar caches and bills by text, and a token array is one tokenizer's view of
@@ -14,8 +16,12 @@ import base64
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from aiohttp import web
+
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError
 from llm_sidecar.core.vocabulary.models import EmbedInput, EmbedResult, unpack_vector
+from llm_sidecar.http_api.edge import HttpCall
+from llm_sidecar.http_api.endpoints import Endpoints
 from llm_sidecar.http_api.fields import Fields
 
 Encoding = Literal["float", "base64"]
@@ -80,3 +86,17 @@ def response(result: EmbedResult, call: EmbeddingsCall) -> dict[str, Any]:
 
 def _base64(vector: bytes) -> str:
     return base64.b64encode(vector).decode("ascii")
+
+
+class Embeddings(Endpoints):
+    """``POST /v1/embeddings``."""
+
+    async def handle(self, call: HttpCall) -> web.StreamResponse:
+        assert call.body is not None and call.ctx is not None
+        spec = parse(call.body)
+        call.same_user(call.body.raw("user"), "user")
+        self._service.validate_embed(spec.inp, "input")  # a 400 before any deadline is read
+        deadline = self._deadline(call, spec.model, embedding=True)
+        result = await self._service.embed(call.ctx, spec.inp, deadline, field="input")
+        call.embedded(result)
+        return call.json(response(result, spec))

@@ -1,4 +1,5 @@
-"""Anthropic's Messages API (``POST /v1/messages``) in and out of the core.
+"""Anthropic's Messages API (``POST /v1/messages``): its handler, and its bodies in
+and out of the core.
 
 Requests become an :class:`AskInput` (system as text or blocks; turns of text,
 image, ``tool_use`` and ``tool_result`` blocks in their order; tools and tool
@@ -13,18 +14,42 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from aiohttp import web
 
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError
 from llm_sidecar.core.vocabulary.models import AskInput, AskResult, ChatMessage, GenerationParams
 from llm_sidecar.core.vocabulary.tools import AUTO, Image, Tool, ToolCall, ToolChoice
+from llm_sidecar.http_api.edge import HttpCall
+from llm_sidecar.http_api.endpoints import Endpoints
 from llm_sidecar.http_api.errors import Refusal
 from llm_sidecar.http_api.fields import Fields, json_text, stop_sequences
+from llm_sidecar.http_api.sse import relay
 
 UNSUPPORTED = {
     "thinking": "extended thinking is not supported",
     "container": "containers are not supported",
     "mcp_servers": "MCP servers are not supported",
 }
+
+
+class Messages(Endpoints):
+    """``POST /v1/messages``."""
+
+    async def handle(self, call: HttpCall) -> web.StreamResponse:
+        assert call.body is not None and call.ctx is not None
+        spec = parse(call.body)
+        metadata = call.body.obj("metadata")
+        if metadata is not None:
+            call.same_user(metadata.raw("user_id"), "metadata.user_id")
+        deadline = self._deadline(call, spec.model)
+        message_id = "msg_" + call.request_id.replace("-", "")
+        if not spec.stream:
+            result = await self._service.ask(call.ctx, spec.inp, deadline)
+            call.answered(result)
+            return call.json(message(result, spec, message_id))
+        events = Events()
+        stream = self._service.ask_stream(call.ctx, spec.inp, deadline)
+        return await relay(call, stream, events, events.start(spec, message_id), events.finish)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""OpenAI's Chat Completions API (``POST /v1/chat/completions``) in and out of the core.
+"""OpenAI's Chat Completions API (``POST /v1/chat/completions``): its handler, and its
+bodies in and out of the core.
 
 Requests become an :class:`AskInput` (every role; content as a string or as ordered
 text and ``image_url`` parts; assistant tool calls and tool turns; tools, tool
@@ -14,12 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from aiohttp import web
 
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError
 from llm_sidecar.core.vocabulary.models import AskInput, AskResult, ChatMessage, GenerationParams
 from llm_sidecar.core.vocabulary.tools import AUTO, Image, Tool, ToolCall, ToolChoice
+from llm_sidecar.http_api.edge import HttpCall
+from llm_sidecar.http_api.endpoints import Endpoints
 from llm_sidecar.http_api.errors import Refusal
 from llm_sidecar.http_api.fields import Fields, content_parts, stop_sequences, text_of
+from llm_sidecar.http_api.sse import Stream, relay, replayed
 
 #: Fields that would change what an answer means, and which the sidecar does not
 #: serve: refused with 400 naming them rather than silently dropped.
@@ -31,6 +36,30 @@ UNSUPPORTED = {
     "function_call": "the legacy function_call field is not supported: use tool_choice",
 }
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+class ChatCompletions(Endpoints):
+    """``POST /v1/chat/completions``."""
+
+    async def handle(self, call: HttpCall) -> web.StreamResponse:
+        assert call.body is not None and call.ctx is not None
+        spec = parse(call.body)
+        call.same_user(call.body.raw("user"), "user")
+        deadline = self._deadline(call, spec.model)
+        completion_id = "chatcmpl-" + call.request_id
+        if not spec.stream:
+            result = await self._service.ask(call.ctx, spec.inp, deadline)
+            call.answered(result)
+            return call.json(completion(result, spec, completion_id))
+        chunks = Chunks(spec, completion_id)
+        stream: Stream
+        if spec.inp.json_schema is not None:  # checked whole, then streamed
+            stream = replayed(await self._service.ask(call.ctx, spec.inp, deadline))
+        else:
+            stream = self._service.ask_stream(call.ctx, spec.inp, deadline)
+        return await relay(
+            call, stream, chunks, b"", lambda r: chunks.finish(r, spec.include_usage)
+        )
 
 
 @dataclass(frozen=True, slots=True)

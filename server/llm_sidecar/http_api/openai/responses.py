@@ -1,5 +1,6 @@
-"""The Responses endpoints: ``POST /v1/responses``, ``GET`` and ``DELETE
-/v1/responses/{id}``, and ``GET /v1/responses/{id}/input_items``.
+"""OpenAI's Responses API: the handlers of ``POST /v1/responses``, ``GET`` and ``DELETE
+/v1/responses/{id}``, and ``GET /v1/responses/{id}/input_items``; the request is read
+in ``response_request.py``, the answers and their items shaped in ``response_items.py``.
 
 Responses go through the same service call as every chat turn (the same pipeline,
 isolation, failover, quotas and bill); a stored one is a handle of the caller's
@@ -14,24 +15,24 @@ import functools
 from aiohttp import web
 
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError
-from llm_sidecar.http_api import openai_responses
 from llm_sidecar.http_api.edge import HttpCall
 from llm_sidecar.http_api.endpoints import Endpoints
-from llm_sidecar.http_api.openai_response_shapes import (
+from llm_sidecar.http_api.openai.response_items import (
     ResponseEvents,
     item_list,
     items_of,
     rendered,
 )
+from llm_sidecar.http_api.openai.response_request import parse
 from llm_sidecar.http_api.sse import Stream, relay, replayed
 
 
-class ResponseEndpoints(Endpoints):
-    """The Responses handlers."""
+class Responses(Endpoints):
+    """``POST /v1/responses`` and the stored responses' own routes."""
 
     async def create(self, call: HttpCall) -> web.StreamResponse:
         assert call.body is not None and call.ctx is not None
-        spec = openai_responses.parse(call.body)
+        spec = parse(call.body)
         call.same_user(call.body.raw("user"), "user")
         deadline = self._deadline(call, spec.model)
         # The stored response is the one the caller gets: rendered once, by this surface.

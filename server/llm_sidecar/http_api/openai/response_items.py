@@ -16,7 +16,7 @@ from llm_sidecar.core.state.responses import ChainItem
 from llm_sidecar.core.vocabulary.models import AskResult, ChatMessage
 from llm_sidecar.core.vocabulary.tools import Image, ToolCall
 from llm_sidecar.http_api.errors import Refusal
-from llm_sidecar.http_api.openai_responses import ResponseSpec
+from llm_sidecar.http_api.openai.response_request import ResponseSpec
 
 #: Places of output messages start here, past any input's (inputs hold at most 1024).
 OUTPUT_BASE = 0x800

@@ -1,0 +1,1 @@
+"""Anthropic's APIs: one module per endpoint, with its handler, parsing and rendering."""
