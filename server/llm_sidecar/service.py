@@ -7,7 +7,7 @@ requests) that the resource monitor reads.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from llm_sidecar.core.admission.quotas import QuotaTotals, QuotaView
@@ -53,6 +53,16 @@ MAX_STOP_LENGTH = 256
 MAX_DIMENSIONS = 65536
 
 
+#: When a call must end: a time (``time.monotonic()``), none, or how to work it out
+#: from the call's route once it is resolved (an HTTP route's own timeout).
+Deadline = float | None | Callable[[str], float]
+
+
+def at(deadline: Deadline, route: str) -> float | None:
+    """The deadline of a call on ``route``."""
+    return deadline(route) if callable(deadline) else deadline
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderView:
     """Admin view of one provider."""
@@ -95,8 +105,9 @@ class LLMService:
 
     # -- validation -----------------------------------------------------------------
 
-    def validate(self, inp: AskInput) -> None:
-        """Reject malformed or oversized requests with the field and limit named."""
+    def validate(self, inp: AskInput) -> str:
+        """Reject malformed or oversized requests with the field and limit named; the
+        route the request names, resolved once for the whole call."""
         if not inp.prompt.strip() and not inp.messages:
             raise InvalidRequestError("prompt", "is empty (send a prompt, messages, or both)")
         size = len(inp.prompt) + len(inp.system_prompt)
@@ -113,7 +124,7 @@ class LLMService:
             raise InvalidRequestError("model", f"is longer than {MAX_MODEL_NAME} characters")
         check_agent_input(inp)
         # Before any manager exists: a refused call must leave nothing behind.
-        self.router.resolve(inp.model)
+        route = self.router.resolve(inp.model)
         p = inp.params
         if p.temperature is not None and not 0.0 <= p.temperature <= 2.0:
             raise InvalidRequestError("params.temperature", "must be between 0 and 2")
@@ -126,35 +137,35 @@ class LLMService:
                 "params.stop",
                 f"allows {MAX_STOP_SEQUENCES} sequences of {MAX_STOP_LENGTH} characters",
             )
+        return route
 
     # -- asking ---------------------------------------------------------------------
 
-    async def ask(
-        self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None
-    ) -> AskResult:
+    async def ask(self, ctx: UserExecutionContext, inp: AskInput, deadline: Deadline) -> AskResult:
         """Answer a prompt for the caller."""
-        self.validate(inp)
+        route = self.validate(inp)
         await self._check_tool_results(ctx, inp)
-        return await self.registry.get_or_create(ctx).ask(ctx, inp, deadline)
+        return await self.registry.get_or_create(ctx).ask(ctx, inp, at(deadline, route), route)
 
     def ask_stream(
-        self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None
+        self, ctx: UserExecutionContext, inp: AskInput, deadline: Deadline
     ) -> AsyncGenerator[str | ToolCall | AskResult, None]:
         """Stream an answer for the caller: text deltas and tool calls, then the result.
 
         Validates and finds the manager now; the manager's own stream is handed
         back as it is, so no layer here touches each delta.
         """
-        self.validate(inp)
-        if unanswered_tool_results(inp.messages):
-            return self._checked_stream(ctx, inp, deadline)  # the rare path: history first
-        return self.registry.get_or_create(ctx).ask_stream(ctx, inp, deadline)
+        route = self.validate(inp)
+        when = at(deadline, route)
+        if unanswered_tool_results(inp.messages):  # the rare path: history first
+            return self._checked_stream(ctx, inp, when, route)
+        return self.registry.get_or_create(ctx).ask_stream(ctx, inp, when, route)
 
     async def _checked_stream(
-        self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None
+        self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None, route: str
     ) -> AsyncGenerator[str | ToolCall | AskResult, None]:
         await self._check_tool_results(ctx, inp)
-        async for item in self.registry.get_or_create(ctx).ask_stream(ctx, inp, deadline):
+        async for item in self.registry.get_or_create(ctx).ask_stream(ctx, inp, deadline, route):
             yield item
 
     async def _check_tool_results(self, ctx: UserExecutionContext, inp: AskInput) -> None:
@@ -168,9 +179,9 @@ class LLMService:
             history = await self._conversations(ctx).load(ctx.session_id, ctx.conversation_thread)
         check_tool_results(pending, history)
 
-    def validate_embed(self, inp: EmbedInput, field: str = "inputs") -> None:
+    def validate_embed(self, inp: EmbedInput, field: str = "inputs") -> str:
         """Reject an empty, oversized or malformed batch with the field and limit named
-        (``field``: what the caller's API calls the texts)."""
+        (``field``: what the caller's API calls the texts); the embedding route."""
         if not inp.texts:
             raise InvalidRequestError(field, "is empty (send one or more texts)")
         if len(inp.texts) > self.max_embed_inputs:
@@ -197,19 +208,19 @@ class LLMService:
             raise InvalidRequestError("dimensions", f"must be between 1 and {MAX_DIMENSIONS}")
         if len(inp.model) > MAX_MODEL_NAME:
             raise InvalidRequestError("model", f"is longer than {MAX_MODEL_NAME} characters")
-        self.router.resolve(inp.model, embedding=True)
+        return self.router.resolve(inp.model, embedding=True)
 
     async def embed(
         self,
         ctx: UserExecutionContext,
         inp: EmbedInput,
-        deadline: float | None,
+        deadline: Deadline,
         *,
         field: str = "inputs",
     ) -> EmbedResult:
         """Embed the caller's texts: one vector per text, in order."""
-        self.validate_embed(inp, field)
-        return await self.registry.get_or_create(ctx).embed(ctx, inp, deadline)
+        route = self.validate_embed(inp, field)
+        return await self.registry.get_or_create(ctx).embed(ctx, inp, at(deadline, route), route)
 
     async def is_cached(self, ctx: UserExecutionContext, inp: AskInput) -> bool:
         """Whether the caller's cache would answer this request."""
@@ -220,24 +231,27 @@ class LLMService:
     # -- responses --------------------------------------------------------------------
 
     async def respond(
-        self, ctx: UserExecutionContext, response: ResponseInput, deadline: float | None
+        self, ctx: UserExecutionContext, response: ResponseInput, deadline: Deadline
     ) -> AskResult:
         """Answer a response-style call for the caller (stored unless it says not to)."""
-        self._validate_response(response)
-        return await self.registry.get_or_create(ctx).respond(ctx, response, deadline)
+        route = self._validate_response(response)
+        manager = self.registry.get_or_create(ctx)
+        return await manager.respond(ctx, response, at(deadline, route), route)
 
     def respond_stream(
-        self, ctx: UserExecutionContext, response: ResponseInput, deadline: float | None
+        self, ctx: UserExecutionContext, response: ResponseInput, deadline: Deadline
     ) -> AsyncGenerator[str | ToolCall | AskResult, None]:
         """Stream a response-style call: text deltas and tool calls, then the result."""
-        self._validate_response(response)
-        return self.registry.get_or_create(ctx).respond_stream(ctx, response, deadline)
+        route = self._validate_response(response)
+        manager = self.registry.get_or_create(ctx)
+        return manager.respond_stream(ctx, response, at(deadline, route), route)
 
-    def _validate_response(self, response: ResponseInput) -> None:
-        self.validate(response.inp)
+    def _validate_response(self, response: ResponseInput) -> str:
+        route = self.validate(response.inp)
         previous = response.previous_response_id
         if previous is not None and not is_response_id(previous):
             raise NotFoundError("previous_response_id", "response")
+        return route
 
     async def stored_chain(
         self, ctx: UserExecutionContext, response_id: str

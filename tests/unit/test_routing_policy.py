@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.routing.breaker import BreakerPolicy, CircuitBreaker, CircuitState
 from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy
-from llm_sidecar.core.routing.router import Router
+from llm_sidecar.core.routing.router import STREAMING, UNARY, Router
 from llm_sidecar.core.vocabulary.errors import (
     DeadlineExceededError,
     ErrorKind,
@@ -158,11 +158,28 @@ def router(
     )
 
 
+async def complete(
+    r: Router, deadline: float | None = None, validate: Any = None
+) -> RoutedCompletion:
+    """A unary call through the router's one entry point, consumed to its end."""
+    result = None
+    async for item in r.route("m", REQUEST, deadline, validate, opener=UNARY):
+        if isinstance(item, Routed):
+            result = item
+    assert result is not None
+    return result
+
+
+def stream(r: Router, deadline: float | None = None) -> AsyncIterator[Any]:
+    """A streamed call through the router's one entry point."""
+    return r.route("m", REQUEST, deadline, opener=STREAMING)
+
+
 async def call(r: Router, mode: str, deadline: float | None = None) -> RoutedCompletion:
     if mode == "unary":
-        return await r.complete("m", REQUEST, deadline)
+        return await complete(r, deadline)
     deltas = []
-    async for item in r.stream("m", REQUEST, deadline):
+    async for item in stream(r, deadline):
         if isinstance(item, Routed):
             assert "".join(deltas).replace(" ", "") == item.answer.text.replace(" ", "")
             return item
@@ -311,7 +328,7 @@ async def test_invalid_output_fails_over_but_spares_the_breaker() -> None:
             raise ProviderError(ErrorKind.INVALID_OUTPUT, "not the schema")
         return "checked"
 
-    result = await r.complete("m", REQUEST, validate=validate)
+    result = await complete(r, validate=validate)
     assert result.provider == "fallback" and result.document == "checked"
     assert slot(r, "primary").breaker.state is CircuitState.CLOSED
 
@@ -321,7 +338,7 @@ async def test_stream_never_fails_over_after_a_chunk_was_sent() -> None:
     r = router(primary, fallback, threshold=10)
     received = []
     with pytest.raises(StreamInterruptedError):
-        async for item in r.stream("m", REQUEST):
+        async for item in stream(r):
             received.append(item)
     assert received == ["partial"] and fallback.calls == 0
 
@@ -330,5 +347,5 @@ async def test_request_rejection_goes_back_to_the_caller() -> None:
     primary, fallback = Scripted("primary", fail(ErrorKind.REQUEST_REJECTED)), Scripted("f", ok)
     r = router(primary, fallback, threshold=1)
     with pytest.raises(Exception, match="rejected the request"):
-        await r.complete("m", REQUEST)
+        await complete(r)
     assert fallback.calls == 0 and slot(r, "primary").breaker.state is CircuitState.CLOSED

@@ -1,4 +1,4 @@
-"""What every group of HTTP handlers holds: the service, and each route's deadline."""
+"""What every HTTP handler holds: the service, and each route's deadline."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class Endpoints:
         self._service = service
         self._route_seconds = route_seconds
 
-    def _deadline(self, call: HttpCall, model: str, *, embedding: bool = False) -> float:
-        """When ``call`` must end: its route's default, or the caller's shorter one."""
-        route = self._service.router.resolve(model, embedding=embedding)
-        return call.deadline(self._route_seconds(route))
+    def _deadline(self, call: HttpCall) -> Callable[[str], float]:
+        """When ``call`` must end, once the service has resolved its route: the route's
+        default, or the caller's shorter one (the route is resolved once, there)."""
+        return lambda route: call.deadline(self._route_seconds(route))

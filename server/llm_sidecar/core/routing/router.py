@@ -50,7 +50,6 @@ from llm_sidecar.core.vocabulary.models import (
     EmbeddingRequest,
     Embeddings,
     Routed,
-    RoutedCompletion,
 )
 from llm_sidecar.core.vocabulary.providers import Provider
 from llm_sidecar.core.vocabulary.tools import ToolCall
@@ -165,43 +164,6 @@ class Router:
     def any_serving(self) -> bool:
         """Whether some provider of some model can take requests."""
         return any(slot.serving for slot in self.slots())
-
-    # -- whole requests -------------------------------------------------------
-
-    async def complete(
-        self,
-        route: str,
-        request: ChatRequest,
-        deadline: float | None = None,
-        validate: Validate | None = None,
-        refused: Refused | None = None,
-    ) -> RoutedCompletion:
-        """Answer ``request`` from the first provider of the chain that can.
-
-        ``validate`` checks a completion (raising ProviderError INVALID_OUTPUT
-        to fail over); what it returns is the result's ``document``. Answers a
-        provider billed but that were refused (by ``validate`` or the adapter's
-        own checks) are appended to ``refused`` as (provider, usage), whatever
-        the outcome, so they can be billed.
-        """
-        result: RoutedCompletion | None = None
-        # Consumed to its end, so the generator finishes here and needs no finaliser.
-        async for item in self.route(route, request, deadline, validate, refused, opener=UNARY):
-            if isinstance(item, Routed):
-                result = item
-        assert result is not None  # route() ends with a result or raises
-        return result
-
-    def stream(
-        self,
-        route: str,
-        request: ChatRequest,
-        deadline: float | None = None,
-        refused: Refused | None = None,
-    ) -> AsyncIterator[str | ToolCall | RoutedCompletion]:
-        """Deltas and whole tool calls as they arrive, then one :class:`RoutedCompletion`.
-        Refused but billed answers are noted in ``refused``, as in :meth:`complete`."""
-        return self.route(route, request, deadline, None, refused, opener=STREAMING)
 
     # -- the attempt loop -------------------------------------------------------
 

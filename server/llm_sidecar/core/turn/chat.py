@@ -52,6 +52,7 @@ class ChatCall:
         ctx: UserExecutionContext,
         inp: AskInput,
         *,
+        route: str = "",
         stream: bool,
         router: Router,
         conversations: UserConversations,
@@ -67,7 +68,8 @@ class ChatCall:
         self._conversations = conversations
         self._billing = billing
         self._obs = observability
-        self.route = ""
+        #: The model's route: resolved by the caller already, or at :meth:`prepare`.
+        self.route = route
         self.session_id = ctx.session_id or ""
         self._prep: Prepared | None = None
 
@@ -86,7 +88,8 @@ class ChatCall:
         """The thread's history, then the request in order; the output capped when a
         quota needs a bound on the call (a visible step, not a rewrite in admission)."""
         ctx, inp = self.ctx, self.inp
-        self.route = self._router.resolve(inp.model)
+        if not self.route:
+            self.route = self._router.resolve(inp.model)
         history: list[ChatMessage] = []
         thread = self.thread()
         if thread is not None:
@@ -137,11 +140,11 @@ class ChatCall:
         )
 
     def attempts(
-        self, router: Router, deadline: float | None, refused: Refused
+        self, deadline: float | None, refused: Refused
     ) -> AsyncIterator[Delta | RoutedCompletion]:
         validate = None if self.stream else self._validator()
         opener = STREAMING if self.stream else UNARY
-        return router.route(
+        return self._router.route(
             self.route, self.prep.request, deadline, validate, refused, opener=opener
         )
 

@@ -59,6 +59,7 @@ class EmbedCall:
         ctx: UserExecutionContext,
         inp: EmbedInput,
         *,
+        route: str = "",
         router: Router,
         observability: Observability,
         cache_enabled: bool,
@@ -68,7 +69,8 @@ class EmbedCall:
         self.cache_enabled = cache_enabled
         self._router = router
         self._obs = observability
-        self.route = ""
+        #: The embedding route: resolved by the caller already, or at :meth:`prepare`.
+        self.route = route
         #: Usage rows carry the session the call was made in; a vector has no history.
         self.session_id = ctx.session_id or ""
         self._keys: list[str] = []
@@ -83,7 +85,8 @@ class EmbedCall:
 
     async def prepare(self) -> None:
         inp = self.inp
-        self.route = self._router.resolve(inp.model, embedding=True)
+        if not self.route:
+            self.route = self._router.resolve(inp.model, embedding=True)
         self._vectors = [None] * len(inp.texts)
         self._set_missing(list(range(len(inp.texts))))
         if self.cache_enabled and not inp.skip_cache:
@@ -122,10 +125,12 @@ class EmbedCall:
         return Worst(self.route, inputs, 0)
 
     def attempts(
-        self, router: Router, deadline: float | None, refused: Refused
+        self, deadline: float | None, refused: Refused
     ) -> AsyncIterator[Delta | RoutedEmbeddings]:
         request = EmbeddingRequest(self._sent, self.inp.dimensions)
-        return router.route(self.route, request, deadline, self._check, refused, opener=EMBEDDING)
+        return self._router.route(
+            self.route, request, deadline, self._check, refused, opener=EMBEDDING
+        )
 
     def _check(self, answer: Embeddings) -> None:
         """A vector per text asked, each of the dimension asked: anything else is a bad

@@ -65,7 +65,6 @@ class LLMManager:
         self._obs = observability
         self.response_bounds = response_bounds
         self.pipeline = Pipeline(
-            router=router,
             cache=cache,
             state=state,
             limiter=limiter,
@@ -96,15 +95,22 @@ class LLMManager:
             "cache_enabled": self._cache_enabled,
         }
 
-    def _chat(self, ctx: UserExecutionContext, inp: AskInput, *, stream: bool) -> ChatCall:
-        return ChatCall(ctx, inp, **self._chat_parts(stream))
+    def _chat(
+        self, ctx: UserExecutionContext, inp: AskInput, route: str, *, stream: bool
+    ) -> ChatCall:
+        return ChatCall(ctx, inp, route=route, **self._chat_parts(stream))
 
     async def ask(
-        self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None = None
+        self,
+        ctx: UserExecutionContext,
+        inp: AskInput,
+        deadline: float | None = None,
+        route: str = "",
     ) -> AskResult:
-        """Answer one prompt for this user, inside its conversation unless opted out."""
+        """Answer one prompt for this user, inside its conversation unless opted out.
+        ``route``: the model's route when the caller resolved it already."""
         self._check(ctx)
-        return await self._unary(self._chat(ctx, inp, stream=False), deadline, AskResult)
+        return await self._unary(self._chat(ctx, inp, route, stream=False), deadline, AskResult)
 
     async def _unary(self, call: Any, deadline: float | None, kind: type[R]) -> R:
         """A call's result: the pipeline consumed to its end, so its generator finishes
@@ -116,46 +122,65 @@ class LLMManager:
         return result
 
     def _respond(
-        self, ctx: UserExecutionContext, response: ResponseInput, *, stream: bool
+        self, ctx: UserExecutionContext, response: ResponseInput, route: str, *, stream: bool
     ) -> ResponseCall:
         return ResponseCall(
             ctx,
             response,
+            route=route,
             responses=self.state.responses,
             bounds=self.response_bounds,
             **self._chat_parts(stream),
         )
 
     async def respond(
-        self, ctx: UserExecutionContext, response: ResponseInput, deadline: float | None = None
+        self,
+        ctx: UserExecutionContext,
+        response: ResponseInput,
+        deadline: float | None = None,
+        route: str = "",
     ) -> AskResult:
         """Answer one response-style call: after its stored chain, stored in turn."""
         self._check(ctx)
-        return await self._unary(self._respond(ctx, response, stream=False), deadline, AskResult)
+        call = self._respond(ctx, response, route, stream=False)
+        return await self._unary(call, deadline, AskResult)
 
     def respond_stream(
-        self, ctx: UserExecutionContext, response: ResponseInput, deadline: float | None = None
+        self,
+        ctx: UserExecutionContext,
+        response: ResponseInput,
+        deadline: float | None = None,
+        route: str = "",
     ) -> AsyncGenerator[Delta | AskResult, None]:
         """Stream one response-style call (see :meth:`ask_stream`)."""
         self._check(ctx)
-        return self.pipeline.run(self._respond(ctx, response, stream=True), deadline)
+        return self.pipeline.run(self._respond(ctx, response, route, stream=True), deadline)
 
     def ask_stream(
-        self, ctx: UserExecutionContext, inp: AskInput, deadline: float | None = None
+        self,
+        ctx: UserExecutionContext,
+        inp: AskInput,
+        deadline: float | None = None,
+        route: str = "",
     ) -> AsyncGenerator[Delta | AskResult, None]:
         """Stream one answer: text deltas and whole tool calls, then the
         :class:`AskResult`. The pipeline's own generator, handed back as it is."""
         self._check(ctx)
-        return self.pipeline.run(self._chat(ctx, inp, stream=True), deadline)
+        return self.pipeline.run(self._chat(ctx, inp, route, stream=True), deadline)
 
     async def embed(
-        self, ctx: UserExecutionContext, inp: EmbedInput, deadline: float | None = None
+        self,
+        ctx: UserExecutionContext,
+        inp: EmbedInput,
+        deadline: float | None = None,
+        route: str = "",
     ) -> EmbedResult:
         """Embed texts for this user: from its cache where it can, the rest upstream."""
         self._check(ctx)
         call = EmbedCall(
             ctx,
             inp,
+            route=route,
             router=self._router,
             observability=self._obs,
             cache_enabled=self._cache_enabled,
@@ -165,7 +190,7 @@ class LLMManager:
     async def is_cached(self, ctx: UserExecutionContext, inp: AskInput) -> bool:
         """Whether this exact request would be answered from this user's cache."""
         self._check(ctx)
-        call = self._chat(ctx, inp, stream=False)
+        call = self._chat(ctx, inp, "", stream=False)
         await call.prepare()
         key = call.prep.key
         return key is not None and self.cache.contains(key)

@@ -35,7 +35,7 @@ from llm_sidecar.core.admission.billing import Billing, Charges, Worst
 from llm_sidecar.core.admission.limits import UserLimiter
 from llm_sidecar.core.admission.quotas import Reservation
 from llm_sidecar.core.observability import Observability
-from llm_sidecar.core.routing.router import Refused, Router
+from llm_sidecar.core.routing.router import Refused
 from llm_sidecar.core.state.cache import UserCache
 from llm_sidecar.core.state.responses import StoredResponse
 from llm_sidecar.core.state.store import UserState
@@ -95,9 +95,7 @@ class CallKind(Protocol[Result, Routed]):
     def worst_case(self) -> Worst:
         """The most the call may spend, for admission."""
 
-    def attempts(
-        self, router: Router, deadline: float | None, refused: Refused
-    ) -> AsyncIterator[Delta | Routed]:
+    def attempts(self, deadline: float | None, refused: Refused) -> AsyncIterator[Delta | Routed]:
         """The routed call: deltas (streams), then the routed answer."""
 
     def billed(self, routed: Routed) -> Billed:
@@ -112,19 +110,17 @@ class CallKind(Protocol[Result, Routed]):
 class Pipeline:
     """Runs calls of one user through the steps, against that user's stores."""
 
-    __slots__ = ("_billing", "_locks", "_obs", "_router", "cache", "limiter", "state")
+    __slots__ = ("_billing", "_locks", "_obs", "cache", "limiter", "state")
 
     def __init__(
         self,
         *,
-        router: Router,
         cache: UserCache,
         state: UserState,
         limiter: UserLimiter,
         billing: Billing,
         observability: Observability,
     ) -> None:
-        self._router = router
         self.cache = cache
         self.state = state
         self.limiter = limiter
@@ -160,7 +156,7 @@ class Pipeline:
                 refused: Refused = []
                 routed: Routed | None = None
                 try:
-                    async for item in kind.attempts(self._router, deadline, refused):  # 5. route
+                    async for item in kind.attempts(deadline, refused):  # 5. route
                         if isinstance(item, str | ToolCall):
                             yield item
                         else:

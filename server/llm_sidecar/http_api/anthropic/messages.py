@@ -41,7 +41,7 @@ class Messages(Endpoints):
         metadata = call.body.obj("metadata")
         if metadata is not None:
             call.same_user(metadata.raw("user_id"), "metadata.user_id")
-        deadline = self._deadline(call, spec.model)
+        deadline = self._deadline(call)
         message_id = "msg_" + call.request_id.replace("-", "")
         if not spec.stream:
             result = await self._service.ask(call.ctx, spec.inp, deadline)

@@ -45,7 +45,7 @@ class ChatCompletions(Endpoints):
         assert call.body is not None and call.ctx is not None
         spec = parse(call.body)
         call.same_user(call.body.raw("user"), "user")
-        deadline = self._deadline(call, spec.model)
+        deadline = self._deadline(call)
         completion_id = "chatcmpl-" + call.request_id
         if not spec.stream:
             result = await self._service.ask(call.ctx, spec.inp, deadline)

@@ -95,8 +95,7 @@ class Embeddings(Endpoints):
         assert call.body is not None and call.ctx is not None
         spec = parse(call.body)
         call.same_user(call.body.raw("user"), "user")
-        self._service.validate_embed(spec.inp, "input")  # a 400 before any deadline is read
-        deadline = self._deadline(call, spec.model, embedding=True)
+        deadline = self._deadline(call)  # read once the batch is checked: a 400 first
         result = await self._service.embed(call.ctx, spec.inp, deadline, field="input")
         call.embedded(result)
         return call.json(response(result, spec))

@@ -34,7 +34,7 @@ class Responses(Endpoints):
         assert call.body is not None and call.ctx is not None
         spec = parse(call.body)
         call.same_user(call.body.raw("user"), "user")
-        deadline = self._deadline(call, spec.model)
+        deadline = self._deadline(call)
         # The stored response is the one the caller gets: rendered once, by this surface.
         response = dataclasses.replace(spec.response, render=functools.partial(rendered, spec))
         call.headers["x-llm-response-id"] = response.response_id
