@@ -1,5 +1,7 @@
-"""Ask through the sidecar (gRPC and HTTP) vs straight to the upstream, and cache hits vs
-a bare echo, in one run; then Embed rows (bench_embeddings) the same way."""
+"""Ask through the sidecar (gRPC and HTTP) vs straight to the upstream and vs the floor
+of each path (a bare aiohttp.web relay passing the same JSON through; a bare grpc.aio
+echo for cache hits), in one run, with each server's CPU per call; then Embed rows
+(bench_embeddings) the same way."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from bench.harness import (
     bench_provider,
     echo_server,
     load,
+    relay,
     sidecar,
     sidecar_config,
     table,
@@ -24,7 +27,8 @@ ROWS = (
     ("http-miss", "sidecar HTTP, cache miss"),
     ("http-hit", "sidecar HTTP, cache hit"),
     ("tools", "sidecar gRPC, tool-call round trip (2 calls)"),
-    ("echo", "bare grpc.aio echo"),
+    ("relay", "floor: bare aiohttp relay, JSON through"),
+    ("echo", "floor: bare grpc.aio echo"),
 )
 
 
@@ -48,6 +52,11 @@ def _measure(duration: float) -> dict[tuple[str, int], dict[str, Any]]:
                 results[("tools", c)] = load(
                     "sidecar", grpc_address, c, duration=duration, mode="tools"
                 )
+        with relay("aiohttp-json", up_port) as relay_port:
+            for c in (1, 32):
+                results[("relay", c)] = load(
+                    "http", f"127.0.0.1:{relay_port}", c, duration=duration, mode="miss"
+                )
         with echo_server() as echo_port:
             for c in (1, 32):
                 results[("echo", c)] = load(
@@ -64,19 +73,26 @@ def run(duration: float = 5.0) -> str:
         for kind, label in ROWS:
             r = results[(kind, c)]
             added = r["p50"] - direct["p50"] if kind in ("miss", "http-miss") else ""
-            rows.append([label, c, r["rps"], r["p50"], r["p99"], added, r["errors"]])
-        hit, echo = results[("hit", c)], results[("echo", c)]
-        rows.append(
-            [f"  gRPC hit/echo p50 ratio (c={c})", c, "", hit["p50"] / echo["p50"], "", "", ""]
-        )
-        http, grpc = results[("http-miss", c)], results[("miss", c)]
-        rows.append(
-            [f"  HTTP/gRPC miss throughput (c={c})", c, http["rps"] / grpc["rps"], "", "", "", ""]
-        )
+            cpu = r["cpu_us"] if r["cpu_us"] is not None else ""
+            rows.append([label, c, r["rps"], r["p50"], r["p99"], added, cpu, r["errors"]])
+        rows += _ratios(results, c)
     ask = table(
-        "Ask latency and throughput (loopback upstream; HTTP is /v1/chat/completions)",
-        ["path", "conc", "req/s", "p50 ms", "p99 ms", "added p50 ms", "errors"],
+        "Ask latency, throughput and server CPU per call (loopback upstream; HTTP is "
+        "/v1/chat/completions; CPU is the answering process's: the upstream's on the direct "
+        "row, the sidecar's, or the floor's)",
+        ["path", "conc", "req/s", "p50 ms", "p99 ms", "added p50 ms", "CPU us/call", "errors"],
         rows,
     )
     # The other kind of call through the same gateway: Embed rows beside their direct path.
     return ask + "\n" + bench_embeddings.run(duration)
+
+
+def _ratios(results: dict[tuple[str, int], dict[str, Any]], c: int) -> list[list[Any]]:
+    hit, echo = results[("hit", c)], results[("echo", c)]
+    http, grpc, floor = results[("http-miss", c)], results[("miss", c)], results[("relay", c)]
+    cpu = http["cpu_us"] / floor["cpu_us"] if http["cpu_us"] and floor["cpu_us"] else ""
+    return [
+        [f"  gRPC hit/echo p50 ratio (c={c})", c, "", hit["p50"] / echo["p50"], "", "", "", ""],
+        [f"  HTTP/gRPC miss throughput (c={c})", c, http["rps"] / grpc["rps"], "", "", "", "", ""],
+        [f"  HTTP miss / floor, CPU per call (c={c})", c, "", "", "", "", cpu, ""],
+    ]

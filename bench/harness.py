@@ -60,10 +60,31 @@ def process(
         log.close()
 
 
+#: The process id of each server started here, by its port (for CPU per call).
+PIDS: dict[int, int] = {}
+
+
+@contextmanager
+def server(args: Sequence[str], port: int, env: dict[str, str] | None = None) -> Iterator[int]:
+    """A server process listening on ``port``; yields the port (its pid: ``PIDS``)."""
+    with process(args, port, env) as proc:
+        PIDS[port] = proc.pid
+        yield port
+
+
 @contextmanager
 def upstream(mode: str = "ok") -> Iterator[int]:
     port = free_port()
-    with process(["-m", "bench.upstream", "--port", str(port), "--mode", mode], port):
+    with server(["-m", "bench.upstream", "--port", str(port), "--mode", mode], port):
+        yield port
+
+
+@contextmanager
+def relay(kind: str, upstream_port: int) -> Iterator[int]:
+    """A floor: the leanest relay of the upstream (bench/relays.py), nothing of the sidecar."""
+    port = free_port()
+    args = ["-m", "bench.relays", "--kind", kind, "--port", str(port)]
+    with server([*args, "--upstream", f"127.0.0.1:{upstream_port}"], port):
         yield port
 
 
@@ -106,7 +127,8 @@ def sidecar(config: dict[str, Any], env: dict[str, str] | None = None) -> Iterat
         json.dump(config, f)
         path = f.name
     try:
-        with process(["-m", "llm_sidecar", "--config", path, "--port", str(port)], port, env):
+        with process(["-m", "llm_sidecar", "--config", path, "--port", str(port)], port, env) as p:
+            PIDS[port] = PIDS[HTTP_PORTS[port]] = p.pid
             wait_port(HTTP_PORTS[port])  # the HTTP listener binds just after the gRPC one
             yield port
     finally:
@@ -116,7 +138,7 @@ def sidecar(config: dict[str, Any], env: dict[str, str] | None = None) -> Iterat
 @contextmanager
 def echo_server() -> Iterator[int]:
     port = free_port()
-    with process(["-m", "bench.echo", "--port", str(port)], port):
+    with server(["-m", "bench.echo", "--port", str(port)], port):
         yield port
 
 
@@ -129,6 +151,11 @@ def load(
     mode: str = "miss",
     extra: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """Run the load generator against ``address``; with the server's pid known (started
+    here), its CPU per call is measured too."""
+    pid = PIDS.get(int(address.rsplit(":", 1)[1]))
+    if pid is not None:
+        extra = [*extra, "--cpu-pid", str(pid)]
     out = subprocess.run(
         [
             sys.executable,

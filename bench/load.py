@@ -7,7 +7,8 @@ same chat request straight to the upstream with aiohttp), ``echo`` (a bare grpc.
 servicer). ``--kind embed`` makes each call an embedding of ``--batch`` texts instead
 (gRPC Embed, ``/v1/embeddings`` in base64 as the OpenAI SDKs ask, or the upstream's
 ``/v1/embeddings`` in floats as the sidecar asks). Prints one JSON object: requests,
-errors, seconds, latencies (ms) percentiles.
+errors, seconds, latencies (ms) percentiles, and with ``--cpu-pid`` that server
+process's CPU per call over the same window (``cpu_us``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import time
 from typing import Any
 
@@ -149,8 +151,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     warm_until = start + warm
     stop_at = warm_until + args.duration
+    cpu_before: list[float] = []
+
+    async def cpu_at_warm_end() -> None:
+        # The server's CPU over the measured window only, as its latencies are.
+        await asyncio.sleep(0 if args.calls else warm)
+        cpu_before.append(cpu_seconds(args.cpu_pid))
+
+    sampler = asyncio.ensure_future(cpu_at_warm_end()) if args.cpu_pid else None
     await asyncio.gather(*(worker(w) for w in range(args.concurrency)))
     seconds = time.perf_counter() - (start if args.calls else warm_until)
+    cpu = None
+    if sampler is not None:
+        await sampler
+        cpu = cpu_seconds(args.cpu_pid) - cpu_before[0]
     if args.target in ("direct", "http"):
         await session.close()
     else:
@@ -163,7 +177,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "p50": percentile(latencies, 0.50),
         "p90": percentile(latencies, 0.90),
         "p99": percentile(latencies, 0.99),
+        # The server's CPU (user + system) per answered call, in microseconds.
+        "cpu_us": cpu * 1e6 / len(latencies) if cpu is not None and latencies else None,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def embed_call(args: argparse.Namespace, client: Any) -> Any:
@@ -218,6 +241,7 @@ def main() -> None:
     parser.add_argument("--tag", default="run", help="conversation: user id namespace")
     parser.add_argument("--kind", choices=["ask", "embed"], default="ask")
     parser.add_argument("--batch", type=int, default=1, help="embed: texts per call")
+    parser.add_argument("--cpu-pid", type=int, default=0, help="a server whose CPU to count")
     args = parser.parse_args()
     try:
         import uvloop

@@ -6,6 +6,9 @@ same request upstream with aiohttp's client and writing each read through as it
 comes (server-sent events in, server-sent events out). ``--kind grpc``: a grpc.aio
 server answers ``AskStream`` by writing each upstream read as one message. What
 either costs per delta is what the sidecar's HTTP or gRPC path cannot go below.
+``--kind aiohttp-json``: the same for a unary call: the caller's JSON body passed
+upstream as it is, the upstream's JSON answer passed back (the floor of the HTTP
+cache-miss path in ``bench gateway``).
 
     python -m bench.relays --kind aiohttp --port 6001 --upstream 127.0.0.1:6000
 """
@@ -16,6 +19,7 @@ import argparse
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import grpc
@@ -46,8 +50,25 @@ async def aiohttp_relay(port: int, upstream: str) -> None:
         await response.write_eof()
         return response
 
+    await _serve(relay, port)
+
+
+async def aiohttp_json_relay(port: int, upstream: str) -> None:
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    url = f"http://{upstream}/v1/chat/completions"
+
+    async def relay(request: web.Request) -> web.Response:
+        body = await request.read()
+        async with session.post(url, data=body, headers=_HEADERS) as upstream_reply:
+            answer = await upstream_reply.read()
+        return web.Response(body=answer, content_type="application/json")
+
+    await _serve(relay, port)
+
+
+async def _serve(handler: Any, port: int) -> None:
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", relay)
+    app.router.add_post("/v1/chat/completions", handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
@@ -89,9 +110,12 @@ async def grpc_relay(port: int, upstream: str) -> None:
     await server.wait_for_termination()
 
 
+RELAYS = {"aiohttp": aiohttp_relay, "aiohttp-json": aiohttp_json_relay, "grpc": grpc_relay}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--kind", choices=["aiohttp", "grpc"], required=True)
+    parser.add_argument("--kind", choices=sorted(RELAYS), required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="host:port of the paced upstream")
     args = parser.parse_args()
@@ -101,8 +125,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    relay = aiohttp_relay if args.kind == "aiohttp" else grpc_relay
-    asyncio.run(relay(args.port, args.upstream))
+    asyncio.run(RELAYS[args.kind](args.port, args.upstream))
 
 
 if __name__ == "__main__":
