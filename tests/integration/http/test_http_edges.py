@@ -256,4 +256,6 @@ async def test_an_access_line_per_http_request(
         ("POST (no route)", "404", lost.headers["x-request-id"]),
     ]
     assert access[0]["provider"] == "primary" and access[0]["prompt_tokens"] > 0
+    # The reason is the core's, as on gRPC's lines (one entrance writes both).
+    assert access[1]["reason"] == "INVALID_REQUEST" and access[2]["reason"] == "NO_ROUTE"
     assert "logged" not in json.dumps(lines)

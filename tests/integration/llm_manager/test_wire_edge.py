@@ -279,10 +279,15 @@ async def test_bearer_token_guards_tcp_calls(
                 await stub.Ask(request, metadata=[("x-user-id", "alice"), *auth], timeout=5)
             assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
             assert "s3cret" not in info.value.details()
-        # RFC 7235: the scheme is case-insensitive, on gRPC as on HTTP.
+        # RFC 7235: the scheme is case-insensitive, on gRPC as on HTTP; x-api-key as on HTTP.
         for scheme in ("Bearer", "bearer", "BEARER"):
             good = [("x-user-id", "alice"), ("authorization", f"{scheme} s3cret-token")]
             assert (await stub.Ask(request, metadata=good, timeout=5)).text
+        keyed = [("x-user-id", "alice"), ("x-api-key", "s3cret-token")]
+        assert (await stub.Ask(request, metadata=keyed, timeout=5)).text
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Ask(request, metadata=[("x-user-id", "a"), ("x-api-key", "no")], timeout=5)
+        assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
         admin = pb_grpc.LLMAdminServiceStub(ch)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await admin.ListProviders(pb.ListProvidersRequest(), timeout=5)
