@@ -108,6 +108,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def debug_process(directory: Path, providers: Sequence[dict[str, Any]]) -> SidecarProcess:
+    """A child sidecar logging its own records at DEBUG, as JSON lines."""
+    config = write_process_config(
+        directory / "sidecar.json",
+        providers,
+        telemetry={"log_level": "debug", "log_format": "json"},
+    )
+    return SidecarProcess(config)
+
+
 class SidecarProcess:
     """The sidecar as a real child process (``python -m llm_sidecar``).
 

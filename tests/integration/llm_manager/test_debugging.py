@@ -15,11 +15,10 @@ import pytest
 from llm_manager_client import UnavailableError
 from tests.support.failover import client_for
 from tests.support.sidecar import (
-    SidecarProcess,
+    debug_process,
     free_port,
     make_settings,
     provider,
-    write_process_config,
 )
 from tests.support.upstream import FakeUpstream
 from tests.support.waiting import eventually
@@ -77,12 +76,7 @@ def lines_of(output: bytes) -> list[dict[str, Any]]:
 async def test_debug_logs_show_the_decisions_of_a_call_without_content(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    config = write_process_config(
-        tmp_path / "sidecar.json",
-        [provider("primary", upstream.url)],
-        telemetry={"log_level": "debug", "log_format": "json"},
-    )
-    process = SidecarProcess(config)
+    process = debug_process(tmp_path, [provider("primary", upstream.url)])
     try:
         await process.wait_ready()
         for request_id in ("dbg-miss", "dbg-hit"):

@@ -19,6 +19,7 @@ from llm_manager_client import InvalidArgumentError, UnavailableError
 from tests.support.failover import chain_settings, client_for
 from tests.support.sidecar import (
     SidecarProcess,
+    debug_process,
     free_port,
     make_settings,
     provider,
@@ -162,12 +163,7 @@ async def test_routing_events_are_logged_once_with_provider_and_route(
 async def test_debug_level_shows_the_sidecar_not_the_libraries(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    config = write_process_config(
-        tmp_path / "sidecar.json",
-        [provider("primary", upstream.url)],
-        telemetry={"log_level": "debug", "log_format": "json"},
-    )
-    process = SidecarProcess(config)
+    process = debug_process(tmp_path, [provider("primary", upstream.url)])
     try:
         await process.wait_ready()
         port = process.port
