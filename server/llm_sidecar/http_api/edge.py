@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,12 +209,7 @@ class Edge:
 
 def _incoming(request: web.Request) -> Incoming:
     """The headers the entrance reads (their names lower-cased, as gRPC's are)."""
-    return read_incoming(_lowered(request.headers.items()))
-
-
-def _lowered(items: Iterator[tuple[str, str]] | Any) -> Iterator[tuple[str, str]]:
-    for name, value in items:
-        yield name.lower(), value
+    return read_incoming([(name.lower(), value) for name, value in request.headers.items()])
 
 
 def _metric(method: str, route: str, status: int) -> dict[str, Any]:

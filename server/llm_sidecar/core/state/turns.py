@@ -14,7 +14,7 @@ refused spend together with the settlement, whenever the store can take it.
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -46,7 +46,7 @@ class Turn:
     #: Names the turn's write wherever a store can apply it once (a replay, a retry on
     #: a fresh connection): a turn and its undelivered form share it, so a commit whose
     #: reply was lost and the undelivered commit that follows apply once between them.
-    write_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    write_id: str = field(default_factory=lambda: os.urandom(16).hex())
 
     def undelivered(self) -> Turn:
         """This turn for a caller who never got the answer: no exchange to remember, no

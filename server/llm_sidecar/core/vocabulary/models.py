@@ -65,7 +65,7 @@ class GenerationParams:
 
     def canonical(self) -> str:
         """Stable text form, used in cache keys."""
-        if self is DEFAULT_PARAMS:
+        if self is DEFAULT_PARAMS or self == DEFAULT_PARAMS:
             return _DEFAULT_CANONICAL  # most calls set nothing: no encoding per call
         return json.dumps(
             [self.temperature, self.max_tokens, self.top_p, list(self.stop), self.seed],
