@@ -224,9 +224,9 @@ class LLMService:
 
     async def is_cached(self, ctx: UserExecutionContext, inp: AskInput) -> bool:
         """Whether the caller's cache would answer this request."""
-        self.validate(inp)
+        route = self.validate(inp)
         manager = self.registry.get(ctx.user_id)
-        return manager is not None and await manager.is_cached(ctx, inp)
+        return manager is not None and await manager.is_cached(ctx, inp, route)
 
     # -- responses --------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from llm_sidecar.core.vocabulary.errors import InvalidContextError
 _CONTEXT_KEYS = frozenset(CONTEXT_KEYS)
 _TRACE_KEYS = frozenset({"traceparent", "tracestate", "baggage"})
 AUTHORIZATION_KEY = "authorization"
-#: The Anthropic SDK's way of sending a key (HTTP only: gRPC callers use authorization).
+#: The Anthropic SDK's way of sending a key; the token rule accepts it on every wire.
 API_KEY_KEY = "x-api-key"
 
 

@@ -49,14 +49,13 @@ class Entrance:
 class CallScope:
     """One call's identity and record; see the module."""
 
-    __slots__ = ("_bound", "ctx", "entrance", "incoming", "record", "span", "started")
+    __slots__ = ("_bound", "entrance", "incoming", "record", "span", "started")
 
     def __init__(self, entrance: Entrance, incoming: Incoming, record: CallRecord) -> None:
         self.entrance = entrance
         self.incoming = incoming
         self.record = record
         self.span: Span | None = None
-        self.ctx: UserExecutionContext | None = None
         self.started = time.perf_counter()
         self._bound = bind_request_id(record.request_id)
 
@@ -81,7 +80,7 @@ class CallScope:
             check_token(self.incoming, entrance.token)
         if not needs_user:
             return None
-        ctx = self.ctx = UserExecutionContext.from_metadata(self.incoming.values)
+        ctx = UserExecutionContext.from_metadata(self.incoming.values)
         ref = entrance.obs.user_ref(ctx.user_id)
         self.record.user = ref
         if ref and span.is_recording():

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 from aiohttp import StreamReader, web
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import SpanKind
 
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.vocabulary.context import UserExecutionContext
@@ -44,7 +44,6 @@ class HttpCall:
     request: web.Request
     dialect: Dialect
     scope: CallScope
-    span: Span
     ctx: UserExecutionContext | None = None
     body: Fields | None = None
     started: float = field(default_factory=time.monotonic)
@@ -151,7 +150,7 @@ class Edge:
         with self.obs.span(
             scope.record.method, SpanKind.SERVER, attributes, scope.parent()
         ) as span:
-            call = HttpCall(request, dialect, scope, span)
+            call = HttpCall(request, dialect, scope)
             call.headers["x-request-id"] = scope.request_id
             status = 500
             try:

@@ -187,10 +187,10 @@ class LLMManager:
         )
         return await self._unary(call, deadline, EmbedResult)
 
-    async def is_cached(self, ctx: UserExecutionContext, inp: AskInput) -> bool:
+    async def is_cached(self, ctx: UserExecutionContext, inp: AskInput, route: str = "") -> bool:
         """Whether this exact request would be answered from this user's cache."""
         self._check(ctx)
-        call = self._chat(ctx, inp, "", stream=False)
+        call = self._chat(ctx, inp, route, stream=False)
         await call.prepare()
         key = call.prep.key
         return key is not None and self.cache.contains(key)
