@@ -36,12 +36,23 @@ FORBIDDEN_IN_CORE = (
     "llm_sidecar.stores",
     "llm_sidecar.providers",
     "llm_sidecar.telemetry",
+    "llm_sidecar.mcp_gateway",
+    "mcp",
+    "mcp_types",
 )
 FORBIDDEN = {
     CORE: FORBIDDEN_IN_CORE,
     "llm_sidecar.entrance": ("grpc", "aiohttp", "llm_sidecar.transport", "llm_sidecar.http_api"),
     "llm_sidecar.transport": ("aiohttp", "llm_sidecar.http_api"),
     "llm_sidecar.http_api": ("grpc", "llm_sidecar.transport"),
+    # The gateway's service side: MCP's SDK, never a wire's library.
+    "llm_sidecar.mcp_gateway": (
+        "grpc",
+        "aiohttp",
+        "llm_sidecar.transport",
+        "llm_sidecar.http_api",
+        "llm_sidecar.config",
+    ),
 }
 #: The wires, which share their entrance rules through entrance/ and define none twice.
 WIRES = ("llm_sidecar.transport", "llm_sidecar.http_api", "llm_sidecar.entrance")

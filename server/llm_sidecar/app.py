@@ -25,6 +25,7 @@ from llm_sidecar.core.state.cache import CacheBudget
 from llm_sidecar.core.turn.registry import LLMManagerFactory, ManagerRegistry
 from llm_sidecar.core.turn.supervisor import ResourceMonitor
 from llm_sidecar.entrance import ListenError
+from llm_sidecar.http_api.mcp.endpoint import McpEndpoint
 from llm_sidecar.http_api.server import HttpServer
 from llm_sidecar.providers import HttpPools
 from llm_sidecar.service import LLMService
@@ -38,6 +39,7 @@ from llm_sidecar.transport.server import (
     PROVIDERS_HEALTH_SERVICE,
     SERVING,
     SHARED_STATE_HEALTH_SERVICE,
+    TOOL_SERVERS_HEALTH_SERVICE,
     bind,
     build_servers,
 )
@@ -107,6 +109,10 @@ class Sidecar:
             store=self.store,
             embedding_limits=(settings.embeddings.max_inputs, settings.embeddings.max_total_chars),
         )
+        self.tools = wiring.tool_gateway(
+            settings, lambda user_id: self.state.for_user(user_id).quotas, self.obs
+        )
+        self.service.tool_sessions = self.tools.sessions
 
     def _build_edges(self, settings: Settings) -> None:
         """Gauges, the access log, the servers and their health, and provider probes."""
@@ -124,6 +130,12 @@ class Sidecar:
             user_ref=self.obs.user_ref,
         )
         self.servers = build_servers(settings.server, self.service, self.obs, self.access)
+        self.mcp = McpEndpoint(
+            self.tools,
+            max_sessions=settings.mcp.max_sessions,
+            idle_seconds=settings.mcp.session_idle_seconds,
+            max_body=settings.server.max_request_bytes,
+        )
         self.health = self.servers.health
         self.http = HttpServer(
             settings.http,
@@ -133,6 +145,7 @@ class Sidecar:
             self.access,
             lambda route: settings.models[route].timeout_seconds,
             serving=lambda: self._serving,
+            mcp=self.mcp,
         )
         self.health_monitor = HealthMonitor(
             self.router,
@@ -162,6 +175,7 @@ class Sidecar:
             await self._release()  # nothing started: only what construction opened
             raise
         await self.servers.start()
+        await self.mcp.start()
         # The process's own health: SERVING from now until SIGTERM. Provider and Redis
         # outages are shared by every pod, so they have health names of their own and
         # never reach the probes, which would restart or unready every pod at once.
@@ -178,6 +192,8 @@ class Sidecar:
         self.health_monitor.start()
         self.monitor.start()
         self._spawn(self._sweep(), "sweeper")
+        if self.tools.servers:
+            self._spawn(self._watch_tools(), "tool-servers")
         if self.store is not None:
             self._spawn(self._watch_store(store_serving), "store")
         log.info(
@@ -229,11 +245,32 @@ class Sidecar:
                     SHARED_STATE_HEALTH_SERVICE, SERVING if serving else NOT_SERVING
                 )
 
+    async def _watch_tools(self) -> None:
+        """Publish each MCP server's health (its circuit) under its own name, and the
+        whole's under TOOL_SERVERS_HEALTH_SERVICE; never through the probes."""
+        known: dict[str, bool] = {}
+        while True:
+            health = self.tools.health()
+            for name, serving in health.items():
+                if known.get(name) != serving:
+                    (log.info if serving else log.warning)(
+                        "MCP server health", extra={"mcp_server": name, "serving": serving}
+                    )
+                    await self.health.set(
+                        f"{TOOL_SERVERS_HEALTH_SERVICE}.{name}", SERVING if serving else NOT_SERVING
+                    )
+            if health != known:
+                whole = SERVING if all(health.values()) else NOT_SERVING
+                await self.health.set(TOOL_SERVERS_HEALTH_SERVICE, whole)
+            known = health
+            await asyncio.sleep(1.0)
+
     async def _sweep(self) -> None:
         interval = self.settings.managers.sweep_interval_seconds
         while True:
             await asyncio.sleep(interval)
             try:
+                await self.tools.sessions.evict_idle()
                 await self.registry.evict_idle()
                 for manager in self.registry:
                     manager.cache.sweep_expired()
@@ -275,6 +312,7 @@ class Sidecar:
             log.info("draining", extra={"seconds": drain})
             await asyncio.sleep(drain)
         await asyncio.gather(self.servers.stop(grace), self.http.stop(grace))
+        await self.mcp.stop()
         await self.health_monitor.stop()
         await self.monitor.stop()
         await cancel_and_wait(self._tasks)

@@ -45,6 +45,7 @@ from llm_sidecar.core.vocabulary.models import (
 )
 from llm_sidecar.core.vocabulary.providers import Connections
 from llm_sidecar.core.vocabulary.tools import ToolCall
+from llm_sidecar.mcp_gateway.sessions import SessionTable
 
 MAX_MODEL_NAME = 128
 MAX_PROMPT_SETTING = "server.max_prompt_chars"
@@ -102,6 +103,8 @@ class LLMService:
         self.max_prompt_chars = max_prompt_chars
         #: An Embed call's most texts, and most characters over all of them.
         self.max_embed_inputs, self.max_embed_chars = embedding_limits
+        #: The MCP gateway's upstream sessions, which end with the user's session.
+        self.tool_sessions: SessionTable | None = None
 
     # -- validation -----------------------------------------------------------------
 
@@ -328,6 +331,8 @@ class LLMService:
     async def end_session(self, ctx: UserExecutionContext, session_id: str) -> tuple[int, int]:
         """Clear one session of the caller: (threads, cache entries) cleared."""
         session = self._session(ctx, session_id)
+        if self.tool_sessions is not None:
+            await self.tool_sessions.end_session(ctx.user_id, session)
         manager = self.registry.get(ctx.user_id)
         if manager is not None:
             return await manager.end_session(ctx, session)
@@ -337,6 +342,8 @@ class LLMService:
 
     async def release(self, ctx: UserExecutionContext) -> tuple[bool, int]:
         """Free the caller's manager: (released, cache entries freed)."""
+        if self.tool_sessions is not None:
+            await self.tool_sessions.release_user(ctx.user_id)
         freed = await self.registry.release(ctx.user_id)
         return freed is not None, freed or 0
 

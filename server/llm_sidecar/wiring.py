@@ -6,6 +6,8 @@ its defaults from them, and this module copies settings into them.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from decimal import Decimal
 
 from llm_sidecar.config import Settings
@@ -19,23 +21,31 @@ from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy
 from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.cache import CacheLimits
 from llm_sidecar.core.state.conversation import HistoryBounds
-from llm_sidecar.core.state.quota_store import MemoryQuotaLedger
+from llm_sidecar.core.state.quota_store import MemoryQuotaLedger, UserQuotas
 from llm_sidecar.core.state.responses import ResponseBounds
 from llm_sidecar.core.state.store import MemoryStateStore, StateStore
+from llm_sidecar.core.tools.policy import ToolLimits, ToolPolicy, ToolRule
 from llm_sidecar.core.turn.supervisor import Thresholds
+from llm_sidecar.mcp_gateway import ToolGateway, ToolServer
 from llm_sidecar.providers import HttpPools, build_provider
 from llm_sidecar.stores.redis import RedisBackend, RedisStateStore
 
 
-def router(settings: Settings, pools: HttpPools, obs: Observability) -> Router:
-    """Every model's provider chain, each provider with its own breaker."""
+def breaker_policy(settings: Settings) -> BreakerPolicy:
+    """When a provider's or an MCP server's circuit opens, and for how long."""
     failover = settings.failover
-    breaker = BreakerPolicy(
+    return BreakerPolicy(
         failure_threshold=failover.failure_threshold,
         window_seconds=failover.failure_window_seconds,
         cooldown_seconds=failover.cooldown_seconds,
         half_open_max_calls=failover.half_open_max_calls,
     )
+
+
+def router(settings: Settings, pools: HttpPools, obs: Observability) -> Router:
+    """Every model's provider chain, each provider with its own breaker."""
+    failover = settings.failover
+    breaker = breaker_policy(settings)
     routes: dict[str, list[ProviderSlot]] = {}
     for route_name, route in settings.models.items():
         slots = [
@@ -85,7 +95,7 @@ def state_store(settings: Settings) -> tuple[StateStore, RedisBackend | None]:
         responses=ResponseBounds(r.ttl_seconds, r.max_chain, r.max_chain_bytes, r.max_per_user),
     )
     redis = settings.redis
-    quotas = redis.quotas and bool(limits.active)
+    quotas = redis.quotas and bool(limits.active or settings.quotas.tool_calls_per_minute)
     if not redis.url or not (redis.conversations or redis.usage or quotas):
         return memory, None
     backend = RedisBackend(redis)
@@ -126,6 +136,7 @@ def _micro_usd(usd: Decimal) -> int:
 
 
 def quota_limits(settings: Settings) -> QuotaLimits:
+    """The limits a model call is admitted against (every quota but tool calls)."""
     quotas = settings.quotas
     return QuotaLimits(
         usd_per_day_micro=_micro_usd(quotas.usd_per_day),
@@ -180,4 +191,58 @@ def thresholds(settings: Settings) -> Thresholds:
         managers_critical=int(managers_max * resources.managers_critical_ratio),
         keep_fraction=resources.degraded_keep_fraction,
         keep_turns=resources.degraded_keep_turns,
+    )
+
+
+def tool_quota_limits(settings: Settings) -> QuotaLimits:
+    """The limits a tool call is admitted against: tool calls per minute alone."""
+    return dataclasses.replace(
+        QuotaLimits(),
+        tool_calls_per_minute=settings.quotas.tool_calls_per_minute,
+        reservation_ttl_seconds=settings.quotas.reservation_ttl_seconds,
+        on_store_down=settings.quotas.on_store_down,
+        minute_seconds=settings.quotas.minute_seconds,
+    )
+
+
+def tool_rules(settings: Settings) -> list[ToolRule]:
+    """The MCP gateway's access rules."""
+    return [
+        ToolRule(tuple(rule.groups), tuple(rule.servers), tuple(rule.tools))
+        for rule in settings.mcp.rules
+    ]
+
+
+def tool_gateway(
+    settings: Settings, quotas: Callable[[str], UserQuotas], obs: Observability
+) -> ToolGateway:
+    """The MCP gateway over the configured servers, each with its own breaker."""
+    mcp = settings.mcp
+    breaker = breaker_policy(settings)
+    servers = [
+        ToolServer(
+            name=entry.name,
+            url=entry.url,
+            headers=entry.env_headers(),
+            timeout_seconds=entry.timeout_seconds,
+            breaker=CircuitBreaker(breaker),
+            forward_identity=entry.forward_identity,
+            identity_header=entry.identity_header,
+        )
+        for entry in mcp.servers
+    ]
+    limits = ToolLimits(
+        max_sessions=mcp.max_sessions,
+        session_idle_seconds=mcp.session_idle_seconds,
+        max_result_bytes=mcp.max_result_bytes,
+        list_retries=mcp.list_retries,
+    )
+    gate = QuotaGate(tool_quota_limits(settings), observability=obs)
+    return ToolGateway(
+        servers,
+        ToolPolicy(tool_rules(settings)),
+        limits,
+        gate=gate,
+        quotas=quotas,
+        observability=obs,
     )

@@ -22,6 +22,7 @@ from llm_sidecar.config.environment import (
     unknown_variables,
 )
 from llm_sidecar.config.listeners import HttpSettings, ServerSettings, is_loopback, is_tcp
+from llm_sidecar.config.mcp import McpRuleSettings, McpServerSettings, McpSettings
 from llm_sidecar.config.redaction import REDACTED, redacted
 from llm_sidecar.config.routes import (
     EmbeddingSettings,
@@ -55,6 +56,9 @@ __all__ = [
     "HttpSettings",
     "LimitSettings",
     "ManagerSettings",
+    "McpRuleSettings",
+    "McpServerSettings",
+    "McpSettings",
     "ModelRoute",
     "PriceSettings",
     "ProviderSettings",

@@ -40,6 +40,8 @@ def referenced_variables(settings: Settings) -> set[str]:
     for route in settings.models.values():
         for provider in route.providers:
             names.update(provider.secret_variables())
+    for server in settings.mcp.servers:
+        names.update(server.header_env.values())
     return names
 
 
@@ -87,6 +89,13 @@ def environment_problems(settings: Settings, environ: dict[str, str]) -> list[st
                         f"models.{route_name}: provider {provider.name!r} reads its key from "
                         f"${variable}, which is unset or empty"
                     )
+    for server in settings.mcp.servers:
+        for header, variable in server.header_env.items():
+            if not environ.get(variable, "").strip():
+                problems.append(
+                    f"mcp.servers: server {server.name!r} reads its {header} header from "
+                    f"${variable}, which is unset or empty"
+                )
     token = settings.server.auth_token_env
     if token and not environ.get(token, "").strip():
         problems.append(f"server.auth_token_env names ${token}, which is unset or empty")

@@ -99,6 +99,8 @@ class QuotaSettings(Section):
     usd_per_month: Decimal = Field(default=Decimal(0), ge=0)
     tokens_per_minute: int = Field(default=0, ge=0)
     requests_per_minute: int = Field(default=0, ge=0)
+    #: MCP tool calls through the gateway (/mcp), per user.
+    tool_calls_per_minute: int = Field(default=0, ge=0)
     #: Output cap sent with a call that sets no max_tokens while a USD or token quota
     #: is on (so its reservation is a real bound).
     default_max_tokens: int = Field(default=_QUOTA_DEFAULTS.default_max_tokens, ge=1)

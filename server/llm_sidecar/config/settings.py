@@ -16,6 +16,7 @@ from llm_sidecar.config.base import (
     ENV_PREFIX,
 )
 from llm_sidecar.config.listeners import HttpSettings, ServerSettings, is_loopback
+from llm_sidecar.config.mcp import McpSettings
 from llm_sidecar.config.routes import (
     EmbeddingSettings,
     ModelRoute,
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
     resources: ResourceSettings = ResourceSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     redis: RedisSettings = RedisSettings()
+    mcp: McpSettings = McpSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -46,6 +46,8 @@ class HttpCall:
     scope: CallScope
     ctx: UserExecutionContext | None = None
     body: Fields | None = None
+    #: The body as sent, for an endpoint that parses its own (``json_body=False``).
+    raw: bytes = b""
     started: float = field(default_factory=time.monotonic)
     #: Headers every response to this call carries (the request id, then the answer's).
     headers: dict[str, str] = field(default_factory=dict)
@@ -131,16 +133,24 @@ class Edge:
         self.entrance = Entrance(obs, access, token=token)
         self.max_request_bytes = max_request_bytes
 
-    def route(self, dialect: Dialect, handler: Handler, *, needs_user: bool = True) -> Any:
-        """An aiohttp handler running ``handler`` for requests of ``dialect``'s API."""
+    def route(
+        self, dialect: Dialect, handler: Handler, *, needs_user: bool = True, json_body: bool = True
+    ) -> Any:
+        """An aiohttp handler running ``handler`` for requests of ``dialect``'s API (a POST's
+        body parsed as JSON, or kept as sent when ``json_body`` is False)."""
 
         async def handle(request: web.Request) -> web.StreamResponse:
-            return await self.serve(request, dialect, handler, needs_user)
+            return await self.serve(request, dialect, handler, needs_user, json_body)
 
         return handle
 
     async def serve(
-        self, request: web.Request, dialect: Dialect, handler: Handler, needs_user: bool
+        self,
+        request: web.Request,
+        dialect: Dialect,
+        handler: Handler,
+        needs_user: bool,
+        json_body: bool = True,
     ) -> web.StreamResponse:
         # The route's template, never the path: a path may hold a response id.
         route = request.match_info.route.resource
@@ -156,7 +166,11 @@ class Edge:
             try:
                 call.ctx = scope.admit(span, local=_local(request), needs_user=needs_user)
                 if request.method == "POST":
-                    call.body = Fields(await self._json(request))
+                    raw = await self._body(request)
+                    if json_body:
+                        call.body = Fields(_parse(raw))
+                    else:
+                        call.raw = raw
                 response = await handler(call)
                 status = response.status
                 return response
@@ -186,15 +200,11 @@ class Edge:
         dialect: Dialect = "anthropic" if request.path.startswith("/v1/messages") else "openai"
         return _refusal_response(refusal, dialect, scope.request_id)
 
-    async def _json(self, request: web.Request) -> Any:
+    async def _body(self, request: web.Request) -> bytes:
         declared = request.content_length
         if declared is not None and declared > self.max_request_bytes:
             raise _too_large(declared, self.max_request_bytes)
-        raw = await read_body(request.content, self.max_request_bytes)
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise HttpError(400, "the body is not JSON", reason="NOT_JSON") from None
+        return await read_body(request.content, self.max_request_bytes)
 
     def _refused(self, call: HttpCall, exc: BaseException) -> web.Response:
         refusal = refusal_for(exc)
@@ -204,6 +214,13 @@ class Edge:
         attributes = {"http.response.status_code": refusal.status}
         call.scope.refused(exc, str(refusal.status), reason, attributes)
         return _refusal_response(refusal, call.dialect, call.request_id)
+
+
+def _parse(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise HttpError(400, "the body is not JSON", reason="NOT_JSON") from None
 
 
 def _incoming(request: web.Request) -> Incoming:

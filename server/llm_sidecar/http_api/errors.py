@@ -20,7 +20,7 @@ from llm_sidecar.core.vocabulary.errors import (
     SidecarError,
 )
 
-Dialect = Literal["openai", "anthropic"]
+Dialect = Literal["openai", "anthropic", "mcp"]
 
 
 class HttpError(Exception):
@@ -51,6 +51,17 @@ class Refusal:
 
     def body(self, dialect: Dialect) -> dict[str, Any]:
         """The API's error body."""
+        if dialect == "mcp":
+            # Refused before any MCP message was read: a JSON-RPC error with no id.
+            return {
+                "jsonrpc": "2.0",
+                "id": None,
+                "error": {
+                    "code": -32600 if self.status < 500 else -32603,
+                    "message": self.message,
+                    "data": {"status": self.status, "reason": self.code, "param": self.param},
+                },
+            }
         if dialect == "anthropic":
             return {
                 "type": "error",
@@ -73,6 +84,7 @@ TABLE: dict[Category, tuple[int, str, str]] = {
     Category.TOO_LARGE: (413, "invalid_request_error", "request_too_large"),
     Category.UNAUTHENTICATED: (401, "authentication_error", "authentication_error"),
     Category.NOT_FOUND: (404, "invalid_request_error", "not_found_error"),
+    Category.DENIED: (403, "invalid_request_error", "permission_error"),
     Category.EXHAUSTED: (429, "rate_limit_error", "rate_limit_error"),
     Category.DEADLINE: (504, "timeout", "timeout_error"),
     Category.UNAVAILABLE: (503, "server_error", "overloaded_error"),

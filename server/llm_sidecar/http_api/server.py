@@ -25,6 +25,7 @@ from llm_sidecar.entrance import ListenError
 from llm_sidecar.http_api.anthropic.messages import Messages
 from llm_sidecar.http_api.edge import Edge
 from llm_sidecar.http_api.errors import HttpError
+from llm_sidecar.http_api.mcp.endpoint import McpEndpoint
 from llm_sidecar.http_api.openai.chat import ChatCompletions
 from llm_sidecar.http_api.openai.embeddings import Embeddings
 from llm_sidecar.http_api.openai.models import Models
@@ -48,6 +49,7 @@ class HttpServer:
         access: AccessLog,
         route_seconds: Callable[[str], float],
         serving: Callable[[], bool] = lambda: True,
+        mcp: McpEndpoint | None = None,
     ) -> None:
         self.settings = settings
         self._server = server
@@ -56,6 +58,10 @@ class HttpServer:
         )
         self.app = web.Application(client_max_size=server.max_request_bytes + 1)
         self._routes(edge, service, route_seconds)
+        if mcp is not None:
+            handle = edge.route("mcp", mcp.handle, json_body=False)
+            for method in ("POST", "GET", "DELETE"):
+                self.app.router.add_route(method, "/mcp", handle)
         probes = Probes(serving)
         self.app.router.add_get("/healthz", probes.healthz)
         self.app.router.add_get("/readyz", probes.readyz)

@@ -53,6 +53,7 @@ CODES: dict[Category, grpc.StatusCode] = {
     Category.TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
     Category.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     Category.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Category.DENIED: grpc.StatusCode.PERMISSION_DENIED,
     Category.EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Category.DEADLINE: grpc.StatusCode.DEADLINE_EXCEEDED,
     Category.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,

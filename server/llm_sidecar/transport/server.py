@@ -235,3 +235,6 @@ PROVIDERS_HEALTH_SERVICE = "llm_manager.v1.Providers"
 #: unreachable or replaying. The sidecar itself stays SERVING (best_effort
 #: serves from memory), so Kubernetes does not restart pods for a Redis outage.
 SHARED_STATE_HEALTH_SERVICE = "llm_manager.v1.SharedState"
+#: The MCP gateway's servers: NOT_SERVING while any one's circuit is open; each server
+#: has its own name below it (``llm_manager.v1.McpServers.<name>``).
+TOOL_SERVERS_HEALTH_SERVICE = "llm_manager.v1.McpServers"

@@ -58,7 +58,10 @@ QUOTAS: dict[str, QuotaKind] = {
     "usd_per_month": QuotaKind("micro_usd", "month", "usd_per_month_micro"),
     "tokens_per_minute": QuotaKind("tokens", "minute", "tokens_per_minute"),
     "requests_per_minute": QuotaKind("requests", "minute", "requests_per_minute"),
+    "tool_calls_per_minute": QuotaKind("tool_calls", "minute", "tool_calls_per_minute"),
 }
+#: The quotas a model call claims (the tool gateway has a gate of its own).
+MODEL_QUOTAS = ("usd_per_day", "usd_per_month", "tokens_per_minute", "requests_per_minute")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,8 @@ class QuotaLimits:
     usd_per_month_micro: int = 0
     tokens_per_minute: int = 0
     requests_per_minute: int = 0
+    #: MCP tool calls (the gateway's gate counts them; a model call claims none).
+    tool_calls_per_minute: int = 0
     #: The output cap of a call that sets no max_tokens (it is sent to the provider,
     #: so the reservation is a real bound).
     default_max_tokens: int = 4096
@@ -153,11 +158,14 @@ class Spend:
     requests: int = 0
     tokens: int = 0
     micro_usd: int = 0
+    tool_calls: int = 0
 
     def of(self, quota: str) -> int:
         unit = QUOTAS[quota].unit
         if unit == "requests":
             return self.requests
+        if unit == "tool_calls":
+            return self.tool_calls
         return self.tokens if unit == "tokens" else self.micro_usd
 
 

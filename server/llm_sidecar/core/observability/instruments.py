@@ -161,6 +161,11 @@ class Observability:
             unit="{request}",
             description="Calls admitted by this sidecar alone while the quota store was down",
         )
+        self.tool_calls = meter.create_counter(
+            "llm_sidecar.mcp.tool_calls",
+            unit="{call}",
+            description="MCP tool calls through the gateway, by server and outcome",
+        )
         self.cost = meter.create_counter(
             "llm_sidecar.cost",
             unit="{micro_usd}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llm_sidecar.core.vocabulary.errors import InvalidContextError
 
@@ -84,14 +84,16 @@ class UserExecutionContext:
 
     Construct it with :meth:`from_metadata` (validates every context key) or
     directly in trusted code; direct construction validates too.
-    ``x-execution-id`` and ``x-permissions`` are validated at the edge and
-    reserved: the sidecar does not act on them yet, so they are not kept.
+    ``x-execution-id`` is validated at the edge and reserved: the sidecar does not act
+    on it yet, so it is not kept. ``x-permissions`` are the user's groups, which the
+    MCP gateway's access rules read; they do not make another user of the same id.
     """
 
     user_id: str
     session_id: str | None = None
     thread_id: str | None = None
     request_id: str | None = None
+    permissions: frozenset[str] = field(default=frozenset(), compare=False)
 
     def __post_init__(self) -> None:
         validate_id(USER_ID_KEY, self.user_id, required=True)
@@ -107,9 +109,9 @@ class UserExecutionContext:
             session_id=values.get(SESSION_ID_KEY),
             thread_id=values.get(THREAD_ID_KEY),
             request_id=values.get(REQUEST_ID_KEY),
+            permissions=parse_permissions(values.get(PERMISSIONS_KEY)),
         )
         validate_id(EXECUTION_ID_KEY, values.get(EXECUTION_ID_KEY), required=False)
-        parse_permissions(values.get(PERMISSIONS_KEY))
         return context
 
     @property

@@ -28,6 +28,8 @@ class Category(enum.Enum):
     UNAUTHENTICATED = "unauthenticated"
     #: A handle names nothing the caller owns.
     NOT_FOUND = "not_found"
+    #: An access policy does not let this caller use what it named (a tool).
+    DENIED = "denied"
     #: A limit, quota or resource has no room now (maybe with when to come back).
     EXHAUSTED = "exhausted"
     #: The caller's deadline passed.
@@ -281,3 +283,44 @@ class IsolationViolationError(SidecarError):
     """A component was handed another user's context. Always a bug."""
 
     reason = "ISOLATION_VIOLATION"
+
+
+class ToolDeniedError(SidecarError):
+    """The access policy does not let the caller's groups use this tool."""
+
+    reason = "TOOL_DENIED"
+    category = Category.DENIED
+
+    def __init__(self, tool: str) -> None:
+        super().__init__(
+            f"tool {tool!r} is not allowed for this user: no mcp.rules entry allows it "
+            "for the groups in x-permissions"
+        )
+        self.field = "name"
+        self.tool = tool
+
+
+class ToolServerError(SidecarError):
+    """An upstream MCP server could not answer a tool request (down, hung, reset, or
+    it answered something that is not MCP); ``server`` names it, never its URL."""
+
+    reason = "MCP_SERVER_UNAVAILABLE"
+    category = Category.UNAVAILABLE
+
+    def __init__(self, server: str, problem: str, *, retry_after: float | None = None) -> None:
+        super().__init__(f"MCP server {server!r}: {problem}")
+        self.server = server
+        self.retry_after = retry_after
+
+
+class ToolResultTooLargeError(SidecarError):
+    """A tool's result is over ``mcp.max_result_bytes``: refused whole, never cut."""
+
+    reason = "TOOL_RESULT_TOO_LARGE"
+    category = Category.BAD_OUTPUT
+
+    def __init__(self, tool: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"tool {tool!r} returned {size} bytes, over the limit of {limit} bytes "
+            "(mcp.max_result_bytes)"
+        )
