@@ -1,4 +1,5 @@
-"""`python -m llm_sidecar`: run the sidecar until SIGTERM or SIGINT.
+"""`python -m llm_sidecar`: run the sidecar until SIGTERM or SIGINT; SIGHUP reloads
+what may change while it runs (the MCP gateway's access rules) from the same sources.
 
 ``python -m llm_sidecar check-config [--config FILE]`` validates the configuration
 and the environment it reads, prints the effective configuration with secrets
@@ -11,6 +12,7 @@ import argparse
 import asyncio
 import gc
 import json
+import logging
 import os
 import signal
 import sys
@@ -29,6 +31,8 @@ from llm_sidecar.config import (
 )
 from llm_sidecar.entrance import ListenError
 from llm_sidecar.telemetry.logs import configure_logging
+
+log = logging.getLogger("llm_sidecar")
 
 #: Exit status of a configuration the sidecar cannot run with.
 BAD_CONFIGURATION = 2
@@ -74,7 +78,7 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, args: argparse.Namespace | None = None) -> None:
     """Run until a termination signal, then drain and stop."""
     # The handlers first: a SIGTERM that arrives while the sidecar starts, or just after
     # it says it listens, still drains and stops it cleanly.
@@ -83,12 +87,25 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     sidecar = Sidecar(settings)
+    if args is not None:
+        loop.add_signal_handler(signal.SIGHUP, lambda: reload(sidecar, args))
     await sidecar.start()
     tune_gc()
     listening = ", ".join(sidecar.addresses + sidecar.http_addresses)
     print(f"llm-sidecar listening on {listening}", file=sys.stderr, flush=True)
     await stop.wait()
     await sidecar.stop()
+
+
+def reload(sidecar: Sidecar, args: argparse.Namespace) -> None:
+    """Read the configuration again and apply what may change while running; a
+    configuration with a problem is refused whole, and the one in force stays."""
+    try:
+        settings = settings_from(args)
+    except (ValidationError, ValueError, OSError) as exc:
+        log.error("reload refused: bad configuration", extra={"problem": str(exc)[:2000]})
+        return
+    sidecar.reload(settings)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -136,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, args))
     except ListenError as exc:
         print(f"llm-sidecar: {exc}", file=sys.stderr)
         return BAD_CONFIGURATION

@@ -277,6 +277,13 @@ class Sidecar:
             except Exception:
                 log.exception("sweep failed")
 
+    def reload(self, settings: Settings) -> None:
+        """Apply a new configuration's reloadable part: the MCP gateway's access rules,
+        in force for every tool request from now. The rest needs a restart."""
+        rules = wiring.tool_rules(settings)
+        self.tools.policy.replace(rules)
+        log.info("configuration reloaded", extra={"mcp_rules": len(rules)})
+
     @property
     def http_url(self) -> str:
         """The base URL of the HTTP listener on TCP (``http://host:port``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,6 +18,9 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.support.sidecar import ROOT
+
+#: Shared: building a TLS context per client loads the CA bundle each time (~50 ms).
+_TLS = ssl.create_default_context()
 
 
 class McpUpstream:
@@ -52,7 +56,7 @@ class McpUpstream:
 async def mcp_client(url: str, headers: dict[str, str]) -> AsyncIterator[ClientSession]:
     """An initialised session of the official SDK's client, sending ``headers``."""
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0)) as http,
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0), verify=_TLS) as http,
         streamable_http_client(url, http_client=http) as (read, write, *_),
         ClientSession(read, write) as session,
     ):
@@ -86,7 +90,8 @@ class FaultyMcp:
         app.router.add_post("/mcp", self._post)
         app.router.add_route("GET", "/mcp", lambda _: _status(405))
         app.router.add_route("DELETE", "/mcp", lambda _: _status(200))
-        self._runner = web.AppRunner(app)
+        # A hung handler ends when its client goes, or at once when the server stops.
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -120,7 +125,9 @@ class FaultyMcp:
             result = {}
         return web.json_response({"jsonrpc": "2.0", "id": rid, "result": result}, headers=headers)
 
-    async def _fault(self, request: web.Request, rid: Any, headers: dict[str, str]) -> web.StreamResponse:
+    async def _fault(
+        self, request: web.Request, rid: Any, headers: dict[str, str]
+    ) -> web.StreamResponse:
         mode = self.mode
         if mode == "hang":
             await asyncio.Event().wait()
@@ -131,12 +138,18 @@ class FaultyMcp:
         if mode == "malformed":
             return web.json_response({"jsonrpc": "2.0", "id": rid, "oops": 1}, headers=headers)
         if mode == "not_json":
-            return web.Response(body=b"<html>bad gateway", content_type="application/json", headers=headers)
+            return web.Response(
+                body=b"<html>bad gateway", content_type="application/json", headers=headers
+            )
         if mode == "huge_sse":
             response = web.StreamResponse(headers={**headers, "content-type": "text/event-stream"})
             await response.prepare(request)
             text = "y" * self.huge
-            body = {"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": text}]}}
+            body = {
+                "jsonrpc": "2.0",
+                "id": rid,
+                "result": {"content": [{"type": "text", "text": text}]},
+            }
             await response.write(b"event: message\ndata: " + orjson.dumps(body) + b"\n\n")
             return response
         content = [{"type": "text", "text": "done"}]

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import socket
 import sys
+from collections import Counter
 from typing import Any
 
 import uvicorn
@@ -21,6 +22,8 @@ from mcp.server.mcpserver import Context, MCPServer
 #: Per MCP session: the counter and the notes.
 COUNTS: dict[str, int] = {}
 NOTES: dict[str, list[str]] = {}
+#: Every call of every tool, whoever made it: what reached the server at all.
+TALLY: Counter[str] = Counter()
 
 
 def _session(ctx: Context[Any, Any]) -> str:
@@ -35,6 +38,7 @@ def build(name: str = "notes") -> MCPServer[Any]:
     @server.tool()
     def count(ctx: Context[Any, Any]) -> int:
         """Add one to this session's counter and return it."""
+        TALLY["count"] += 1
         sid = _session(ctx)
         COUNTS[sid] = COUNTS.get(sid, 0) + 1
         return COUNTS[sid]
@@ -42,6 +46,7 @@ def build(name: str = "notes") -> MCPServer[Any]:
     @server.tool()
     def add_note(text: str, ctx: Context[Any, Any]) -> int:
         """Keep a note in this session; returns how many it holds."""
+        TALLY["add_note"] += 1
         notes = NOTES.setdefault(_session(ctx), [])
         notes.append(text)
         return len(notes)
@@ -49,11 +54,13 @@ def build(name: str = "notes") -> MCPServer[Any]:
     @server.tool()
     def list_notes(ctx: Context[Any, Any]) -> list[str]:
         """This session's notes."""
+        TALLY["list_notes"] += 1
         return NOTES.get(_session(ctx), [])
 
     @server.tool()
     def whoami(ctx: Context[Any, Any]) -> dict[str, str]:
         """The credentials and identity this request carried."""
+        TALLY["whoami"] += 1
         headers = ctx.headers or {}
         return {
             key: str(headers.get(key, ""))
@@ -63,23 +70,32 @@ def build(name: str = "notes") -> MCPServer[Any]:
     @server.tool()
     def echo(text: str) -> str:
         """The text back."""
+        TALLY["echo"] += 1
         return text
 
     @server.tool()
     def blob(size: int) -> str:
         """A text of ``size`` bytes."""
+        TALLY["blob"] += 1
         return "x" * size
 
     @server.tool()
     async def nap(seconds: float) -> str:
         """Answer after ``seconds``."""
+        TALLY["nap"] += 1
         await asyncio.sleep(seconds)
         return "awake"
 
     @server.tool()
     def delete_everything() -> str:
         """A tool no policy should let through."""
+        TALLY["delete_everything"] += 1
         return "deleted"
+
+    @server.tool()
+    def tally() -> dict[str, int]:
+        """How many times each tool was called, by anyone."""
+        return dict(TALLY)
 
     return server
 

@@ -37,8 +37,12 @@ from llm_sidecar.mcp_gateway.sessions import SessionKey, SessionTable
 
 log = logging.getLogger("llm_sidecar.mcp")
 
-#: Connection-level failures the SDK reports as JSON-RPC errors of its own.
-_TRANSPORT_CODES = frozenset({mcp_types.CONNECTION_CLOSED, mcp_types.REQUEST_TIMEOUT})
+#: Failures the SDK's client reports as JSON-RPC errors of its own: the connection
+#: closed, no answer in time, or an answer that is not JSON-RPC (its message would
+#: quote what the server sent, so it is never passed on).
+_TRANSPORT_CODES = frozenset(
+    {mcp_types.CONNECTION_CLOSED, mcp_types.REQUEST_TIMEOUT, mcp_types.PARSE_ERROR}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +135,7 @@ class ToolGateway:
                         raise
                     permit.failure()
                     if attempt == self.limits.list_retries:
-                        raise ToolServerError(server.name, "the connection closed") from None
+                        raise _transport_error(server, exc) from None
                     continue
                 permit.success()
             return [
@@ -204,7 +208,7 @@ class ToolGateway:
             except MCPError as exc:
                 if exc.error.code in _TRANSPORT_CODES:
                     permit.failure()
-                    raise ToolServerError(server.name, "the connection closed") from None
+                    raise _transport_error(server, exc) from None
                 permit.success()
                 raise
             permit.success()
@@ -233,6 +237,14 @@ def _attributes(name: str) -> dict[str, Any]:
         "gen_ai.tool.type": "extension",
         "mcp.method.name": "tools/call",
     }
+
+
+def _transport_error(server: ToolServer, exc: MCPError) -> ToolServerError:
+    if exc.error.code == mcp_types.PARSE_ERROR:
+        return ToolServerError(server.name, "answered something that is not MCP (JSON-RPC)")
+    if exc.error.code == mcp_types.REQUEST_TIMEOUT:
+        return ToolServerError(server.name, "did not answer in time")
+    return ToolServerError(server.name, "the connection closed")
 
 
 def _circuit_open(server: ToolServer) -> ToolServerError:

@@ -125,6 +125,12 @@ QUOTING_LOGGERS = (
     "opentelemetry.trace.propagation.tracecontext",
     "opentelemetry.propagate",
     "opentelemetry.propagators.textmap",
+    "mcp.client.streamable_http",
+    "mcp.client.session",
+    "mcp.server.streamable_http",
+    "mcp.server.streamable_http_manager",
+    "mcp.server.lowlevel.server",
+    "mcp.shared.jsonrpc_dispatcher",
 )
 _WITHHELD = "<withheld>"
 _OWN = "llm_sidecar"
@@ -145,6 +151,11 @@ class WithholdArguments(logging.Filter):
         if record.name.startswith(_OWN) or getattr(record, "_withheld", False):
             return True
         record._withheld = True
+        if record.name == "mcp" or record.name.startswith("mcp."):
+            # The MCP SDK formats values into its messages (f-strings), tool data among
+            # them: only where the record comes from is kept.
+            record.msg = f"MCP SDK record from {record.funcName} (message withheld)"
+            record.args = ()
         if record.args and not record.name.startswith(_TRUSTED):
             count = len(record.args) if isinstance(record.args, tuple) else 1
             try:
