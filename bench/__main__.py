@@ -15,6 +15,7 @@ BENCHES = [
     "stream",
     "admission",
     "responses",
+    "mcp",
 ]
 
 

@@ -226,6 +226,7 @@ def tool_gateway(
             headers=entry.env_headers(),
             timeout_seconds=entry.timeout_seconds,
             breaker=CircuitBreaker(breaker),
+            kind=entry.kind,
             forward_identity=entry.forward_identity,
             identity_header=entry.identity_header,
         )

@@ -181,6 +181,8 @@ def _key_variables(config: dict[str, object]) -> set[str]:
         for entry in route.get("providers", []):
             names.update(filter(None, [entry.get("api_key_env", "")]))
             names.update(entry.get("header_env", {}).values())
+    for server in config.get("mcp", {}).get("servers", []):  # type: ignore[union-attr]
+        names.update(server.get("header_env", {}).values())
     return names
 
 

@@ -20,7 +20,9 @@ class McpServerSettings(Section):
     """One upstream MCP server, reached over Streamable HTTP."""
 
     name: str = Field(pattern=_NAME)
-    url: str
+    #: "streamable_http" (at ``url``), or "simulated": the built-in demo, in-process.
+    kind: Literal["streamable_http", "simulated"] = "streamable_http"
+    url: str = ""
     #: Headers sent on every request, their values read from environment variables at
     #: start: header name -> variable name (``{"authorization" = "CRM_MCP_TOKEN"}``).
     header_env: dict[str, str] = Field(default_factory=dict)
@@ -42,6 +44,8 @@ class McpServerSettings(Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
+        if not value:
+            return value
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{value!r} is not an http(s) URL")
@@ -56,6 +60,14 @@ class McpServerSettings(Section):
             if not header or len(header) > 64 or not header.replace("-", "").isalnum():
                 raise ValueError(f"header name {header!r} is not a valid header name")
         return value
+
+    @model_validator(mode="after")
+    def _reached(self) -> McpServerSettings:
+        if self.kind == "streamable_http" and not self.url:
+            raise ValueError(f'mcp server {self.name!r} needs url (or kind = "simulated")')
+        if self.kind == "simulated" and self.url:
+            raise ValueError(f"mcp server {self.name!r} is simulated: it takes no url")
+        return self
 
     def env_headers(self) -> dict[str, str]:
         """The ``header_env`` headers with their values read from the environment."""
@@ -76,7 +88,10 @@ class McpSettings(Section):
     with no tools; with no rules every user may use every tool, and once a rule is set
     whatever no rule allows is denied."""
 
-    servers: list[McpServerSettings] = Field(default_factory=list)
+    #: By default the built-in demo alone, so /mcp works offline (replace it).
+    servers: list[McpServerSettings] = Field(
+        default_factory=lambda: [McpServerSettings(name="demo", kind="simulated")]
+    )
     rules: list[McpRuleSettings] = Field(default_factory=list)
     #: Upstream sessions (one per user, session and server) open at once; the least
     #: recently used idle one closes to make room.

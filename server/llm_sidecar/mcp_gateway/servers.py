@@ -9,6 +9,8 @@ from typing import Literal
 from llm_sidecar.core.routing.breaker import CircuitBreaker
 
 Forward = Literal["none", "pseudonym", "raw"]
+#: How the server is reached: Streamable HTTP, or the built-in demo in-process.
+Kind = Literal["streamable_http", "simulated"]
 
 
 @dataclass(slots=True)
@@ -21,6 +23,7 @@ class ToolServer:
     headers: dict[str, str]
     timeout_seconds: float
     breaker: CircuitBreaker
+    kind: Kind = "streamable_http"
     forward_identity: Forward = "none"
     identity_header: str = "x-mcp-user"
     #: Sessions opened and requests failed, for the health view.

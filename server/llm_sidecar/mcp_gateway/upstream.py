@@ -13,6 +13,7 @@ import functools
 import logging
 import ssl
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
@@ -22,6 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from llm_sidecar.core.vocabulary.errors import ToolServerError
 from llm_sidecar.mcp_gateway.servers import ToolServer
+from llm_sidecar.mcp_gateway.simulated import connect_demo
 
 log = logging.getLogger("llm_sidecar.mcp")
 
@@ -79,15 +81,9 @@ class UpstreamSession:
 
     async def _own(self) -> None:
         server = self.server
-        timeout = httpx2.Timeout(server.timeout_seconds, read=None)
         try:
             async with (
-                httpx2.AsyncClient(
-                    headers=self.headers, timeout=timeout, verify=tls_context()
-                ) as http,
-                streamable_http_client(
-                    server.url, http_client=http, max_sse_event_size=self.max_result_bytes
-                ) as (read, write, *_),
+                self._streams() as (read, write, *_),
                 ClientSession(read, write) as session,
             ):
                 await session.initialize()
@@ -108,6 +104,23 @@ class UpstreamSession:
             self._session = None
             if not self._ready.done():
                 self._ready.set_exception(ToolServerError(server.name, "the session closed"))
+
+    @contextlib.asynccontextmanager
+    async def _streams(self) -> AsyncIterator[tuple[Any, ...]]:
+        """The SDK's streams to the server: Streamable HTTP, or the in-process demo."""
+        server = self.server
+        if server.kind == "simulated":
+            async with connect_demo() as streams:
+                yield streams
+            return
+        timeout = httpx2.Timeout(server.timeout_seconds, read=None)
+        async with (
+            httpx2.AsyncClient(headers=self.headers, timeout=timeout, verify=tls_context()) as http,
+            streamable_http_client(
+                server.url, http_client=http, max_sse_event_size=self.max_result_bytes
+            ) as streams,
+        ):
+            yield streams
 
     @property
     def alive(self) -> bool:

@@ -52,7 +52,7 @@ async def test_two_hundred_users_with_one_session_name_never_share_state(
             "x-mcp-authorization-notes": f"Bearer token-of-{n}",
         }
         async with mcp_client(mcp_url(gateway), headers) as session:
-            counts = [text_of(await session.call_tool("notes__count", {})) for _ in range(3)]
+            counts = [text_of(await session.call_tool("notes__count", {})) for _ in range(2)]
             await session.call_tool("notes__add_note", {"text": f"note of {n}"})
             notes = await session.call_tool("notes__list_notes", {})
             who = await session.call_tool("notes__whoami", {})
@@ -61,7 +61,7 @@ async def test_two_hundred_users_with_one_session_name_never_share_state(
 
     results = await asyncio.gather(*(user(n) for n in range(200)))
     for n, (counts, notes, who) in enumerate(results):
-        assert counts == ["1", "2", "3"], n
+        assert counts == ["1", "2"], n
         assert notes == [f"note of {n}"], n
         assert who["authorization"] == f"Bearer token-of-{n}", n
         assert who["x-mcp-user"] == f"iso-{n}", n
