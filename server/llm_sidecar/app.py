@@ -27,6 +27,7 @@ from llm_sidecar.core.turn.supervisor import ResourceMonitor
 from llm_sidecar.entrance import ListenError
 from llm_sidecar.http_api.mcp.endpoint import McpEndpoint
 from llm_sidecar.http_api.server import HttpServer
+from llm_sidecar.mcp_gateway.hosted import HostedLoop
 from llm_sidecar.providers import HttpPools
 from llm_sidecar.service import LLMService
 from llm_sidecar.telemetry.access import AccessLog
@@ -113,6 +114,7 @@ class Sidecar:
             settings, lambda user_id: self.state.for_user(user_id).quotas, self.obs
         )
         self.service.tool_sessions = self.tools.sessions
+        self.service.hosted = HostedLoop(self.tools, settings.responses.max_mcp_rounds)
 
     def _build_edges(self, settings: Settings) -> None:
         """Gauges, the access log, the servers and their health, and provider probes."""

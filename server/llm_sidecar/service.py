@@ -7,8 +7,8 @@ requests) that the resource monitor reads.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
 
 from llm_sidecar.core.admission.quotas import QuotaTotals, QuotaView
 from llm_sidecar.core.routing.router import Router
@@ -35,6 +35,7 @@ from llm_sidecar.core.vocabulary.errors import (
     NotFoundError,
     RequestTooLargeError,
 )
+from llm_sidecar.core.vocabulary.hosted import McpRecord
 from llm_sidecar.core.vocabulary.models import (
     AskInput,
     AskResult,
@@ -43,9 +44,10 @@ from llm_sidecar.core.vocabulary.models import (
     EmbedResult,
     ResponseInput,
 )
-from llm_sidecar.core.vocabulary.providers import Connections
 from llm_sidecar.core.vocabulary.tools import ToolCall
+from llm_sidecar.mcp_gateway.hosted import HostedLoop
 from llm_sidecar.mcp_gateway.sessions import SessionTable
+from llm_sidecar.views import ProviderView, provider_views
 
 MAX_MODEL_NAME = 128
 MAX_PROMPT_SETTING = "server.max_prompt_chars"
@@ -62,23 +64,6 @@ Deadline = float | None | Callable[[str], float]
 def at(deadline: Deadline, route: str) -> float | None:
     """The deadline of a call on ``route``."""
     return deadline(route) if callable(deadline) else deadline
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderView:
-    """Admin view of one provider."""
-
-    name: str
-    route: str
-    circuit_state: str
-    healthy: bool
-    error_rate: float
-    latency_p50_ms: float
-    latency_p99_ms: float
-    requests: int
-    failures: int
-    last_error_type: str
-    connections: Connections
 
 
 class LLMService:
@@ -105,6 +90,8 @@ class LLMService:
         self.max_embed_inputs, self.max_embed_chars = embedding_limits
         #: The MCP gateway's upstream sessions, which end with the user's session.
         self.tool_sessions: SessionTable | None = None
+        #: The tool loop of responses with hosted MCP tools (none: they are refused).
+        self.hosted: HostedLoop | None = None
 
     # -- validation -----------------------------------------------------------------
 
@@ -241,6 +228,25 @@ class LLMService:
         manager = self.registry.get_or_create(ctx)
         return await manager.respond(ctx, response, at(deadline, route), route)
 
+    async def respond_hosted(
+        self, ctx: UserExecutionContext, response: ResponseInput, deadline: Deadline
+    ) -> tuple[AskResult, tuple[McpRecord, ...]]:
+        """A response with hosted MCP tools, once the sidecar has run their loop: the
+        answer, and the loop's steps (each model call one turn of the pipeline)."""
+        inp = response.inp
+        if response.approvals and not inp.messages:
+            # Approval answers alone are an input: the calls they run are its turns.
+            inp = dataclasses.replace(inp, prompt="(approvals)")
+        route = self._validate_response(dataclasses.replace(response, inp=inp))
+        if self.hosted is None:
+            raise InvalidRequestError("tools", "MCP tools are not available here")
+        manager = self.registry.get_or_create(ctx)
+
+        async def one_round(step: ResponseInput) -> AskResult:
+            return await manager.respond(ctx, step, at(deadline, route), route)
+
+        return await self.hosted.run(ctx, response, one_round, self.stored_chain)
+
     def respond_stream(
         self, ctx: UserExecutionContext, response: ResponseInput, deadline: Deadline
     ) -> AsyncGenerator[str | ToolCall | AskResult, None]:
@@ -361,22 +367,7 @@ class LLMService:
 
     def providers(self) -> list[ProviderView]:
         """Every provider with its circuit and recent figures."""
-        return [
-            ProviderView(
-                name=slot.name,
-                route=slot.route,
-                circuit_state=slot.breaker.state.value,
-                healthy=slot.healthy,
-                error_rate=slot.stats.error_rate,
-                latency_p50_ms=slot.stats.latency_percentile(0.5),
-                latency_p99_ms=slot.stats.latency_percentile(0.99),
-                requests=slot.stats.requests,
-                failures=slot.stats.failures,
-                last_error_type=slot.stats.last_error_type,
-                connections=slot.provider.connections(),
-            )
-            for slot in self.router.slots()
-        ]
+        return provider_views(self.router)
 
     def resources(self) -> ResourceSnapshot | None:
         """Current resource figures and mode; reading changes nothing."""

@@ -61,6 +61,9 @@ class ResponsesSettings(Section):
     max_chain_bytes: int = Field(default=DEFAULT_RESPONSE_BOUNDS.max_chain_bytes, ge=1024)
     #: Without Redis: responses kept per user in its manager (least recently used go first).
     max_per_user: int = Field(default=DEFAULT_RESPONSE_BOUNDS.max_per_user, ge=1)
+    #: Model calls one response with hosted MCP tools may make (its tool loop's rounds;
+    #: the last is asked to answer in text).
+    max_mcp_rounds: int = Field(default=8, ge=1, le=64)
 
 
 class FailoverSettings(Section):

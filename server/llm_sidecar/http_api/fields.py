@@ -29,6 +29,17 @@ class Fields:
         self._data = data
         self._path = path
 
+    @property
+    def path(self) -> str:
+        """Where this object is in the body (``tools[2]``)."""
+        return self._path
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The object as sent."""
+        found: dict[str, Any] = self._data
+        return found
+
     def name(self, key: str) -> str:
         """The full path of ``key`` in this object."""
         return f"{self._path}.{key}" if self._path else key

@@ -113,6 +113,16 @@ class ToolGateway:
             tools.extend(listed)
         return tools
 
+    async def list_server(self, caller: Caller, name: str) -> list[mcp_types.Tool]:
+        """The tools of one server ``caller`` may use, named ``<server>__<tool>``
+        (retried, as every listing; SidecarError when the server cannot answer)."""
+        if not self.policy.may_use_server(caller.ctx.permissions, name):
+            return []
+        try:
+            return await self._list_one(caller, self.servers[name])
+        except MCPError as exc:
+            raise _transport_error(self.servers[name], exc) from None
+
     async def _list_one(self, caller: Caller, server: ToolServer) -> list[mcp_types.Tool]:
         key, headers, credential = self._session_of(server, caller)
         groups = caller.ctx.permissions

@@ -78,7 +78,8 @@ class ResponseCall(ChatCall):
                 raise InvalidRequestError(
                     "input", "a function_call_output answers no function call before it"
                 ) from None
-        self.inp = dataclasses.replace(self.inp, messages=(*context, *self._new))
+        carried = self._response.carried
+        self.inp = dataclasses.replace(self.inp, messages=(*context, *self._new, *carried))
         await super().prepare()
 
     def _answer(self, result: AskResult, completion: Completion) -> Answer[AskResult]:
@@ -86,13 +87,14 @@ class ResponseCall(ChatCall):
         if not self._response.store:
             return Answer(result)
         answer = ChatMessage("assistant", result.text, tool_calls=result.tool_calls)
+        render = self._response.render
         stored = StoredResponse(
             id=self._response.response_id,
             session_id=self.session_id,
             created_at=time.time(),
             ancestors=self._ancestors,
             input=self._new,
-            output=(answer,),
-            view=b"" if self._response.render is None else self._response.render(result),
+            output=(*self._response.carried, answer),
+            view=b"" if render is None else render(result, self._response.records),
         )
         return Answer(result, stored=stored)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
+from llm_sidecar.core.vocabulary.hosted import Approval, HostedServer, McpRecord
 from llm_sidecar.core.vocabulary.tools import AUTO, Image, Tool, ToolCall, ToolChoice
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -227,9 +228,17 @@ class ResponseInput:
     response_id: str
     previous_response_id: str | None = None
     store: bool = True
-    #: The surface's rendering of the answered response, stored with it and returned
-    #: as it is when the response is fetched (the core never reads it).
-    render: Callable[[AskResult], bytes] | None = None
+    #: The surface's rendering of the answered response and the MCP steps that led to
+    #: it, stored with it and returned as it is when the response is fetched.
+    render: Callable[[AskResult, tuple[McpRecord, ...]], bytes] | None = None
+    #: MCP servers the sidecar runs the tool loop with (OpenAI's hosted ``mcp`` tools),
+    #: and the user's answers to approval requests of the response continued.
+    hosted: tuple[HostedServer, ...] = ()
+    approvals: tuple[Approval, ...] = ()
+    #: Turns this response made before its last model call (tool calls and their
+    #: results), and the MCP steps: read after the input, stored before the answer.
+    carried: tuple[ChatMessage, ...] = ()
+    records: tuple[McpRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,13 +13,17 @@ from typing import Any
 import orjson
 
 from llm_sidecar.core.state.responses import ChainItem
+from llm_sidecar.core.vocabulary.hosted import McpRecord
 from llm_sidecar.core.vocabulary.models import AskResult, ChatMessage
 from llm_sidecar.core.vocabulary.tools import Image, ToolCall
 from llm_sidecar.http_api.errors import Refusal
+from llm_sidecar.http_api.openai.response_mcp import approval_request, record_item
 from llm_sidecar.http_api.openai.response_request import ResponseSpec
 
 #: Places of output messages start here, past any input's (inputs hold at most 1024).
 OUTPUT_BASE = 0x800
+#: Places of a hosted MCP loop's steps (listings and calls), before the output's.
+MCP_BASE = 0x600
 _INCOMPLETE = {"length": "max_output_tokens", "max_tokens": "max_output_tokens"}
 
 
@@ -101,7 +105,10 @@ def usage(result: AskResult) -> dict[str, Any]:
 
 
 def response_object(
-    spec: ResponseSpec, result: AskResult | None, status: str = "in_progress"
+    spec: ResponseSpec,
+    result: AskResult | None,
+    status: str = "in_progress",
+    records: tuple[McpRecord, ...] = (),
 ) -> dict[str, Any]:
     """A ``response``: the shell of one in progress, or the answered one."""
     rid = spec.response.response_id
@@ -126,15 +133,45 @@ def response_object(
     body["status"] = "incomplete" if reason else "completed"
     if reason:
         body["incomplete_details"] = {"reason": reason}
-    answer = ChatMessage("assistant", result.text, tool_calls=result.tool_calls)
-    body["output"] = items_of(ChainItem(rid, True, 0, answer))
+    own, waiting = _split_calls(spec, result.tool_calls)
+    answer = ChatMessage("assistant", result.text, tool_calls=own)
+    steps = [record_item(r, item_id("mcp", rid, MCP_BASE + k)) for k, r in enumerate(records)]
+    # A turn that only asks for approvals shows no empty message before them.
+    said = answer.content or answer.tool_calls or not waiting
+    body["output"] = [
+        *steps,
+        *(items_of(ChainItem(rid, True, 0, answer)) if said else ()),
+        *(approval_request(call) for call in waiting),
+    ]
     body["usage"] = usage(result)
     return body
 
 
-def rendered(spec: ResponseSpec, result: AskResult) -> bytes:
+def _split_calls(
+    spec: ResponseSpec, calls: tuple[ToolCall, ...]
+) -> tuple[tuple[ToolCall, ...], list[ToolCall]]:
+    """The caller's own function calls, and the hosted MCP calls waiting for approval
+    (a hosted call that needs none is not shown: the next response runs it)."""
+    hosted = {h.server: h for h in spec.response.hosted}
+    own, waiting = [], []
+    for call in calls:
+        server, sep, tool = call.name.partition("__")
+        entry = hosted.get(server) if sep else None
+        if entry is None:
+            own.append(call)
+        elif entry.needs_approval(tool):
+            waiting.append(call)
+    return tuple(own), waiting
+
+
+def own_calls(spec: ResponseSpec, calls: tuple[ToolCall, ...]) -> tuple[ToolCall, ...]:
+    """The calls that go back to the caller as function calls (not hosted MCP ones)."""
+    return _split_calls(spec, calls)[0]
+
+
+def rendered(spec: ResponseSpec, result: AskResult, records: tuple[McpRecord, ...] = ()) -> bytes:
     """The answered response as JSON: what the caller gets, and what a GET returns."""
-    return orjson.dumps(response_object(spec, result))
+    return orjson.dumps(response_object(spec, result, records=records))
 
 
 def item_list(items: list[dict[str, Any]], *, limit: int, order: str, after: str) -> dict[str, Any]:
@@ -159,10 +196,12 @@ class ResponseEvents:
     call whole), then ``response.completed`` (or ``.incomplete``, ``.failed``); every
     event with its ``sequence_number``."""
 
-    __slots__ = ("_calls", "_index", "_open", "_seq", "_spec", "_text")
+    __slots__ = ("_calls", "_index", "_open", "_records", "_seq", "_spec", "_text")
 
-    def __init__(self, spec: ResponseSpec) -> None:
+    def __init__(self, spec: ResponseSpec, records: tuple[McpRecord, ...] = ()) -> None:
         self._spec = spec
+        #: A hosted MCP loop's steps, announced first (the loop has run by then).
+        self._records = records
         self._seq = 0
         self._index = 0
         self._calls = 0
@@ -180,9 +219,53 @@ class ResponseEvents:
 
     def start(self) -> bytes:
         shell = response_object(self._spec, None)
-        return self._event("response.created", {"response": shell}) + self._event(
-            "response.in_progress", {"response": shell}
-        )
+        out = self._event("response.created", {"response": shell})
+        out += self._event("response.in_progress", {"response": shell})
+        rid = self._spec.response.response_id
+        for k, record in enumerate(self._records):
+            out += self._step(record_item(record, item_id("mcp", rid, MCP_BASE + k)))
+        return out
+
+    def _step(self, item: dict[str, Any]) -> bytes:
+        """One MCP step's events, as OpenAI's stream has them."""
+        where = {"item_id": item["id"], "output_index": self._index}
+        index = {"output_index": self._index}
+        if item["type"] == "mcp_list_tools":
+            out = self._event(
+                "response.output_item.added", {**index, "item": {**item, "tools": []}}
+            )
+            out += self._event("response.mcp_list_tools.in_progress", where)
+            done = (
+                "response.mcp_list_tools.failed"
+                if item["error"]
+                else "response.mcp_list_tools.completed"
+            )
+            out += self._event(done, where)
+        else:
+            opened = {
+                **item,
+                "status": "in_progress",
+                "output": None,
+                "error": None,
+                "arguments": "",
+            }
+            out = self._event("response.output_item.added", {**index, "item": opened})
+            out += self._event("response.mcp_call.in_progress", where)
+            out += self._event(
+                "response.mcp_call_arguments.delta", {**where, "delta": item["arguments"]}
+            )
+            out += self._event(
+                "response.mcp_call_arguments.done", {**where, "arguments": item["arguments"]}
+            )
+            done = (
+                "response.mcp_call.failed"
+                if item["status"] == "failed"
+                else "response.mcp_call.completed"
+            )
+            out += self._event(done, where)
+        out += self._event("response.output_item.done", {**index, "item": item})
+        self._index += 1
+        return out
 
     def delta(self, text: str) -> bytes:
         out = b"" if self._open else self._open_message()
@@ -239,10 +322,17 @@ class ResponseEvents:
         return out
 
     def finish(self, result: AskResult) -> bytes:
-        # An empty answer is still one (empty) message.
-        out = self._open_message() if not self._calls and not self._open else b""
+        # An empty answer is still one (empty) message, unless calls wait for approval.
+        waiting = bool(_split_calls(self._spec, result.tool_calls)[1])
+        out = b"" if self._calls or self._open or waiting else self._open_message()
         out += self._close_message()
-        body = response_object(self._spec, result)
+        for call in _split_calls(self._spec, result.tool_calls)[1]:
+            item = approval_request(call)
+            index = {"output_index": self._index}
+            out += self._event("response.output_item.added", {**index, "item": item})
+            out += self._event("response.output_item.done", {**index, "item": item})
+            self._index += 1
+        body = response_object(self._spec, result, records=self._records)
         kind = "response.completed" if body["status"] == "completed" else "response.incomplete"
         return out + self._event(kind, {"response": body})
 

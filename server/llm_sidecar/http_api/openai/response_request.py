@@ -20,6 +20,7 @@ from typing import Any
 
 from llm_sidecar.core.state.responses import new_response_id
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError
+from llm_sidecar.core.vocabulary.hosted import Approval, HostedServer
 from llm_sidecar.core.vocabulary.models import (
     AskInput,
     ChatMessage,
@@ -28,6 +29,11 @@ from llm_sidecar.core.vocabulary.models import (
 )
 from llm_sidecar.core.vocabulary.tools import AUTO, Image, Tool, ToolCall, ToolChoice
 from llm_sidecar.http_api.fields import Fields, content_parts, text_of
+from llm_sidecar.http_api.openai.response_mcp import (
+    approval_answer,
+    hosted_tool,
+    replayed_call,
+)
 
 #: Fields served by OpenAI that the sidecar does not serve, and why.
 UNSUPPORTED = {
@@ -42,6 +48,16 @@ UNSUPPORTED = {
     "moderation": "moderation settings are not supported",
 }
 MAX_METADATA = 16
+#: Input items served, and those dropped (no provider reads them; an MCP listing or
+#: approval request replayed as input is already in the conversation it came from).
+_SERVED = (
+    "message",
+    "function_call",
+    "function_call_output",
+    "mcp_call",
+    "mcp_approval_response",
+)
+_DROPPED = frozenset({"reasoning", "mcp_list_tools", "mcp_approval_request"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +76,9 @@ def parse(body: Fields) -> ResponseSpec:
     """The core request for a Responses body; InvalidRequestError naming the field."""
     _refuse_unsupported(body)
     model = body.text("model", max_length=256)
-    tools, tool_echo = _tools(body)
+    tools, hosted, tool_echo = _tools(body)
     choice, choice_echo = _tool_choice(body, tools)
+    messages, approvals = _input(body)
     schema, text_echo = _text_format(body)
     inp = AskInput(
         prompt="",
@@ -74,14 +91,16 @@ def parse(body: Fields) -> ResponseSpec:
         system_prompt=body.text("instructions", ""),
         skip_history=True,
         json_schema=schema,
-        messages=_input(body),
+        messages=messages,
         tools=tools,
         tool_choice=choice,
         parallel_tool_calls=body.boolean("parallel_tool_calls"),
     )
     previous = body.text("previous_response_id", "") or None
     store = body.boolean("store")
-    response = ResponseInput(inp, new_response_id(), previous, store is not False)
+    response = ResponseInput(
+        inp, new_response_id(), previous, store is not False, hosted=hosted, approvals=approvals
+    )
     echo = {
         "instructions": body.raw("instructions"),
         "max_output_tokens": inp.params.max_tokens,
@@ -132,15 +151,17 @@ def _metadata(body: Fields) -> dict[str, str]:
 # -- input --------------------------------------------------------------------------------
 
 
-def _input(body: Fields) -> tuple[ChatMessage, ...]:
-    """The new input as turns. A function call joins the assistant turn before it (one
-    turn may hold text and several calls, as providers expect)."""
+def _input(body: Fields) -> tuple[tuple[ChatMessage, ...], tuple[Approval, ...]]:
+    """The new input as turns, and the answers to MCP approval requests. A function
+    call joins the assistant turn before it (one turn may hold text and several calls,
+    as providers expect); an MCP call replayed as input is a call and its result."""
     value = body.raw("input")
     if isinstance(value, str):
         if not value.strip():
             raise InvalidRequestError("input", "is empty")
-        return (ChatMessage("user", value),)
+        return (ChatMessage("user", value),), ()
     turns: list[ChatMessage] = []
+    approvals: list[Approval] = []
     for i, raw in enumerate(body.items("input", required=True)):
         item = Fields(raw, f"input[{i}]")
         kind = item.text("type", "message")
@@ -151,11 +172,15 @@ def _input(body: Fields) -> tuple[ChatMessage, ...]:
         elif kind == "function_call_output":
             call_id = item.text("call_id", max_length=256)
             turns.append(ChatMessage("tool", _output_text(item), tool_call_id=call_id))
-        elif kind != "reasoning":
-            item.refuse("type", "must be message, function_call or function_call_output")
-    if not turns:
+        elif kind == "mcp_approval_response":
+            approvals.append(approval_answer(item))
+        elif kind == "mcp_call":
+            turns.extend(replayed_call(item))
+        elif kind not in _DROPPED:
+            item.refuse("type", f"must be one of {', '.join(_SERVED)}")
+    if not turns and not approvals:
         raise InvalidRequestError("input", "is empty")
-    return tuple(turns)
+    return tuple(turns), tuple(approvals)
 
 
 def _add_call(turns: list[ChatMessage], item: Fields) -> None:
@@ -211,13 +236,22 @@ def _output_text(item: Fields) -> str:
 # -- tools and format --------------------------------------------------------------------
 
 
-def _tools(body: Fields) -> tuple[tuple[Tool, ...], list[dict[str, Any]]]:
-    """Function tools (flat, as this API has them), and how the response echoes them."""
-    tools, echo = [], []
+def _tools(
+    body: Fields,
+) -> tuple[tuple[Tool, ...], tuple[HostedServer, ...], list[dict[str, Any]]]:
+    """Function tools (flat, as this API has them), hosted MCP servers, and how the
+    response echoes them."""
+    tools, hosted, echo = [], [], []
     for i, raw in enumerate(body.items("tools")):
         tool = Fields(raw, f"tools[{i}]")
-        if tool.text("type") != "function":
-            tool.refuse("type", "only function tools are supported")
+        kind = tool.text("type")
+        if kind == "mcp":
+            server, shown = hosted_tool(tool)
+            hosted.append(server)
+            echo.append(shown)
+            continue
+        if kind != "function":
+            tool.refuse("type", "only function and mcp tools are supported")
         parameters = tool.raw("parameters")
         if parameters is None:
             parameters = {"type": "object", "properties": {}}
@@ -235,7 +269,7 @@ def _tools(body: Fields) -> tuple[tuple[Tool, ...], list[dict[str, Any]]]:
                 "strict": True if strict is None else strict,
             }
         )
-    return tuple(tools), echo
+    return tuple(tools), tuple(hosted), echo
 
 
 def _tool_choice(body: Fields, tools: tuple[Tool, ...]) -> tuple[ToolChoice, Any]:

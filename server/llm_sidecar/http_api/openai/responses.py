@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 
 from aiohttp import web
 
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError
+from llm_sidecar.core.vocabulary.models import ResponseInput
 from llm_sidecar.http_api.edge import HttpCall
 from llm_sidecar.http_api.endpoints import Endpoints
 from llm_sidecar.http_api.openai.response_items import (
     ResponseEvents,
     item_list,
     items_of,
+    own_calls,
     rendered,
 )
-from llm_sidecar.http_api.openai.response_request import parse
+from llm_sidecar.http_api.openai.response_request import ResponseSpec, parse
 from llm_sidecar.http_api.sse import Stream, relay, replayed
 
 
@@ -38,6 +41,8 @@ class Responses(Endpoints):
         # The stored response is the one the caller gets: rendered once, by this surface.
         response = dataclasses.replace(spec.response, render=functools.partial(rendered, spec))
         call.headers["x-llm-response-id"] = response.response_id
+        if response.hosted or response.approvals:
+            return await self._hosted(call, spec, response, deadline)
         if not spec.stream:
             result = await self._service.respond(call.ctx, response, deadline)
             call.answered(result)
@@ -49,6 +54,27 @@ class Responses(Endpoints):
         else:
             stream = self._service.respond_stream(call.ctx, response, deadline)
         return await relay(call, stream, events, events.start(), events.finish)
+
+    async def _hosted(
+        self,
+        call: HttpCall,
+        spec: ResponseSpec,
+        response: ResponseInput,
+        deadline: Callable[[str], float],
+    ) -> web.StreamResponse:
+        """A response with hosted MCP tools: the loop runs, then the answer is sent (a
+        stream replays its steps' events, then the answer's)."""
+        assert call.ctx is not None
+        result, records = await self._service.respond_hosted(call.ctx, response, deadline)
+        if not spec.stream:
+            call.answered(result)
+            return call.json(rendered(spec, result, records))
+        events = ResponseEvents(spec, records)
+        own = dataclasses.replace(result, tool_calls=own_calls(spec, result.tool_calls))
+        # The closing event shows the whole answer: its approval requests too.
+        return await relay(
+            call, replayed(own), events, events.start(), lambda _: events.finish(result)
+        )
 
     async def retrieve(self, call: HttpCall) -> web.StreamResponse:
         assert call.ctx is not None
