@@ -86,7 +86,7 @@ async def test_approval_requests_wait_for_the_user_and_a_refusal_is_told(sim: Si
         denied = await api.responses.create(
             model="sim", input=[deny], tools=tools, previous_response_id=again.id
         )
-        refused = [item for item in denied.output if item.type == "mcp_call"][0]
+        refused = next(item for item in denied.output if item.type == "mcp_call")
         assert refused.error and "not approve" in refused.error and refused.output is None
         with pytest.raises(openai.BadRequestError) as caught:
             await api.responses.create(
