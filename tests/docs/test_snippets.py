@@ -40,6 +40,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 ADDRESS = ("127.0.0.1", 50051)
+HTTP_ADDRESS = ("127.0.0.1", 50080)
 #: Set by .ci/run: a toolchain missing there is a failure, not a skip.
 STRICT = os.environ.get("SIDECAR_TESTS_REQUIRE_TOOLCHAINS") == "1"
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
@@ -86,9 +87,9 @@ def test_every_block_is_run_or_marked() -> None:
     assert len(RUN) >= 10
 
 
-def _listening() -> bool:
+def _listening(address: tuple[str, int] = ADDRESS) -> bool:
     try:
-        with socket.create_connection(ADDRESS, timeout=0.2):
+        with socket.create_connection(address, timeout=0.2):
             return True
     except OSError:
         return False
@@ -123,6 +124,12 @@ def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        # make exits at once on SIGTERM; the sidecar it started drains for a moment
+        # more, and the next test may want its ports.
+        for _ in range(300):
+            if not _listening() and not _listening(HTTP_ADDRESS):
+                break
+            time.sleep(0.05)  # polling for the ports to free, not a guess
 
 
 def _run(

@@ -27,6 +27,8 @@ def fuzzed_sidecar(
                 "resources": {"sample_interval_seconds": 0},
                 "failover": {"health_interval_seconds": 0},
                 "limits": {"max_concurrent_per_user": 0},
+                # A port of its own: 50080 may still be held by another test's sidecar.
+                "http": {"port": 0},
                 **config,
             }
         )
