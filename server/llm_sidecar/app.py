@@ -134,7 +134,7 @@ class Sidecar:
         self.servers = build_servers(settings.server, self.service, self.obs, self.access)
         self.mcp = McpEndpoint(
             self.tools,
-            max_sessions=settings.mcp.max_sessions,
+            max_sessions=settings.mcp.max_client_sessions,
             idle_seconds=settings.mcp.session_idle_seconds,
             max_body=settings.server.max_request_bytes,
         )

@@ -36,13 +36,18 @@ class RedisCluster:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         create = ["--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"]
-        subprocess.run(
-            [redis_cli_binary(), *create],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return self._wait_ok()
+        # On a busy machine redis-cli sometimes gives up on a node that is still coming
+        # up ("[ERR] Node ... is not configured as a cluster node"): ask each node, and
+        # try again, a few times.
+        for _ in range(3):
+            for node in self.nodes:
+                self.cli("ping", port=node.port)
+            done = subprocess.run(
+                [redis_cli_binary(), *create], capture_output=True, text=True, check=False
+            )
+            if done.returncode == 0:
+                return self._wait_ok()
+        raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-1500:]}")
 
     def restart(self) -> RedisCluster:
         """Start every node again after :meth:`stop` (each reads back its nodes.conf)."""

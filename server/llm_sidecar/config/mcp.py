@@ -96,6 +96,9 @@ class McpSettings(Section):
     #: Upstream sessions (one per user, session and server) open at once; the least
     #: recently used idle one closes to make room.
     max_sessions: int = Field(default=DEFAULT_TOOL_LIMITS.max_sessions, ge=1)
+    #: Gateway sessions clients hold with /mcp at once (each cheap: the upstream ones
+    #: are counted by max_sessions); past it, a client's initialize gets 503.
+    max_client_sessions: int = Field(default=10_000, ge=1)
     #: An upstream session unused this long is closed.
     session_idle_seconds: float = Field(default=DEFAULT_TOOL_LIMITS.session_idle_seconds, gt=0)
     #: Largest tool result passed back (a bigger one is refused, not cut).

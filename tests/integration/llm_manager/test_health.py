@@ -176,7 +176,11 @@ async def test_circuits_opened_by_calls_flip_provider_health_without_probes(
     primary, fallback = pair
     sidecar = await sidecar_factory(
         chain_settings(
-            primary, fallback, failover={"failure_threshold": 1, "cooldown_seconds": 0.3}
+            # A cool-down long enough that a busy machine still reads the circuits open
+            # when it asks; the half-open trial after it is waited for below.
+            primary,
+            fallback,
+            failover={"failure_threshold": 1, "cooldown_seconds": 2.0},
         )
     )
     primary.mode = fallback.mode = "error"
