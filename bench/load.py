@@ -169,6 +169,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await session.close()
     else:
         await channel.close()
+    return summary(latencies, errors, seconds, cpu)
+
+
+def summary(
+    latencies: list[float], errors: int, seconds: float, cpu: float | None
+) -> dict[str, Any]:
+    """One run's figures: counts, rate, latency percentiles (ms), the server's CPU."""
     return {
         "requests": len(latencies),
         "errors": errors,

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.load import cpu_seconds, percentile
+from bench.load import cpu_seconds, summary
 
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 VERSION = "2025-11-25"
@@ -101,15 +101,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await sampler
         cpu = cpu_seconds(args.cpu_pid) - cpu_before[0]
     await http.close()
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "seconds": seconds,
-        "rps": len(latencies) / seconds,
-        "p50": percentile(latencies, 0.50),
-        "p99": percentile(latencies, 0.99),
-        "cpu_us": cpu * 1e6 / len(latencies) if cpu is not None and latencies else None,
-    }
+    return summary(latencies, errors, seconds, cpu)
 
 
 def main() -> None:
