@@ -125,6 +125,7 @@ class Sidecar:
             router=self.router,
             store_status=self.service.store_status,
             usage_dropped_users=lambda: self.state.memory.usage.dropped_users,
+            mcp_sessions=lambda: len(self.tools.sessions),
         )
         self.access = AccessLog(
             enabled=settings.telemetry.access_log,

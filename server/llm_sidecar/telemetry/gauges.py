@@ -86,9 +86,16 @@ def register_gauges(
     router: Router,
     store_status: Callable[[], StoreStatus],
     usage_dropped_users: Callable[[], int] = lambda: 0,
+    mcp_sessions: Callable[[], int] = lambda: 0,
 ) -> None:
     """Register every gauge; callbacks read the live objects at collection time."""
     read = _Readings(registry, budget, router, store_status, usage_dropped_users)
+    meter.create_observable_gauge(
+        "llm_sidecar.mcp.sessions",
+        [lambda options: [Observation(mcp_sessions())]],
+        unit="{session}",
+        description="Upstream MCP sessions open (one per user, user session and server)",
+    )
     meter.create_observable_counter(
         "llm_sidecar.usage.dropped_users",
         [read.usage_dropped],

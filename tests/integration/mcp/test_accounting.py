@@ -82,3 +82,5 @@ async def test_a_tool_call_is_an_execute_tool_span_in_the_callers_trace(
         for point in traced.metric_points("llm_sidecar.mcp.tool_calls")
     }
     assert outcomes == {("notes", "ok"): 1}
+    (sessions,) = traced.metric_points("llm_sidecar.mcp.sessions")
+    assert sessions[1].value == 1
