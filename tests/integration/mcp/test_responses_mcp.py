@@ -177,3 +177,53 @@ async def test_the_model_gets_the_tools_result_in_the_loop(
     assert [t["function"]["name"] for t in first.body["tools"]] == ["notes__echo"]
     last = second.body["messages"][-1]
     assert last["role"] == "tool" and last["content"] == "from the model"
+
+
+async def test_the_loop_stops_at_max_rounds_with_a_text_answer(
+    notes_server: McpUpstream,
+    upstream: FakeUpstream,
+    sidecar_factory: Callable[..., Awaitable[Sidecar]],
+) -> None:
+    """A model that would call tools for ever: the last round allowed is asked for text
+    (tool_choice none), so the response ends with an answer after that many calls."""
+    mcp = {"servers": [notes_entry(notes_server.url)]}
+    settings = make_settings(
+        [provider("primary", upstream.url)], mcp=mcp, responses={"max_mcp_rounds": 2}
+    )
+    sidecar = await sidecar_factory(settings)
+    upstream.tool_arguments = "{}"
+    async with client(sidecar, "rounds") as api:
+        tools = [mcp_tool(require_approval="never", allowed_tools=["count"])]
+        answer = await api.responses.create(model="m", input="count for ever", tools=tools)
+    assert [item.type for item in answer.output] == ["mcp_list_tools", "mcp_call", "message"]
+    first, last = upstream.chat_requests
+    assert first.body.get("tool_choice", "auto") == "auto"
+    assert last.body["tool_choice"] == "none"
+
+
+async def test_an_answer_calling_the_callers_own_function_goes_back_to_it(
+    notes_server: McpUpstream,
+    upstream: FakeUpstream,
+    sidecar_factory: Callable[..., Awaitable[Sidecar]],
+) -> None:
+    """The model calls the request's own function and a hosted tool at once: the
+    function call goes back to the caller, and the hosted call runs when the caller
+    continues with the function's output."""
+    mcp = {"servers": [notes_entry(notes_server.url)]}
+    sidecar = await sidecar_factory(make_settings([provider("primary", upstream.url)], mcp=mcp))
+    upstream.tool_arguments = json.dumps({"text": "both"})
+    own = {"type": "function", "name": "lookup", "parameters": {"type": "object"}}
+    tools = [own, mcp_tool(require_approval="never", allowed_tools=["echo"])]
+    async with client(sidecar, "mixed") as api:
+        asked = await api.responses.create(model="m", input="do both", tools=tools)
+        assert [item.type for item in asked.output] == ["mcp_list_tools", "function_call"]
+        (call,) = [item for item in asked.output if item.type == "function_call"]
+        assert call.name == "lookup"
+        output = {"type": "function_call_output", "call_id": call.call_id, "output": "found"}
+        done = await api.responses.create(
+            model="m", input=[output], tools=tools, previous_response_id=asked.id
+        )
+    ran = [item for item in done.output if item.type == "mcp_call"]
+    assert [(item.name, item.output) for item in ran] == [("echo", "both")]
+    results = [m for m in upstream.chat_requests[-1].body["messages"] if m["role"] == "tool"]
+    assert sorted(m["content"] for m in results) == ["both", "found"]
