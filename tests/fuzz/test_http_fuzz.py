@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import http.client
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +31,7 @@ from hypothesis import strategies as st
 from tests.support.fuzzing import (
     assert_no_marker_in_output,
     fuzzed_sidecar,
+    http_port,
     new_marker,
     valid_request_id,
 )
@@ -151,7 +151,6 @@ TERMINAL = {
 #: aiohttp's limit on one header line: past it, its parser answers 400 in plain text
 #: before any of the sidecar's code runs (docs/http-api.md says so).
 HEADER_LINE_LIMIT = 8190
-_HTTP_URL = re.compile(rb"http://127\.0\.0\.1:(\d+)")
 
 
 @dataclass
@@ -166,10 +165,8 @@ class Run:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     proc = fuzzed_sidecar(tmp_path_factory.mktemp("http-fuzz"), http={"port": 0})
-    found = _HTTP_URL.search(proc.output())
-    assert found, proc.output()[-2000:]
     try:
-        yield Run(int(found.group(1)), proc)
+        yield Run(http_port(proc), proc)
     finally:
         proc.stop()
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import http.client
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,23 +24,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz.test_http_fuzz import json_values
-from tests.support.fuzzing import assert_no_marker_in_output, fuzzed_sidecar, new_marker
+from tests.support.fuzzing import (
+    assert_no_marker_in_output,
+    fuzzed_sidecar,
+    http_port,
+    new_marker,
+)
+from tests.support.mcp_servers import INITIALIZE
 from tests.support.sidecar import SidecarProcess
 
 pytestmark = pytest.mark.fuzz
 
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "fuzz", "version": "1"},
-    },
-}
 VALID = [
-    INIT,
+    INITIALIZE,
     {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}},
     {
         "jsonrpc": "2.0",
@@ -54,7 +49,6 @@ VALID = [
 #: What /mcp answers: OK, accepted (a notification), a malformed message, a session
 #: that is not the caller's, a method or media type it does not take, a body too large.
 DOCUMENTED = {200, 202, 400, 404, 405, 406, 413, 415}
-_HTTP_URL = re.compile(rb"http://127\.0\.0\.1:(\d+)")
 ACCEPT = ("accept", "application/json, text/event-stream")
 
 
@@ -85,10 +79,8 @@ def _post(port: int, body: bytes, headers: list[tuple[str, str]]) -> tuple[int, 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     proc = fuzzed_sidecar(tmp_path_factory.mktemp("mcp-fuzz"))
-    found = _HTTP_URL.search(proc.output())
-    assert found, proc.output()[-2000:]
     try:
-        yield Run(int(found.group(1)), proc)
+        yield Run(http_port(proc), proc)
     finally:
         proc.stop()
 
@@ -126,7 +118,7 @@ def _check(status: int, content_type: str, raw: bytes) -> None:
 
 
 def test_every_hostile_message_gets_a_documented_answer(run: Run) -> None:
-    status, _, _, run.session = _post(run.http_port, json.dumps(INIT).encode(), [ACCEPT])
+    status, _, _, run.session = _post(run.http_port, json.dumps(INITIALIZE).encode(), [ACCEPT])
     assert status == 200 and run.session
     session = [ACCEPT, ("mcp-session-id", run.session), ("mcp-protocol-version", "2025-11-25")]
 

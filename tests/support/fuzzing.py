@@ -62,3 +62,8 @@ def assert_no_marker_in_output(proc: SidecarProcess, markers: list[str], cases: 
     assert b"sidecar stopped" in output
     leaked = [m for m in markers if m.encode() in output]
     assert leaked == [], f"{len(leaked)} markers in the logs, e.g. {leaked[:3]}"
+
+
+def http_port(proc: SidecarProcess) -> int:
+    """The port of a ready child sidecar's HTTP listener, from its "listening on" line."""
+    return int(proc.http_url.rsplit(":", 1)[1])

@@ -69,6 +69,18 @@ def text_of(result: Any) -> str:
     return str(result.content[0].text)
 
 
+#: A client's first message (the handshake revision, as most clients send today).
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"},
+    },
+}
+
 #: What the misbehaving server does on tools/call.
 FAULTS = ("healthy", "hang", "reset", "malformed", "not_json", "huge_sse")
 

@@ -12,20 +12,10 @@ from mcp.shared.exceptions import MCPError
 
 from llm_sidecar import Sidecar
 from tests.integration.mcp.conftest import mcp_url
-from tests.support.mcp_servers import mcp_client, text_of
+from tests.support.mcp_servers import INITIALIZE, mcp_client, text_of
 from tests.support.raw_http import post_in_pieces
 
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "1"},
-    },
-}
 
 
 async def test_tools_are_listed_under_their_servers_name_and_called(gateway: Sidecar) -> None:
@@ -100,7 +90,7 @@ async def test_a_name_of_no_server_is_a_json_rpc_error_and_the_rest_is_the_serve
 
 async def test_no_user_is_refused_before_any_mcp_message_is_read(gateway: Sidecar) -> None:
     async with aiohttp.ClientSession() as http:
-        for body in (orjson.dumps(INIT), b"\x00\xff not json at all"):
+        for body in (orjson.dumps(INITIALIZE), b"\x00\xff not json at all"):
             async with http.post(mcp_url(gateway), data=body, headers=ACCEPT) as reply:
                 assert reply.status == 401
                 answer = await reply.json()
@@ -126,7 +116,9 @@ async def test_hostile_headers_get_400_naming_the_header(
     # A bare socket: the usual clients refuse to send some of these bytes at all.
     headers = {**ACCEPT, "x-user-id": "hostile", header: value}
     port = int(gateway.http_url.rsplit(":", 1)[1])
-    reply = await post_in_pieces("127.0.0.1", port, "/mcp", orjson.dumps(INIT), headers, pieces=1)
+    reply = await post_in_pieces(
+        "127.0.0.1", port, "/mcp", orjson.dumps(INITIALIZE), headers, pieces=1
+    )
     assert reply.status == 400
     if value != "Bearer \x7fcontrol":  # aiohttp's own parser refuses DEL, in plain text
         assert header in orjson.loads(reply.body)["error"]["message"]
@@ -136,7 +128,9 @@ async def test_hostile_headers_get_400_naming_the_header(
 async def test_another_users_gateway_session_reads_as_not_found(gateway: Sidecar) -> None:
     async with aiohttp.ClientSession() as http:
         headers = {**ACCEPT, "x-user-id": "owner"}
-        async with http.post(mcp_url(gateway), data=orjson.dumps(INIT), headers=headers) as reply:
+        async with http.post(
+            mcp_url(gateway), data=orjson.dumps(INITIALIZE), headers=headers
+        ) as reply:
             assert reply.status == 200
             session_id = reply.headers["mcp-session-id"]
         listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
