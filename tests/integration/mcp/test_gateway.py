@@ -157,3 +157,32 @@ async def test_the_listening_stream_is_refused_and_resources_are_not_offered(
         with pytest.raises(MCPError) as caught:
             await session.list_resources()
         assert caught.value.code == -32601
+
+
+async def test_the_current_revision_needs_no_handshake_and_no_session(gateway: Sidecar) -> None:
+    """A 2026-07-28 request is self-contained: no initialize, no Mcp-Session-Id; the
+    user's upstream session is still their own."""
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "notes__count", "arguments": {}, "_meta": meta},
+    }
+    headers = {
+        **ACCEPT,
+        "x-user-id": "modern",
+        "mcp-protocol-version": "2026-07-28",
+        "mcp-method": "tools/call",
+        "mcp-name": "notes__count",
+    }
+    async with aiohttp.ClientSession() as http:
+        for expected in ("1", "2"):
+            async with http.post(
+                mcp_url(gateway), data=orjson.dumps(body), headers=headers
+            ) as reply:
+                assert reply.status == 200 and "mcp-session-id" not in reply.headers
+                assert (await reply.json())["result"]["content"][0]["text"] == expected
