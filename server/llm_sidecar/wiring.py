@@ -6,7 +6,6 @@ its defaults from them, and this module copies settings into them.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -196,8 +195,7 @@ def thresholds(settings: Settings) -> Thresholds:
 
 def tool_quota_limits(settings: Settings) -> QuotaLimits:
     """The limits a tool call is admitted against: tool calls per minute alone."""
-    return dataclasses.replace(
-        QuotaLimits(),
+    return QuotaLimits(
         tool_calls_per_minute=settings.quotas.tool_calls_per_minute,
         reservation_ttl_seconds=settings.quotas.reservation_ttl_seconds,
         on_store_down=settings.quotas.on_store_down,

@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from llm_sidecar.config.base import Section
-from llm_sidecar.core.tools.policy import DEFAULT_TOOL_LIMITS, SEPARATOR
+from llm_sidecar.core.tools.policy import DEFAULT_TOOL_LIMITS
+from llm_sidecar.core.vocabulary.tools import SEPARATOR
 
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 _HEADER = r"^[A-Za-z0-9-]{1,64}$"

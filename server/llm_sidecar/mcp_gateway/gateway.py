@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from llm_sidecar.core.admission.quotas import QuotaGate, Spend
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.state.quota_store import UserQuotas
-from llm_sidecar.core.tools.policy import ToolLimits, ToolPolicy, qualified, split
+from llm_sidecar.core.tools.policy import ToolLimits, ToolPolicy
 from llm_sidecar.core.vocabulary.context import UserExecutionContext
 from llm_sidecar.core.vocabulary.errors import (
     NotFoundError,
@@ -32,6 +32,7 @@ from llm_sidecar.core.vocabulary.errors import (
     ToolResultTooLargeError,
     ToolServerError,
 )
+from llm_sidecar.core.vocabulary.tools import qualified, split
 from llm_sidecar.mcp_gateway.servers import ToolServer
 from llm_sidecar.mcp_gateway.sessions import SessionKey, SessionTable
 

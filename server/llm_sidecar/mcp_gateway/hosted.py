@@ -24,7 +24,6 @@ import mcp_types
 from opentelemetry.context import Context
 
 from llm_sidecar.core.state.responses import StoredResponse
-from llm_sidecar.core.tools.policy import split
 from llm_sidecar.core.vocabulary.context import UserExecutionContext
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError, SidecarError
 from llm_sidecar.core.vocabulary.hosted import (
@@ -32,9 +31,10 @@ from llm_sidecar.core.vocabulary.hosted import (
     HostedServer,
     ListedTool,
     McpRecord,
+    hosted_call,
 )
 from llm_sidecar.core.vocabulary.models import AskResult, ChatMessage, ResponseInput
-from llm_sidecar.core.vocabulary.tools import Tool, ToolCall, ToolChoice
+from llm_sidecar.core.vocabulary.tools import SEPARATOR, Tool, ToolCall, ToolChoice
 from llm_sidecar.mcp_gateway.gateway import Caller, ToolGateway
 
 Respond = Callable[[ResponseInput], Awaitable[AskResult]]
@@ -57,13 +57,12 @@ class _Run:
     records: list[McpRecord] = dataclasses.field(default_factory=list)
     offered: tuple[Tool, ...] = ()
 
-    def hosted(self, call: ToolCall) -> HostedServer | None:
-        parts = split(call.name)
-        return self.servers.get(parts[0]) if parts is not None else None
+    def hosted(self, call: ToolCall) -> bool:
+        return hosted_call(self.servers, call) is not None
 
     def waits(self, call: ToolCall) -> bool:
-        server = self.hosted(call)
-        return server is not None and server.needs_approval(call.name.partition("__")[2])
+        found = hosted_call(self.servers, call)
+        return found is not None and found[0].needs_approval(found[1])
 
 
 class HostedLoop:
@@ -119,7 +118,7 @@ class HostedLoop:
             calls = result.tool_calls
             # No call, the caller's own functions, or approvals: the response ends here
             # (its view shows the calls from the answer's own).
-            if not calls or last or any(run.hosted(c) is None or run.waits(c) for c in calls):
+            if not calls or last or any(not run.hosted(c) or run.waits(c) for c in calls):
                 return result, tuple(run.records)
             run.carried.append(ChatMessage("assistant", result.text, tool_calls=calls))
             for call in calls:
@@ -153,7 +152,7 @@ class HostedLoop:
                 continue
             listed = []
             for tool in tools:
-                own = tool.name.partition("__")[2]
+                own = tool.name.partition(SEPARATOR)[2]
                 if entry.allowed is not None and own not in entry.allowed:
                     continue
                 schema = dict(tool.input_schema or {"type": "object", "properties": {}})
@@ -165,7 +164,7 @@ class HostedLoop:
     async def _call(self, run: _Run, call: ToolCall) -> ChatMessage:
         """Run one call through the gateway; the result (or the error) for the model."""
         output, error = await self._outcome(run, call)
-        server = call.name.partition("__")[0]
+        server = call.name.partition(SEPARATOR)[0]
         run.records.append(McpRecord("call", server, call=call, output=output, error=error))
         told = output if error is None else f"error: {error}"
         return ChatMessage("tool", told or "", tool_call_id=call.id)
@@ -199,7 +198,7 @@ class HostedLoop:
                         "input", f"no mcp_approval_response for {APPROVAL_PREFIX}{call.id}"
                     )
                 if not approved:
-                    server = call.name.partition("__")[0]
+                    server = call.name.partition(SEPARATOR)[0]
                     run.records.append(McpRecord("call", server, call=call, error=NOT_APPROVED))
                     results.append(ChatMessage("tool", NOT_APPROVED, tool_call_id=call.id))
                     continue

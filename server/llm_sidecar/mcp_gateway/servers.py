@@ -3,7 +3,7 @@ sent, and its breaker. Built from configuration only: no request names an addres
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from llm_sidecar.core.routing.breaker import CircuitBreaker
@@ -26,8 +26,6 @@ class ToolServer:
     kind: Kind = "streamable_http"
     forward_identity: Forward = "none"
     identity_header: str = "x-mcp-user"
-    #: Sessions opened and requests failed, for the health view.
-    failures: int = field(default=0)
 
     @property
     def user_token_header(self) -> str:

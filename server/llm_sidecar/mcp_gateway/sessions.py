@@ -32,7 +32,6 @@ class SessionTable:
         self._sessions: OrderedDict[SessionKey, UpstreamSession] = OrderedDict()
         #: Opens in progress, so concurrent first calls of one key open one session.
         self._opening: dict[SessionKey, asyncio.Future[UpstreamSession]] = {}
-        self.opened = 0
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -88,7 +87,6 @@ class SessionTable:
             raise
         finally:
             del self._opening[key]
-        self.opened += 1
         self._sessions[key] = session
         future.set_result(session)
         return session

@@ -12,9 +12,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-#: Between a server's name and its tool's name in the gateway's namespace.
-SEPARATOR = "__"
-
 
 @dataclass(frozen=True, slots=True)
 class ToolLimits:
@@ -29,19 +26,6 @@ class ToolLimits:
 DEFAULT_TOOL_LIMITS = ToolLimits()
 
 
-def qualified(server: str, tool: str) -> str:
-    """The name a caller sees for ``tool`` of ``server``."""
-    return f"{server}{SEPARATOR}{tool}"
-
-
-def split(name: str) -> tuple[str, str] | None:
-    """(server, tool) of a qualified name; None when it names no server."""
-    server, sep, tool = name.partition(SEPARATOR)
-    if not sep or not server or not tool:
-        return None
-    return server, tool
-
-
 @dataclass(frozen=True, slots=True)
 class ToolRule:
     """Users in any of ``groups`` may use ``tools`` (globs) on ``servers``."""
@@ -50,11 +34,15 @@ class ToolRule:
     servers: tuple[str, ...] = ("*",)
     tools: tuple[str, ...] = ("*",)
 
+    def covers(self, groups: frozenset[str], server: str) -> bool:
+        """Whether the rule speaks of users in ``groups`` on ``server``."""
+        return ("*" in self.groups or not groups.isdisjoint(self.groups)) and (
+            "*" in self.servers or server in self.servers
+        )
+
     def allows(self, groups: frozenset[str], server: str, tool: str) -> bool:
-        return (
-            ("*" in self.groups or not groups.isdisjoint(self.groups))
-            and ("*" in self.servers or server in self.servers)
-            and any(fnmatchcase(tool, pattern) for pattern in self.tools)
+        return self.covers(groups, server) and any(
+            fnmatchcase(tool, pattern) for pattern in self.tools
         )
 
 
@@ -86,8 +74,4 @@ class ToolPolicy:
         rules = self._rules
         if not rules:
             return True
-        return any(
-            ("*" in r.groups or not groups.isdisjoint(r.groups))
-            and ("*" in r.servers or server in r.servers)
-            for r in rules
-        )
+        return any(rule.covers(groups, server) for rule in rules)

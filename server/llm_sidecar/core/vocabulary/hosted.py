@@ -4,10 +4,11 @@ and what each step of the loop did, for the response to show."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from llm_sidecar.core.vocabulary.tools import ToolCall
+from llm_sidecar.core.vocabulary.tools import ToolCall, split
 
 ApprovalMode = Literal["always", "never", "filter"]
 
@@ -73,7 +74,18 @@ class McpRecord:
     def tool(self) -> str:
         """The tool's own name (without its server's)."""
         assert self.call is not None
-        return self.call.name.partition("__")[2]
+        parts = split(self.call.name)
+        return parts[1] if parts is not None else self.call.name
+
+
+def hosted_call(
+    hosted: Mapping[str, HostedServer], call: ToolCall
+) -> tuple[HostedServer, str] | None:
+    """The hosted server a model's call names, and the tool's own name; None for a call
+    of the request's own functions."""
+    parts = split(call.name)
+    server = hosted.get(parts[0]) if parts is not None else None
+    return (server, parts[1]) if server is not None and parts is not None else None
 
 
 #: The prefix of an approval request's id; the rest is the model's call id.

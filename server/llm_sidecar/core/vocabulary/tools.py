@@ -10,6 +10,21 @@ from typing import Any, Literal
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 ToolChoiceMode = Literal["auto", "none", "required", "tool"]
+#: Between an MCP server's name and its tool's in the one namespace the sidecar offers.
+SEPARATOR = "__"
+
+
+def qualified(server: str, tool: str) -> str:
+    """The name a caller (or a model) sees for ``tool`` of MCP server ``server``."""
+    return f"{server}{SEPARATOR}{tool}"
+
+
+def split(name: str) -> tuple[str, str] | None:
+    """(server, tool) of a qualified name; None when it names no server."""
+    server, sep, tool = name.partition(SEPARATOR)
+    if not sep or not server or not tool:
+        return None
+    return server, tool
 
 
 @dataclass(frozen=True, slots=True)

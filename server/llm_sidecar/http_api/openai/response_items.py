@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from llm_sidecar.core.state.responses import ChainItem
-from llm_sidecar.core.vocabulary.hosted import McpRecord
+from llm_sidecar.core.vocabulary.hosted import McpRecord, hosted_call
 from llm_sidecar.core.vocabulary.models import AskResult, ChatMessage
 from llm_sidecar.core.vocabulary.tools import Image, ToolCall
 from llm_sidecar.http_api.errors import Refusal
@@ -155,11 +155,10 @@ def _split_calls(
     hosted = {h.server: h for h in spec.response.hosted}
     own, waiting = [], []
     for call in calls:
-        server, sep, tool = call.name.partition("__")
-        entry = hosted.get(server) if sep else None
-        if entry is None:
+        found = hosted_call(hosted, call)
+        if found is None:
             own.append(call)
-        elif entry.needs_approval(tool):
+        elif found[0].needs_approval(found[1]):
             waiting.append(call)
     return tuple(own), waiting
 

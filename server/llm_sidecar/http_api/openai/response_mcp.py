@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from llm_sidecar.core.vocabulary.errors import InvalidRequestError
 from llm_sidecar.core.vocabulary.hosted import (
     APPROVAL_PREFIX,
@@ -16,7 +14,7 @@ from llm_sidecar.core.vocabulary.hosted import (
     McpRecord,
 )
 from llm_sidecar.core.vocabulary.models import ChatMessage
-from llm_sidecar.core.vocabulary.tools import ToolCall
+from llm_sidecar.core.vocabulary.tools import SEPARATOR, ToolCall
 from llm_sidecar.http_api.fields import Fields
 
 #: Fields of an mcp tool entry the sidecar does not serve.
@@ -160,7 +158,7 @@ def record_item(record: McpRecord, item_id: str) -> dict[str, Any]:
 
 def approval_request(call: ToolCall) -> dict[str, Any]:
     """A call waiting for the user's approval (its id names the call, to answer it)."""
-    server, _, tool = call.name.partition("__")
+    server, _, tool = call.name.partition(SEPARATOR)
     return {
         "type": "mcp_approval_request",
         "id": APPROVAL_PREFIX + call.id,
@@ -168,8 +166,3 @@ def approval_request(call: ToolCall) -> dict[str, Any]:
         "name": tool,
         "arguments": call.arguments,
     }
-
-
-def arguments_of(record: McpRecord) -> str:
-    """A call's arguments as the stream's delta events carry them."""
-    return record.call.arguments if record.call is not None else orjson.dumps({}).decode()
