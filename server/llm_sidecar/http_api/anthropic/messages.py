@@ -94,16 +94,21 @@ def _required(body: Fields, key: str) -> int:
 
 
 def _system(body: Fields) -> str:
-    system = body.raw("system")
-    if system is None or isinstance(system, str):
-        return system or ""
+    return _text_blocks(body, "system", "system blocks must be text", "\n\n")
+
+
+def _text_blocks(fields: Fields, key: str, why: str, joiner: str) -> str:
+    """``key``: a string, or text blocks (any other block is refused for ``why``)."""
+    value = fields.raw(key)
+    if value is None or isinstance(value, str):
+        return value or ""
     texts = []
-    for i, raw in enumerate(body.items("system")):
-        block = Fields(raw, f"system[{i}]")
+    for k, raw in enumerate(fields.items(key)):
+        block = Fields(raw, fields.name(f"{key}[{k}]"))
         if block.text("type") != "text":
-            block.refuse("type", "system blocks must be text")
+            block.refuse("type", why)
         texts.append(block.text("text"))
-    return "\n\n".join(texts)
+    return joiner.join(texts)
 
 
 def _turn(item: Fields) -> list[ChatMessage]:
@@ -171,16 +176,7 @@ def _image(block: Fields) -> Image:
 
 
 def _result_text(block: Fields) -> str:
-    content = block.raw("content")
-    if content is None or isinstance(content, str):
-        return content or ""
-    texts = []
-    for k, raw in enumerate(block.items("content")):
-        part = Fields(raw, block.name(f"content[{k}]"))
-        if part.text("type") != "text":
-            part.refuse("type", "tool results may hold text only")
-        texts.append(part.text("text"))
-    return "\n".join(texts)
+    return _text_blocks(block, "content", "tool results may hold text only", "\n")
 
 
 def _tools(body: Fields) -> tuple[Tool, ...]:
