@@ -87,6 +87,7 @@ class Sidecar:
             user_limits=wiring.user_limits(settings),
             billing=self.billing,
             observability=self.obs,
+            guard=wiring.guard(settings),
         )
         self.registry = ManagerRegistry(
             self.factory.create_llm_manager,

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any, cast
 
 from llm_sidecar.config import Settings
+from llm_sidecar.config.guardrails import load_check
 from llm_sidecar.core.admission.billing import Billing
 from llm_sidecar.core.admission.limits import UserLimits
 from llm_sidecar.core.admission.pricing import Price, PriceBook, price_of
 from llm_sidecar.core.admission.quotas import QuotaGate, QuotaLimits
+from llm_sidecar.core.guard import build as guard_build
+from llm_sidecar.core.guard.policy import Guard
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.routing.breaker import BreakerPolicy, CircuitBreaker
 from llm_sidecar.core.routing.chain import ProviderSlot, RetryPolicy
@@ -244,4 +248,24 @@ def tool_gateway(
         gate=gate,
         quotas=quotas,
         observability=obs,
+    )
+
+
+def guard(settings: Settings) -> Guard | None:
+    """The guardrails every call passes through; None without a [guardrails] section."""
+    section = settings.guardrails
+    if section is None:
+        return None
+    patterns: dict[str, guard_build.Pattern] = {
+        name: (entry.pattern, cast(Any, load_check(entry.check)) if entry.check else None)
+        for name, entry in section.patterns.items()
+    }
+    found = guard_build.detectors(
+        phone_regions=section.phone_regions,
+        national_ids=section.national_ids,
+        patterns=patterns,
+    )
+    routes = {route: section.actions(route) for route in section.routes}
+    return guard_build.guard(
+        section.actions(), routes, found, fail_open=section.on_error == "fail_open"
     )

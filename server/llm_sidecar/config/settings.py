@@ -15,6 +15,7 @@ from llm_sidecar.config.base import (
     CONFIG_ENV,
     ENV_PREFIX,
 )
+from llm_sidecar.config.guardrails import GuardrailSettings
 from llm_sidecar.config.listeners import HttpSettings, ServerSettings, is_loopback
 from llm_sidecar.config.mcp import McpSettings
 from llm_sidecar.config.routes import (
@@ -61,6 +62,8 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = TelemetrySettings()
     redis: RedisSettings = RedisSettings()
     mcp: McpSettings = McpSettings()
+    #: None (no section): nothing is looked for, and requests go upstream as sent.
+    guardrails: GuardrailSettings | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -86,6 +89,9 @@ class Settings(BaseSettings):
                             "and a USD quota is set (quotas.usd_per_day / usd_per_month): "
                             "its calls could not be bounded"
                         )
+        for route_name in self.guardrails.routes if self.guardrails is not None else ():
+            if route_name not in self.models:
+                raise ValueError(f"guardrails.routes.{route_name}: no such model route")
         if self.server.port == -1 and not self.server.unix_socket:
             raise ValueError("server: enable TCP (port >= 0) or a unix_socket")
         server, http = self.server, self.http

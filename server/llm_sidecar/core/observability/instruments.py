@@ -166,6 +166,11 @@ class Observability:
             unit="{call}",
             description="MCP tool calls through the gateway, by server and outcome",
         )
+        self.guard_detections = meter.create_counter(
+            "llm_sidecar.guardrails.detections",
+            unit="{value}",
+            description="Values the guardrails found, by category and action (counts only)",
+        )
         self.cost = meter.create_counter(
             "llm_sidecar.cost",
             unit="{micro_usd}",

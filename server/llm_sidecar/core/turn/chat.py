@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from llm_sidecar.core.admission.billing import Billing, Worst
+from llm_sidecar.core.guard.messages import guard_messages, restore_completion
+from llm_sidecar.core.guard.shield import Shield
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.routing.router import STREAMING, UNARY, Refused, Router
 from llm_sidecar.core.state.cache import UserCache
@@ -105,6 +107,22 @@ class ChatCall:
         if self.stream and prep.request.json_schema is not None:
             prep.request = dataclasses.replace(prep.request, json_schema=None)
         self._prep = prep
+
+    def guard(self, shield: Shield) -> None:
+        """Every turn as sent upstream, guarded (the cache key and the history keep the
+        caller's own text: both are the user's, and only the user's)."""
+        request = self.prep.request
+        messages = guard_messages(shield, request.messages)
+        self.prep.request = dataclasses.replace(request, messages=messages)
+
+    def restored(self, routed: RoutedCompletion, shield: Shield) -> RoutedCompletion:
+        """The answer's text, tool calls and parsed document, restored."""
+        structured = self.prep.validator is not None and not self.stream
+        completion = restore_completion(shield, routed.answer, structured)
+        document = routed.document
+        if structured and document is not None:
+            document = shield.names.restore_tree(document)
+        return dataclasses.replace(routed, answer=completion, document=document)
 
     def cached(self, cache: UserCache, started: float) -> tuple[str, Answer[AskResult]] | None:
         key = self.prep.key

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 
 from llm_sidecar.core.admission.billing import Worst
+from llm_sidecar.core.guard.shield import Shield
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.routing.router import EMBEDDING, Refused, Router
 from llm_sidecar.core.state.cache import UserCache
@@ -46,6 +47,7 @@ class EmbedCall:
         "_router",
         "_sent",
         "_slots",
+        "_upstream",
         "_vectors",
         "cache_enabled",
         "ctx",
@@ -79,6 +81,8 @@ class EmbedCall:
         #: The distinct texts sent upstream, and for each missing input its text's place.
         self._sent: tuple[str, ...] = ()
         self._slots: list[int] = []
+        #: Each text as the guard lets it go upstream (empty: no guard, as they are).
+        self._upstream: dict[str, str] = {}
 
     def thread(self) -> tuple[str, str] | None:
         return None  # never read or extend a conversation
@@ -96,6 +100,16 @@ class EmbedCall:
                 )
                 for t in inp.texts
             ]
+
+    def guard(self, shield: Shield) -> None:
+        """Every text, guarded (the cache keys keep the caller's own text)."""
+        texts = self.inp.texts
+        guarded = shield.texts([(text, f"input[{i}]") for i, text in enumerate(texts)])
+        shield.record()
+        self._upstream = dict(zip(texts, guarded, strict=True))
+
+    def restored(self, routed: RoutedEmbeddings, shield: Shield) -> RoutedEmbeddings:
+        return routed  # vectors hold no placeholders to restore
 
     def cached(self, cache: UserCache, started: float) -> tuple[str, Answer[EmbedResult]] | None:
         """Take what the cache holds; the whole answer when it holds every text."""
@@ -127,7 +141,10 @@ class EmbedCall:
     def attempts(
         self, deadline: float | None, refused: Refused
     ) -> AsyncIterator[Delta | RoutedEmbeddings]:
-        request = EmbeddingRequest(self._sent, self.inp.dimensions)
+        sent = self._sent
+        if self._upstream:
+            sent = tuple(self._upstream[text] for text in sent)
+        request = EmbeddingRequest(sent, self.inp.dimensions)
         return self._router.route(
             self.route, request, deadline, self._check, refused, opener=EMBEDDING
         )

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from llm_sidecar.core.admission.billing import Billing
 from llm_sidecar.core.admission.limits import UserLimiter
+from llm_sidecar.core.guard.policy import Guard
 from llm_sidecar.core.observability import NOOP, Observability
 from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.cache import UserCache
@@ -52,6 +53,7 @@ class LLMManager:
         cache_enabled: bool = True,
         observability: Observability = NOOP,
         response_bounds: ResponseBounds = DEFAULT_RESPONSE_BOUNDS,
+        guard: Guard | None = None,
     ) -> None:
         self.context = context
         self.user_id = context.user_id
@@ -70,6 +72,7 @@ class LLMManager:
             limiter=limiter,
             billing=self.billing,
             observability=observability,
+            guard=guard,
         )
         self.last_used = time.monotonic()
         self.closed = False

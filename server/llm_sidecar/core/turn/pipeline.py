@@ -5,11 +5,13 @@ Every call goes through the same steps, in this order, in :meth:`Pipeline.run`:
 1. **hold**: the user's concurrency slot, and the thread's turn lock when the call
    reads and extends a history (turns of one thread run one at a time);
 2. **prepare**: the kind builds its request (history, cache key, output cap);
+   **guard**: the route's guardrails look at every text that would go upstream,
+   masking, replacing with placeholders, or refusing the call;
 3. **cache**: when the user's cache holds the whole answer, it is billed as a hit,
    remembered, and returned; nothing below runs;
 4. **admit**: the call's worst case is reserved in the user's quotas;
 5. **route**: the router tries the route's chain; a stream's deltas go to the
-   caller as they arrive;
+   caller as they arrive, the guard's placeholders restored in them and in the answer;
 6. **settle**: the answer is billed and remembered, and the reservation ends with
    the exact spend; a call that got no answer bills what providers charged for
    answers it refused, and frees the rest of its reservation.
@@ -34,6 +36,9 @@ from opentelemetry import trace
 from llm_sidecar.core.admission.billing import Billing, Charges, Worst
 from llm_sidecar.core.admission.limits import UserLimiter
 from llm_sidecar.core.admission.quotas import Reservation
+from llm_sidecar.core.guard.messages import restored_deltas
+from llm_sidecar.core.guard.policy import Guard
+from llm_sidecar.core.guard.shield import Shield
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.routing.router import Refused
 from llm_sidecar.core.state.cache import UserCache
@@ -89,6 +94,12 @@ class CallKind(Protocol[Result, Routed]):
     async def prepare(self) -> None:
         """Build the request: history, cache key, output cap."""
 
+    def guard(self, shield: Shield) -> None:
+        """Pass every text the request would send upstream through the call's guard."""
+
+    def restored(self, routed: Routed, shield: Shield) -> Routed:
+        """The routed answer with the guard's placeholders restored."""
+
     def cached(self, cache: UserCache, started: float) -> tuple[str, Answer[Result]] | None:
         """(provider, answer) when the user's cache holds the whole answer."""
 
@@ -110,7 +121,7 @@ class CallKind(Protocol[Result, Routed]):
 class Pipeline:
     """Runs calls of one user through the steps, against that user's stores."""
 
-    __slots__ = ("_billing", "_locks", "_obs", "cache", "limiter", "state")
+    __slots__ = ("_billing", "_guard", "_locks", "_obs", "cache", "limiter", "state")
 
     def __init__(
         self,
@@ -120,12 +131,14 @@ class Pipeline:
         limiter: UserLimiter,
         billing: Billing,
         observability: Observability,
+        guard: Guard | None = None,
     ) -> None:
         self.cache = cache
         self.state = state
         self.limiter = limiter
         self._billing = billing
         self._obs = observability
+        self._guard = guard
         #: One lock per active thread, with the number of calls holding or awaiting it.
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
@@ -138,6 +151,7 @@ class Pipeline:
             async with self._turn_lock(kind.thread()):
                 started = time.perf_counter()
                 await kind.prepare()  # 2. prepare
+                shield = self._shield(kind)  # 2. guard
                 cached = kind.cached(self.cache, started)  # 3. cache
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("cache", extra={"route": kind.route, "hit": cached is not None})
@@ -155,8 +169,11 @@ class Pipeline:
                     log.debug("admitted", extra=admitted(kind.route, reservation))
                 refused: Refused = []
                 routed: Routed | None = None
+                items = kind.attempts(deadline, refused)  # 5. route
+                if shield is not None and shield.restoring:
+                    items = restored_deltas(shield, items)
                 try:
-                    async for item in kind.attempts(deadline, refused):  # 5. route
+                    async for item in items:
                         if isinstance(item, str | ToolCall):
                             yield item
                         else:
@@ -165,12 +182,24 @@ class Pipeline:
                     if routed is None:  # 6. settle: no answer
                         await self._unanswered(kind, refused, reservation)
                 assert routed is not None
+                if shield is not None and shield.restoring:
+                    routed = kind.restored(routed, shield)
                 result: Result = await self._settle(kind, routed, refused, reservation, started)
                 yield result  # 6. settled
         finally:
             self.limiter.release()
 
     # -- the steps ----------------------------------------------------------------------
+
+    def _shield(self, kind: CallKind[Result, Routed]) -> Shield | None:
+        """The call's guard, having passed the request through it; None when the
+        route's guardrails look for nothing (the request is then left as it is)."""
+        policy = None if self._guard is None else self._guard.policy(kind.route)
+        if policy is None:
+            return None
+        shield = Shield(policy, self._obs)
+        kind.guard(shield)
+        return shield
 
     def _turn_lock(
         self, thread: tuple[str, str] | None

@@ -10,6 +10,7 @@ from typing import Any
 
 from llm_sidecar.core.admission.billing import Billing
 from llm_sidecar.core.admission.limits import DEFAULT_USER_LIMITS, UserLimiter, UserLimits
+from llm_sidecar.core.guard.policy import Guard
 from llm_sidecar.core.observability import NOOP, Observability
 from llm_sidecar.core.routing.router import Router
 from llm_sidecar.core.state.cache import DEFAULT_CACHE_LIMITS, CacheBudget, CacheLimits, UserCache
@@ -35,6 +36,7 @@ class LLMManagerFactory:
         user_limits: UserLimits = DEFAULT_USER_LIMITS,
         billing: Billing | None = None,
         observability: Observability = NOOP,
+        guard: Guard | None = None,
     ) -> None:
         self.router = router
         self.billing = billing or Billing(observability=observability)
@@ -43,6 +45,8 @@ class LLMManagerFactory:
         self.cache_limits = cache_limits
         self.user_limits = user_limits
         self.observability = observability
+        #: The guardrails every manager's calls pass through (None: none configured).
+        self.guard = guard
 
     def create_llm_manager(self, context: UserExecutionContext) -> LLMManager:
         """A new manager owning a new cache, limiter and view of the user's state."""
@@ -62,6 +66,7 @@ class LLMManagerFactory:
             cache_enabled=limits.enabled,
             observability=self.observability,
             response_bounds=self.state.memory.response_bounds,
+            guard=self.guard,
         )
 
     __call__ = create_llm_manager

@@ -324,3 +324,39 @@ class ToolResultTooLargeError(SidecarError):
             f"tool {tool!r} returned {size} bytes, over the limit of {limit} bytes "
             "(mcp.max_result_bytes)"
         )
+
+
+class GuardrailBlockedError(SidecarError):
+    """A text held a value of a category the guardrails block. Names the category and
+    the place, never the value; nothing was sent upstream."""
+
+    reason = "GUARDRAIL_BLOCKED"
+    category = Category.INVALID
+
+    def __init__(self, kind: str, place: str, *, output: bool = False) -> None:
+        whence = "came back with" if output else "holds"
+        super().__init__(
+            f"{place}: {whence} a value of category {kind!r}, which the guardrails block "
+            f'(guardrails.{kind} = "block")'
+        )
+        self.field = place
+        #: The guard category (``credit_card``, ``secret``, ...).
+        self.kind = kind
+        if output:
+            # An upstream's answer (a tool's result), not the caller's request.
+            self.category = Category.BAD_OUTPUT
+
+
+class GuardrailFailedError(SidecarError):
+    """A guardrail detector raised, and ``guardrails.on_error`` is ``fail_closed``: the
+    call is refused rather than sent unchecked. The next call is checked afresh."""
+
+    reason = "GUARDRAIL_FAILED"
+    category = Category.UNAVAILABLE
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(
+            f"the {kind!r} guardrail failed, and the call was refused unchecked "
+            '(guardrails.on_error = "fail_closed")'
+        )
+        self.kind = kind
