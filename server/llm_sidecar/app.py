@@ -79,6 +79,8 @@ class Sidecar:
         self.state, self.store = wiring.state_store(settings)
         self.budget = CacheBudget(settings.cache.global_max_bytes)
         self.billing = wiring.billing(settings, self.obs)
+        #: The guardrails of model calls and tool calls alike (None: none configured).
+        self.guard = wiring.guard(settings)
         self.factory = LLMManagerFactory(
             router=self.router,
             budget=self.budget,
@@ -87,7 +89,7 @@ class Sidecar:
             user_limits=wiring.user_limits(settings),
             billing=self.billing,
             observability=self.obs,
-            guard=wiring.guard(settings),
+            guard=self.guard,
         )
         self.registry = ManagerRegistry(
             self.factory.create_llm_manager,
@@ -112,7 +114,7 @@ class Sidecar:
             embedding_limits=(settings.embeddings.max_inputs, settings.embeddings.max_total_chars),
         )
         self.tools = wiring.tool_gateway(
-            settings, lambda user_id: self.state.for_user(user_id).quotas, self.obs
+            settings, lambda user_id: self.state.for_user(user_id).quotas, self.obs, self.guard
         )
         self.service.tool_sessions = self.tools.sessions
         self.service.hosted = HostedLoop(self.tools, settings.responses.max_mcp_rounds)

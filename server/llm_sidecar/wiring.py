@@ -216,7 +216,10 @@ def tool_rules(settings: Settings) -> list[ToolRule]:
 
 
 def tool_gateway(
-    settings: Settings, quotas: Callable[[str], UserQuotas], obs: Observability
+    settings: Settings,
+    quotas: Callable[[str], UserQuotas],
+    obs: Observability,
+    guard: Guard | None = None,
 ) -> ToolGateway:
     """The MCP gateway over the configured servers, each with its own breaker."""
     mcp = settings.mcp
@@ -248,6 +251,7 @@ def tool_gateway(
         gate=gate,
         quotas=quotas,
         observability=obs,
+        guard=guard,
     )
 
 

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ from tests.support.agent_upstream import (
     planned_calls,
     tool_results,
 )
-from tests.support.anthropic_upstream import AnthropicFormat
+from tests.support.anthropic_upstream import AnthropicFormat, stream_pieces
 from tests.support.fault_mode import MODE
 from tests.support.wire_formats import (
     embeddings_reply,
@@ -113,6 +112,8 @@ class FakeUpstream(AnthropicFormat):
     retry_after: str | None = None
     latency: float = 0.0
     stream_chunk_delay: float = 0.0
+    #: Stream deltas of this many characters (0: a word each).
+    stream_piece_chars: int = 0
     #: Report usage in answers (off: the sidecar must estimate).
     report_usage: bool = True
     #: Parts of the reported usage: input tokens read from / written to the prompt
@@ -423,7 +424,7 @@ class FakeUpstream(AnthropicFormat):
             "created": 0,
             "model": body.get("model"),
         }
-        pieces = re.findall(r"\S+\s*", text)
+        pieces = stream_pieces(text, self.stream_piece_chars)
         try:
             for n, piece in enumerate(pieces):
                 if n == 2 and request.get(MODE) == "stream_break":

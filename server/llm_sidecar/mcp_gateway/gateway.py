@@ -21,6 +21,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llm_sidecar.core.admission.quotas import QuotaGate, Spend
+from llm_sidecar.core.guard.policy import Guard
+from llm_sidecar.core.guard.shield import Shield
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.state.quota_store import UserQuotas
 from llm_sidecar.core.tools.policy import ToolLimits, ToolPolicy
@@ -67,6 +69,7 @@ class ToolGateway:
         gate: QuotaGate,
         quotas: Callable[[str], UserQuotas],
         observability: Observability,
+        guard: Guard | None = None,
     ) -> None:
         self.servers = {server.name: server for server in servers}
         self.policy = policy
@@ -75,6 +78,15 @@ class ToolGateway:
         self._gate = gate
         self._quotas = quotas
         self._obs = observability
+        #: The default guardrails: a tool's arguments and results are the user's own
+        #: (nothing comes back to restore), so they are masked or refused, never
+        #: replaced by placeholders.
+        self._guard = None if guard is None else guard.policy("")
+
+    def _shield(self, *, output: bool) -> Shield | None:
+        if self._guard is None:
+            return None
+        return Shield(self._guard, self._obs, pseudonymize=False, output=output)
 
     def _session_of(
         self, server: ToolServer, caller: Caller
@@ -177,6 +189,10 @@ class ToolGateway:
         QuotaExceededError past ``tool_calls_per_minute``, ToolServerError when the
         server cannot answer, ToolResultTooLargeError past the result limit."""
         server, tool = self._target(caller, name)
+        shield = self._shield(output=False)
+        if shield is not None and arguments:
+            arguments = shield.tree(arguments, "arguments")
+            shield.record()
         quotas = self._quotas(caller.ctx.user_id)
         reservation = await self._gate.admit(quotas, Spend(tool_calls=1), server.timeout_seconds)
         outcome = "error"
@@ -185,7 +201,7 @@ class ToolGateway:
                 f"execute_tool {name}", SpanKind.CLIENT, _attributes(name), parent
             ) as span:
                 try:
-                    result = await self._call(caller, server, tool, arguments)
+                    result = self._screened(await self._call(caller, server, tool, arguments))
                 except SidecarError as exc:
                     if span.is_recording():
                         span.set_attribute("error.type", exc.reason)
@@ -229,6 +245,25 @@ class ToolGateway:
                 qualified(server.name, tool), size, self.limits.max_result_bytes
             )
         return result
+
+    def _screened(self, result: mcp_types.CallToolResult) -> mcp_types.CallToolResult:
+        """A tool's result as the guardrails let it back: its text and structured
+        content masked, or refused whole (BAD_OUTPUT) for a blocked value."""
+        shield = self._shield(output=True)
+        if shield is None:
+            return result
+        content = [
+            block.model_copy(update={"text": shield.text(block.text, f"result.content[{i}]")})
+            if isinstance(block, mcp_types.TextContent)
+            else block
+            for i, block in enumerate(result.content)
+        ]
+        update: dict[str, Any] = {"content": content}
+        if result.structured_content is not None:
+            structured = shield.tree(result.structured_content, "result.structuredContent")
+            update["structured_content"] = structured
+        shield.record()
+        return result.model_copy(update=update)
 
     def health(self) -> dict[str, bool]:
         """Each server's health as its breaker sees it (False: its circuit is open)."""

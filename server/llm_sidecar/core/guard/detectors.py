@@ -92,12 +92,17 @@ class PhoneDetector:
         return False
 
 
-# 13 to 19 digits, grouped by single spaces or dashes as cards are written.
-_CARD = re.compile(r"\d(?<![\d\-]\d)(?:[ \-]?\d){12,18}(?![\d\-])")
+# 13 to 19 digits as cards are written: whole, in fours (the last group shorter or
+# longer), or 4-6-5; never digits of neighbouring numbers run together.
+_CARD = re.compile(
+    r"\d(?<![\w\-+]\d)(?:\d{12,18}|\d{3}( ?)\d{6}\1\d{5}|\d{3}([ \-])\d{4}\2\d{4}\2\d{1,7})"
+    r"(?![\w\-])"
+)
 
 
 class CardDetector:
-    """Payment card numbers: 13 to 19 digits that pass the Luhn check."""
+    """Payment card numbers: 13 to 19 digits that pass the Luhn check, written whole,
+    in groups of four, or 4-6-5."""
 
     category = CREDIT_CARD
 

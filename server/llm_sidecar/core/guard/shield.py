@@ -16,7 +16,7 @@ from llm_sidecar.core.guard.pseudonyms import Pseudonyms, StreamRestorer, label
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.vocabulary.errors import GuardrailBlockedError, GuardrailFailedError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("llm_sidecar.guardrails")
 
 _DIGITS = "0123456789"
 
