@@ -63,7 +63,8 @@ async def test_an_operator_category_with_its_check(upstream_factory, sidecar_fac
         reply = await client.chat.completions.create(
             model="gpt", messages=[{"role": "user", "content": text}]
         )
-    assert gpt.chat_requests[-1].body["messages"][-1]["content"] == "<EMPLOYEE_1> and EMP-123456 met"
+    sent = gpt.chat_requests[-1].body["messages"][-1]["content"]
+    assert sent == "<EMPLOYEE_1> and EMP-123456 met"
     assert text in (reply.choices[0].message.content or "")
 
 

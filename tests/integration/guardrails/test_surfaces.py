@@ -219,6 +219,5 @@ async def test_a_blocked_value_refuses_the_call_naming_category_and_place(
     records = [json.loads(line) for line in json_logs.lines]
     blocked = [r for r in records if r.get("msg") == "guardrail blocked a call"]
     assert len(blocked) >= len(Surfaces.calls.__code__.co_names) and all(
-        r["guard_category"] in BLOCKED and r["logger"] == "llm_sidecar.guardrails"
-        for r in blocked
+        r["guard_category"] in BLOCKED and r["logger"] == "llm_sidecar.guardrails" for r in blocked
     )

@@ -56,9 +56,7 @@ async def test_arguments_are_masked_and_pseudonymized_values_pass(
         await session.call_tool("notes__add_note", {"text": "write to ben@example.com"})
         notes = await session.call_tool("notes__list_notes", {})
     # What the server kept is what it was sent.
-    assert notes.structured_content == {
-        "result": ["refund to [IBAN]", "write to ben@example.com"]
-    }
+    assert notes.structured_content == {"result": ["refund to [IBAN]", "write to ben@example.com"]}
 
 
 @pytest.mark.parametrize(("action", "code"), [("block", -32015), ("mask", None)])
