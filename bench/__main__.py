@@ -16,6 +16,7 @@ BENCHES = [
     "admission",
     "responses",
     "mcp",
+    "guardrails",
 ]
 
 

@@ -26,6 +26,8 @@ import orjson
 from llm_manager.v1 import llm_manager_pb2 as pb
 from llm_manager.v1 import llm_manager_pb2_grpc as pb_grpc
 
+from bench.prompts import with_values
+
 
 def percentile(values: list[float], q: float) -> float:
     if not values:
@@ -52,6 +54,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         async def call(worker: int, i: int) -> None:
             prompt = "the same question" if hit else f"question {worker}-{i}"
+            if args.prompt_bytes:
+                prompt = with_values(args.prompt_bytes, "" if hit else f"{worker}-{i}")
             body = json.dumps({"model": "m", "messages": [{"role": "user", "content": prompt}]})
             headers = {
                 "Content-Type": "application/json",
@@ -65,11 +69,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     elif args.target == "direct":
 
         async def call(worker: int, i: int) -> None:
+            prompt = f"p{worker}-{i}"
+            if args.prompt_bytes:
+                prompt = with_values(args.prompt_bytes, prompt)
             body = json.dumps(
-                {
-                    "model": "bench-model",
-                    "messages": [{"role": "user", "content": f"p{worker}-{i}"}],
-                }
+                {"model": "bench-model", "messages": [{"role": "user", "content": prompt}]}
             )
             async with session.post(
                 url, data=body, headers={"Content-Type": "application/json"}
@@ -249,6 +253,9 @@ def main() -> None:
     parser.add_argument("--kind", choices=["ask", "embed"], default="ask")
     parser.add_argument("--batch", type=int, default=1, help="embed: texts per call")
     parser.add_argument("--cpu-pid", type=int, default=0, help="a server whose CPU to count")
+    parser.add_argument(
+        "--prompt-bytes", type=int, default=0, help="http, direct: prose of this size with values"
+    )
     args = parser.parse_args()
     try:
         import uvloop

@@ -56,7 +56,9 @@ def _tokens(line: bytes) -> int:
     return sum((c.get("delta") or {}).get("content", "").count("tok") for c in choices)
 
 
-async def sse(address: str, n: int, stats: Stats, model: str = "bench-model") -> None:
+async def sse(
+    address: str, n: int, stats: Stats, model: str = "bench-model", prompt: str = ""
+) -> None:
     """N streams of ``POST /v1/chat/completions``: the upstream itself (``direct``), the
     sidecar's HTTP API, or the bare aiohttp relay."""
     import aiohttp
@@ -67,7 +69,7 @@ async def sse(address: str, n: int, stats: Stats, model: str = "bench-model") ->
             {
                 "model": model,
                 "stream": True,
-                "messages": [{"role": "user", "content": "tell me a story"}],
+                "messages": [{"role": "user", "content": prompt or "tell me a story"}],
             }
         )
 
@@ -160,7 +162,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.target in ("direct", "aiohttp-relay"):
         await sse(args.address, args.n, stats)
     elif args.target == "http":
-        await sse(args.address, args.n, stats, model="m")
+        await sse(args.address, args.n, stats, model="m", prompt=args.prompt)
     else:
         await sidecar(args.address, args.n, stats, raw=args.target == "grpc-relay")
     seconds = time.perf_counter() - start
@@ -187,6 +189,7 @@ if __name__ == "__main__":
     parser.add_argument("--address", required=True)
     parser.add_argument("-n", type=int, default=100)
     parser.add_argument("--unary", action="store_true")
+    parser.add_argument("--prompt", default="", help="http: the prompt of every stream")
     ns = parser.parse_args()
     try:
         import uvloop

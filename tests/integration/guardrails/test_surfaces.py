@@ -174,7 +174,11 @@ async def test_no_value_goes_upstream_and_every_placeholder_comes_back(
             body = json.dumps(sent, ensure_ascii=False)
             for piece in pieces:
                 if piece.category:
-                    assert piece.text not in body, (surface, piece.category)
+                    assert piece.text not in body, (
+                        surface,
+                        piece.category,
+                        [m for b in sent for m in b.get("messages", []) if piece.text in str(m)],
+                    )
 
     try:
         await asyncio.to_thread(check)

@@ -26,6 +26,7 @@ from llm_sidecar.core.guard.findings import (
     PHONE,
     Finding,
 )
+from llm_sidecar.core.guard.scan import Scan
 
 # A domain after an "@": searched from the "@" only, so text without one costs a scan.
 _DOMAIN = re.compile(r"@[\w\-]+(?:\.[\w\-]+)+")
@@ -38,7 +39,8 @@ class EmailDetector:
 
     category = EMAIL
 
-    def find(self, text: str) -> list[Finding]:
+    def find(self, scan: Scan) -> list[Finding]:
+        text = scan.text
         if "@" not in text:
             return []
         found: list[Finding] = []
@@ -46,22 +48,29 @@ class EmailDetector:
             start = at = match.start()
             while start > 0 and at - start < _MAX_LOCAL and text[start - 1] in _LOCAL_CHARS:
                 start -= 1
-            if start == at:
-                continue
-            try:
-                validate_email(text[start : match.end()], check_deliverability=False)
-            except EmailNotValidError:
-                continue
-            found.append(Finding(start, match.end(), EMAIL))
+            if start < at and scan.memo.check(EMAIL, text[start : match.end()], _is_email):
+                found.append(Finding(start, match.end(), EMAIL))
         return found
+
+
+def _is_email(candidate: str) -> bool:
+    try:
+        validate_email(candidate, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
 
 
 # A run that may be a phone number: digits with the separators people write.
 # (Each pattern starts with its first character and looks behind only after it: a
 # leading look-behind would cost a full scan of every text.)
-_PHONE = re.compile(r"[+(\d](?<![\w+][+(\d])\(?\d?[\d \t().\-/]{5,20}\d(?!\w)")
+_PHONE = re.compile(r"[+(\d](?<![\w+][+(\d])\(?\d?[\d \t().\-/]{5,60}\d(?!\w)")
 # E.164: at most 15 digits; fewer than 7 is no number anywhere.
 _PHONE_DIGITS = range(7, 16)
+#: Numbers tried in one run of digit groups, at most (each try is a library parse,
+#: unless the user's memo knows it).
+_PHONE_TRIES = 8
+_GROUP = re.compile(r"\+?\(?\d+\)?")
 
 
 class PhoneDetector:
@@ -73,13 +82,48 @@ class PhoneDetector:
     def __init__(self, regions: Iterable[str] = ("US",)) -> None:
         self.regions = tuple(regions)
 
-    def find(self, text: str) -> list[Finding]:
+    def find(self, scan: Scan) -> list[Finding]:
         found: list[Finding] = []
-        for match in _PHONE.finditer(text):
-            candidate = match.group()
-            if sum(c.isdigit() for c in candidate) in _PHONE_DIGITS and self._valid(candidate):
-                found.append(Finding(match.start(), match.end(), PHONE))
+        for match in scan.around_numbers(_PHONE):
+            for start, end in self._numbers_in(scan, match.group()):
+                found.append(Finding(match.start() + start, match.start() + end, PHONE))
         return found
+
+    def _numbers_in(self, scan: Scan, candidate: str) -> list[tuple[int, int]]:
+        """The valid numbers in a run of digit groups, which may hold several numbers
+        or other values beside one ("001-01-0001 (201) 555-0000"): from the left, the
+        longest span of groups with a phone number's count of digits that is one. A
+        span starts where a number does (the run's start, "+", "("), never inside a
+        longer number ("DE00 1234 5678 9012 3456 78" holds no phone number), and
+        its groups have two digits or more but for the country code and the one after it
+        ("+33 6 12 34 56 78"; "1 2 3 4 5 6 7" is none)."""
+        groups = [
+            (m.start(), m.end(), sum(c.isdigit() for c in m.group()))
+            for m in _GROUP.finditer(candidate)
+        ]
+        out: list[tuple[int, int]] = []
+        tries, done = _PHONE_TRIES, 0
+        for first, (begin, _, _) in enumerate(groups):
+            if first < done or not (first == 0 or candidate[begin] in "+("):
+                continue
+            last = first
+            while last + 1 < len(groups) and (
+                groups[last + 1][2] >= 2 or (last == first and candidate[begin] == "+")
+            ):
+                last += 1
+            while last >= first and tries > 0:
+                digits = sum(g[2] for g in groups[first : last + 1])
+                if digits < _PHONE_DIGITS.start:
+                    break
+                if digits in _PHONE_DIGITS:
+                    tries -= 1
+                    span = (begin, groups[last][1])
+                    if scan.memo.check(PHONE, candidate[span[0] : span[1]], self._valid):
+                        out.append(span)
+                        done = last + 1
+                        break
+                last -= 1
+        return out
 
     def _valid(self, candidate: str) -> bool:
         for region in self.regions if not candidate.startswith("+") else (None,):
@@ -106,16 +150,16 @@ class CardDetector:
 
     category = CREDIT_CARD
 
-    def find(self, text: str) -> list[Finding]:
+    def find(self, scan: Scan) -> list[Finding]:
         found: list[Finding] = []
-        for match in _CARD.finditer(text):
+        for match in scan.around_numbers(_CARD):
             digits = match.group().replace(" ", "").replace("-", "")
             if luhn.is_valid(digits):
                 found.append(Finding(match.start(), match.end(), CREDIT_CARD))
         return found
 
 
-_IBAN = re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}\b")
+_IBAN = re.compile(r"(?<!\w)[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 
 
 class IbanDetector:
@@ -124,15 +168,21 @@ class IbanDetector:
 
     category = IBAN
 
-    def find(self, text: str) -> list[Finding]:
+    def find(self, scan: Scan) -> list[Finding]:
         found: list[Finding] = []
-        for match in _IBAN.finditer(text):
+        text, done = scan.text, 0
+        for _, _, run in scan.numbers:
+            # The check digits are the first run of digits, after the country code.
+            match = _IBAN.match(text, run - 2) if run >= max(2, done) else None
+            if match is None:
+                continue
             candidate = match.group()
-            # A word of capitals after the number may have been taken in: drop groups
-            # from the end until the rest is valid.
+            # Words of capitals, or the next IBAN, may have been taken in after the
+            # number: drop groups from the end until the rest is valid.
             while len(candidate) >= 15:
                 if iban.is_valid(candidate):
-                    found.append(Finding(match.start(), match.start() + len(candidate), IBAN))
+                    done = match.start() + len(candidate)
+                    found.append(Finding(match.start(), done, IBAN))
                     break
                 cut = candidate.rfind(" ")
                 if cut < 0:
@@ -158,10 +208,10 @@ class NationalIdDetector:
             (re.compile(_SHAPES.get(name, _ID_TOKEN)), load_stdnum(name)) for name in modules
         ]
 
-    def find(self, text: str) -> list[Finding]:
+    def find(self, scan: Scan) -> list[Finding]:
         found: list[Finding] = []
         for shape, module in self._checks:
-            for match in shape.finditer(text):
+            for match in scan.around_numbers(shape):
                 value = match.group()
                 if sum(c.isdigit() for c in value) >= 4 and module.is_valid(value):
                     found.append(Finding(match.start(), match.end(), NATIONAL_ID))
@@ -192,10 +242,11 @@ class IpAddressDetector:
 
     category = IP_ADDRESS
 
-    def find(self, text: str) -> list[Finding]:
+    def find(self, scan: Scan) -> list[Finding]:
         found: list[Finding] = []
+        text = scan.text
         if "." in text:
-            for match in _IPV4.finditer(text):
+            for match in scan.around_numbers(_IPV4):
                 before = text[max(0, match.start() - 12) : match.start()]
                 if _VERSION_BEFORE.search(before) is None and _parses(match.group()):
                     found.append(Finding(match.start(), match.end(), IP_ADDRESS))
@@ -226,9 +277,12 @@ class PatternDetector:
         self._pattern = re.compile(pattern)
         self._check = check
 
-    def find(self, text: str) -> list[Finding]:
+    def find(self, scan: Scan) -> list[Finding]:
         found: list[Finding] = []
-        for match in self._pattern.finditer(text):
-            if match.end() > match.start() and (self._check is None or self._check(match.group())):
+        check = self._check
+        for match in self._pattern.finditer(scan.text):
+            if match.end() > match.start() and (
+                check is None or scan.memo.check(self.category, match.group(), check)
+            ):
                 found.append(Finding(match.start(), match.end(), self.category))
         return found

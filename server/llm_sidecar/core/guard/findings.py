@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
+from llm_sidecar.core.guard.scan import Scan
+
 #: The built-in categories, as configuration, metrics and placeholders name them.
 EMAIL = "email"
 PHONE = "phone"
@@ -44,5 +46,6 @@ class Detector(Protocol):
 
     category: str
 
-    def find(self, text: str) -> list[Finding]:
-        """Every value of the category in ``text``, in any order; may overlap others'."""
+    def find(self, scan: Scan) -> list[Finding]:
+        """Every value of the category in the scanned text, in any order; may overlap
+        other categories' findings."""

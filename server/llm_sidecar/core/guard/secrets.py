@@ -10,7 +10,7 @@ secrets, and they are left to code scanners, which is what they are made for.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from detect_secrets.plugins.aws import AWSKeyDetector
 from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
@@ -28,6 +28,8 @@ from detect_secrets.plugins.stripe import StripeDetector
 from detect_secrets.plugins.twilio import TwilioKeyDetector
 
 from llm_sidecar.core.guard.findings import SECRET, Finding
+from llm_sidecar.core.guard.prefixes import literal_prefixes
+from llm_sidecar.core.guard.scan import Scan
 
 _PLUGINS = (
     AWSKeyDetector,
@@ -49,6 +51,7 @@ _EXTRA = (
     re.compile(r"sk-ant-(?:api|admin)\d\d-[A-Za-z0-9_\-]{80,}"),
     re.compile(r"AIza[0-9A-Za-z_\-]{35}"),
 )
+_KEY, _JWT, _BLOCK = "key", "jwt", "block"
 _KEY_BLOCK_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
 
 
@@ -59,42 +62,84 @@ def _patterns() -> tuple[re.Pattern[str], ...]:
     return (*found, *_EXTRA)
 
 
+def _folded(pattern: re.Pattern[str]) -> bool:
+    return bool(pattern.flags & re.IGNORECASE)
+
+
+def _gate(prefixes: Iterable[str]) -> re.Pattern[str]:
+    """A search for any of ``prefixes``, grouped by first character (which sre skips
+    to fastest), longest first."""
+    by_first: dict[str, set[str]] = {}
+    for prefix in prefixes:
+        by_first.setdefault(prefix[0], set()).add(prefix[1:])
+    return re.compile(
+        "|".join(
+            re.escape(first)
+            + "(?:"
+            + "|".join(re.escape(rest) for rest in sorted(rests, key=len, reverse=True))
+            + ")"
+            for first, rests in sorted(by_first.items())
+        )
+    )
+
+
 class SecretDetector:
     """API keys and tokens by their published shapes, private-key blocks and JWTs."""
 
     category = SECRET
 
     def __init__(self) -> None:
-        self._patterns = _patterns()
-        self._jwt = tuple(JwtTokenDetector().denylist)
-        self._key_headers = tuple(PrivateKeyDetector().denylist)
+        jwt, headers = JwtTokenDetector().denylist, PrivateKeyDetector().denylist
+        #: Each pattern with the literal text its matches begin with, and what a match
+        #: of it is (a key, a JWT to check, the header of a private-key block).
+        self._patterns = [
+            *((pattern, literal_prefixes(pattern.pattern), _KEY) for pattern in _patterns()),
+            *((pattern, literal_prefixes(pattern.pattern), _JWT) for pattern in jwt),
+            *((pattern, literal_prefixes(pattern.pattern), _BLOCK) for pattern in headers),
+        ]
+        # One search for every prefix at once (a superset of what the patterns take,
+        # which then decide): most texts hold none, and are done. Patterns that ignore
+        # case are looked for in the lower-case text.
+        self._gates = (
+            _gate(p for pattern, found, _ in self._patterns if not _folded(pattern) for p in found),
+            _gate(
+                p.lower() for pattern, found, _ in self._patterns if _folded(pattern) for p in found
+            ),
+        )
 
-    def find(self, text: str) -> list[Finding]:
-        found = [Finding(start, end, SECRET) for start, end in self._spans(text)]
-        return found
+    def find(self, scan: Scan) -> list[Finding]:
+        exact, folded = self._gates
+        seen = {match.group() for match in exact.finditer(scan.text)}
+        seen.update(match.group() for match in folded.finditer(scan.lower))
+        if not seen:
+            return []
+        return [Finding(start, end, SECRET) for start, end in self._spans(scan.text, seen)]
 
-    def _spans(self, text: str) -> Iterator[tuple[int, int]]:
-        for pattern in self._patterns:
+    def _spans(self, text: str, seen: set[str]) -> Iterator[tuple[int, int]]:
+        for pattern, prefixes, kind in self._patterns:
+            if prefixes and not any(
+                hit.startswith(p.lower() if _folded(pattern) else p)
+                for hit in seen
+                for p in prefixes
+            ):
+                continue
             for match in pattern.finditer(text):
-                # A group inside the match holds the secret (the password of a URL's
-                # user info); one at its start is a prefix of the key itself.
-                group = match.lastindex or 0
-                inside = group and match.start(group) > match.start()
-                yield match.span(group if inside else 0)
-        if "eyJ" in text:
-            for pattern in self._jwt:
-                for match in pattern.finditer(text):
-                    if JwtTokenDetector.is_formally_valid(match.group()):
-                        yield match.span()
-        if "PRIVATE KEY" in text or "PuTTY" in text:
-            yield from self._key_blocks(text)
+                if kind is _BLOCK:
+                    yield self._key_block(text, match)
+                elif kind is _KEY:
+                    # A group inside the match holds the secret (the password of a
+                    # URL's user info); one at its start is a prefix of the key.
+                    group = match.lastindex or 0
+                    inside = group and match.start(group) > match.start()
+                    yield match.span(group if inside else 0)
+                elif JwtTokenDetector.is_formally_valid(match.group()):
+                    yield match.span()
 
-    def _key_blocks(self, text: str) -> Iterator[tuple[int, int]]:
+    @staticmethod
+    def _key_block(text: str, header: re.Match[str]) -> tuple[int, int]:
         """A private key from its BEGIN line to its END line (to the end of the text
         when it was cut off: the part pasted is secret too)."""
-        for pattern in self._key_headers:
-            for match in pattern.finditer(text):
-                start = text.rfind("-----", 0, match.start())
-                start = start if start >= 0 and match.start() - start <= 5 else match.start()
-                end = _KEY_BLOCK_END.search(text, match.end())
-                yield start, end.end() if end is not None else len(text)
+        start = text.rfind("-----", 0, header.start())
+        start = start if start >= 0 and header.start() - start <= 5 else header.start()
+        end = _KEY_BLOCK_END.search(text, header.end())
+        return start, end.end() if end is not None else len(text)

@@ -13,6 +13,7 @@ from opentelemetry import trace
 from llm_sidecar.core.guard.findings import Action, Finding
 from llm_sidecar.core.guard.policy import NEED_DIGITS, GuardPolicy
 from llm_sidecar.core.guard.pseudonyms import Pseudonyms, StreamRestorer, label
+from llm_sidecar.core.guard.scan import Memo, Scan
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.vocabulary.errors import GuardrailBlockedError, GuardrailFailedError
 
@@ -26,17 +27,20 @@ class Shield:
     restored (a tool's arguments and results, which are the user's own), and the
     values of pseudonymized categories pass as they are."""
 
-    __slots__ = ("_counts", "_obs", "_output", "_pseudonymize", "names", "policy")
+    __slots__ = ("_counts", "_memo", "_obs", "_output", "_pseudonymize", "names", "policy")
 
     def __init__(
         self,
         policy: GuardPolicy,
         observability: Observability,
         *,
+        memo: Memo | None = None,
         pseudonymize: bool = True,
         output: bool = False,
     ) -> None:
         self.policy = policy
+        #: The user's checks already made (a call of its own: a fresh one).
+        self._memo = memo if memo is not None else Memo()
         self.names = Pseudonyms()
         self._obs = observability
         self._pseudonymize = pseudonymize
@@ -94,12 +98,13 @@ class Shield:
     def _find(self, text: str) -> list[Finding]:
         """The findings to act on, in order, overlaps given to the higher category."""
         digits = any(d in text for d in _DIGITS)
+        scan = Scan(text, self._memo)
         found: list[Finding] = []
         for detector in self.policy.detectors:
             if detector.category in NEED_DIGITS and not digits:
                 continue
             try:
-                found.extend(detector.find(text))
+                found.extend(detector.find(scan))
             except Exception as exc:
                 self._failed(detector.category, exc)
         if len(found) < 2:

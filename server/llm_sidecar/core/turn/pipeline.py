@@ -38,6 +38,7 @@ from llm_sidecar.core.admission.limits import UserLimiter
 from llm_sidecar.core.admission.quotas import Reservation
 from llm_sidecar.core.guard.messages import restored_deltas
 from llm_sidecar.core.guard.policy import Guard
+from llm_sidecar.core.guard.scan import Memo
 from llm_sidecar.core.guard.shield import Shield
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.routing.router import Refused
@@ -121,7 +122,7 @@ class CallKind(Protocol[Result, Routed]):
 class Pipeline:
     """Runs calls of one user through the steps, against that user's stores."""
 
-    __slots__ = ("_billing", "_guard", "_locks", "_obs", "cache", "limiter", "state")
+    __slots__ = ("_billing", "_guard", "_locks", "_memo", "_obs", "cache", "limiter", "state")
 
     def __init__(
         self,
@@ -139,6 +140,9 @@ class Pipeline:
         self._billing = billing
         self._obs = observability
         self._guard = guard
+        #: The guard's checks already made for this user (their own values, which
+        #: come back turn after turn).
+        self._memo = Memo()
         #: One lock per active thread, with the number of calls holding or awaiting it.
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
@@ -197,7 +201,7 @@ class Pipeline:
         policy = None if self._guard is None else self._guard.policy(kind.route)
         if policy is None:
             return None
-        shield = Shield(policy, self._obs)
+        shield = Shield(policy, self._obs, memo=self._memo)
         kind.guard(shield)
         return shield
 
