@@ -84,7 +84,7 @@ class PhoneDetector:
 
     def find(self, scan: Scan) -> list[Finding]:
         found: list[Finding] = []
-        for match in scan.around_numbers(_PHONE):
+        for match in scan.around_numbers(_PHONE, _PHONE_DIGITS.start):
             for start, end in self._numbers_in(scan, match.group()):
                 found.append(Finding(match.start() + start, match.start() + end, PHONE))
         return found
@@ -152,7 +152,7 @@ class CardDetector:
 
     def find(self, scan: Scan) -> list[Finding]:
         found: list[Finding] = []
-        for match in scan.around_numbers(_CARD):
+        for match in scan.around_numbers(_CARD, 13):
             digits = match.group().replace(" ", "").replace("-", "")
             if luhn.is_valid(digits):
                 found.append(Finding(match.start(), match.end(), CREDIT_CARD))
@@ -171,7 +171,7 @@ class IbanDetector:
     def find(self, scan: Scan) -> list[Finding]:
         found: list[Finding] = []
         text, done = scan.text, 0
-        for _, _, run in scan.numbers:
+        for _, _, run, _ in scan.numbers:
             # The check digits are the first run of digits, after the country code.
             match = _IBAN.match(text, run - 2) if run >= max(2, done) else None
             if match is None:
@@ -211,7 +211,7 @@ class NationalIdDetector:
     def find(self, scan: Scan) -> list[Finding]:
         found: list[Finding] = []
         for shape, module in self._checks:
-            for match in scan.around_numbers(shape):
+            for match in scan.around_numbers(shape, 4):
                 value = match.group()
                 if sum(c.isdigit() for c in value) >= 4 and module.is_valid(value):
                     found.append(Finding(match.start(), match.end(), NATIONAL_ID))
@@ -246,7 +246,7 @@ class IpAddressDetector:
         found: list[Finding] = []
         text = scan.text
         if "." in text:
-            for match in scan.around_numbers(_IPV4):
+            for match in scan.around_numbers(_IPV4, 4):
                 before = text[max(0, match.start() - 12) : match.start()]
                 if _VERSION_BEFORE.search(before) is None and _parses(match.group()):
                     found.append(Finding(match.start(), match.end(), IP_ADDRESS))

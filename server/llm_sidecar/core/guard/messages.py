@@ -33,9 +33,11 @@ def guard_messages(shield: Shield, messages: tuple[ChatMessage, ...]) -> tuple[C
             for j, call in enumerate(message.tool_calls)
         )
     guarded = iter(shield.texts(texts))
-    out = [_rebuilt(message, guarded) for message in messages]
+    out = tuple(_rebuilt(message, guarded) for message in messages)
     shield.record()
-    return tuple(out)
+    if all(new is old for new, old in zip(out, messages, strict=True)):
+        return messages  # nothing found: the request goes as it is
+    return out
 
 
 def _rebuilt(message: ChatMessage, guarded: Any) -> ChatMessage:

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 # A run of digits with what numbers are written with; each detector of numbers looks
 # only around these, never through the prose between them.
 _NUMBER = re.compile(r"[0-9][0-9 \t().\-/:+]*")
+#: Deletes the digits (what is left says how many there were).
+_DIGITS = str.maketrans("", "", "0123456789")
 #: Characters before a run a number may begin with ("+1", "(415", "DE89", "v1.2").
 _BEFORE = 4
 #: Checks a user's memo keeps (a value and whether it is one), then starts afresh.
@@ -46,26 +48,34 @@ class Scan:
     def __init__(self, text: str, memo: Memo) -> None:
         self.text = text
         self.memo = memo
-        self._numbers: list[tuple[int, int, int]] | None = None
+        self._numbers: list[tuple[int, int, int, int]] | None = None
         self._lower: str | None = None
 
     @property
-    def numbers(self) -> list[tuple[int, int, int]]:
-        """(start, end, run) around each run of digits: from the few characters before
-        it a number may begin with to the one after it that ends it, and where its
-        first digit is."""
+    def numbers(self) -> list[tuple[int, int, int, int]]:
+        """(start, end, run, digits) around each run of digits: from the few characters
+        before it a number may begin with to the one after it that ends it, where its
+        first digit is, and how many digits it holds."""
         if self._numbers is None:
             size = len(self.text)
             self._numbers = [
-                (max(0, m.start() - _BEFORE), min(size, m.end() + 1), m.start())
+                (
+                    max(0, m.start() - _BEFORE),
+                    min(size, m.end() + 1),
+                    m.start(),
+                    m.end() - m.start() - len(m.group().translate(_DIGITS)),
+                )
                 for m in _NUMBER.finditer(self.text)
             ]
         return self._numbers
 
-    def around_numbers(self, pattern: re.Pattern[str]) -> Iterator[re.Match[str]]:
-        """The matches of ``pattern`` around the text's numbers, each once."""
+    def around_numbers(self, pattern: re.Pattern[str], fewest: int = 1) -> Iterator[re.Match[str]]:
+        """The matches of ``pattern`` around the text's runs of at least ``fewest``
+        digits, each once."""
         text, done = self.text, -1
-        for start, end, _ in self.numbers:
+        for start, end, _, digits in self.numbers:
+            if digits < fewest:
+                continue
             for match in pattern.finditer(text, max(start, done), end):
                 done = match.end()
                 yield match

@@ -10,8 +10,9 @@ secrets, and they are left to code scanners, which is what they are made for.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
+import ahocorasick
 from detect_secrets.plugins.aws import AWSKeyDetector
 from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
 from detect_secrets.plugins.basic_auth import BasicAuthDetector
@@ -62,27 +63,6 @@ def _patterns() -> tuple[re.Pattern[str], ...]:
     return (*found, *_EXTRA)
 
 
-def _folded(pattern: re.Pattern[str]) -> bool:
-    return bool(pattern.flags & re.IGNORECASE)
-
-
-def _gate(prefixes: Iterable[str]) -> re.Pattern[str]:
-    """A search for any of ``prefixes``, grouped by first character (which sre skips
-    to fastest), longest first."""
-    by_first: dict[str, set[str]] = {}
-    for prefix in prefixes:
-        by_first.setdefault(prefix[0], set()).add(prefix[1:])
-    return re.compile(
-        "|".join(
-            re.escape(first)
-            + "(?:"
-            + "|".join(re.escape(rest) for rest in sorted(rests, key=len, reverse=True))
-            + ")"
-            for first, rests in sorted(by_first.items())
-        )
-    )
-
-
 class SecretDetector:
     """API keys and tokens by their published shapes, private-key blocks and JWTs."""
 
@@ -97,43 +77,46 @@ class SecretDetector:
             *((pattern, literal_prefixes(pattern.pattern), _JWT) for pattern in jwt),
             *((pattern, literal_prefixes(pattern.pattern), _BLOCK) for pattern in headers),
         ]
-        # One search for every prefix at once (a superset of what the patterns take,
-        # which then decide): most texts hold none, and are done. Patterns that ignore
-        # case are looked for in the lower-case text.
-        self._gates = (
-            _gate(p for pattern, found, _ in self._patterns if not _folded(pattern) for p in found),
-            _gate(
-                p.lower() for pattern, found, _ in self._patterns if _folded(pattern) for p in found
-            ),
-        )
+        # One pass for every prefix at once (Aho-Corasick, in C) over the lower-case
+        # text: a superset of what the patterns take, which then decide. Most texts
+        # hold none of them, and are done after it.
+        self._always = [i for i, (_, found, _) in enumerate(self._patterns) if not found]
+        self._gate = ahocorasick.Automaton()
+        by_prefix: dict[str, set[int]] = {}
+        for index, (_, found, _) in enumerate(self._patterns):
+            for prefix in found:
+                by_prefix.setdefault(prefix.lower(), set()).add(index)
+        for prefix, indices in by_prefix.items():
+            self._gate.add_word(prefix, frozenset(indices))
+        self._gate.make_automaton()
 
     def find(self, scan: Scan) -> list[Finding]:
-        exact, folded = self._gates
-        seen = {match.group() for match in exact.finditer(scan.text)}
-        seen.update(match.group() for match in folded.finditer(scan.lower))
-        if not seen:
+        chosen = set(self._always)
+        for _, indices in self._gate.iter(scan.lower):
+            chosen.update(indices)
+        if not chosen:
             return []
-        return [Finding(start, end, SECRET) for start, end in self._spans(scan.text, seen)]
+        text = scan.text
+        return [
+            Finding(start, end, SECRET)
+            for index in sorted(chosen)
+            for start, end in self._spans(text, *self._patterns[index])
+        ]
 
-    def _spans(self, text: str, seen: set[str]) -> Iterator[tuple[int, int]]:
-        for pattern, prefixes, kind in self._patterns:
-            if prefixes and not any(
-                hit.startswith(p.lower() if _folded(pattern) else p)
-                for hit in seen
-                for p in prefixes
-            ):
-                continue
-            for match in pattern.finditer(text):
-                if kind is _BLOCK:
-                    yield self._key_block(text, match)
-                elif kind is _KEY:
-                    # A group inside the match holds the secret (the password of a
-                    # URL's user info); one at its start is a prefix of the key.
-                    group = match.lastindex or 0
-                    inside = group and match.start(group) > match.start()
-                    yield match.span(group if inside else 0)
-                elif JwtTokenDetector.is_formally_valid(match.group()):
-                    yield match.span()
+    def _spans(
+        self, text: str, pattern: re.Pattern[str], _: object, kind: str
+    ) -> Iterator[tuple[int, int]]:
+        for match in pattern.finditer(text):
+            if kind is _BLOCK:
+                yield self._key_block(text, match)
+            elif kind is _KEY:
+                # A group inside the match holds the secret (the password of a URL's
+                # user info); one at its start is a prefix of the key.
+                group = match.lastindex or 0
+                inside = group and match.start(group) > match.start()
+                yield match.span(group if inside else 0)
+            elif JwtTokenDetector.is_formally_valid(match.group()):
+                yield match.span()
 
     @staticmethod
     def _key_block(text: str, header: re.Match[str]) -> tuple[int, int]:

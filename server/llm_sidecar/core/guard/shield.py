@@ -3,6 +3,7 @@ them by the route's policy, counts what it found, and restores what it replaced.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -168,10 +169,16 @@ class Shield:
         span = trace.get_current_span()
         recording = span.is_recording()
         for (category, action), count in counts.items():
-            attributes = {
-                "llm_sidecar.guardrails.category": category,
-                "llm_sidecar.guardrails.action": action.value,
-            }
-            self._obs.guard_detections.add(count, attributes)
+            self._obs.guard_detections.add(count, _attributes(category, action))
             if recording:
                 span.set_attribute(f"llm_sidecar.guardrails.{category}.{action.value}", count)
+
+
+@functools.cache
+def _attributes(category: str, action: Action) -> dict[str, str]:
+    """A detection count's metric attributes (made once per pair: categories are the
+    configuration's, a handful)."""
+    return {
+        "llm_sidecar.guardrails.category": category,
+        "llm_sidecar.guardrails.action": action.value,
+    }

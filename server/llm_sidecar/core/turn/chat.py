@@ -113,7 +113,8 @@ class ChatCall:
         caller's own text: both are the user's, and only the user's)."""
         request = self.prep.request
         messages = guard_messages(shield, request.messages)
-        self.prep.request = dataclasses.replace(request, messages=messages)
+        if messages is not request.messages:
+            self.prep.request = dataclasses.replace(request, messages=messages)
 
     def restored(self, routed: RoutedCompletion, shield: Shield) -> RoutedCompletion:
         """The answer's text, tool calls and parsed document, restored."""
