@@ -199,7 +199,7 @@ _ID_TOKEN = r"\w(?<![\w\-./]\w)(?:\w|[\-./](?=\w)){5,24}(?![\w\-])"  # noqa: S10
 
 class NationalIdDetector:
     """National identifiers of the configured ``python-stdnum`` modules (``us.ssn``,
-    ``gb.nino``, ``de.idnr``, ...), each checked by its module's own ``is_valid``."""
+    ``es.dni``, ``de.idnr``, ...), each checked by its module's own ``is_valid``."""
 
     category = NATIONAL_ID
 
