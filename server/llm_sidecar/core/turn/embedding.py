@@ -40,6 +40,9 @@ _PER_INPUT_TOKENS = 8
 class EmbedCall:
     """One batch of texts of one user, embedded through an embedding route."""
 
+    #: A batch's vectors come whole.
+    stream = False
+
     __slots__ = (
         "_keys",
         "_missing",

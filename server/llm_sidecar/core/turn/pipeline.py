@@ -88,6 +88,8 @@ class CallKind(Protocol[Result, Routed]):
     #: The model route and the session (for the bill), known once prepared.
     route: str
     session_id: str
+    #: Whether the call hands on deltas before its result.
+    stream: bool
 
     def thread(self) -> tuple[str, str] | None:
         """The (session, thread) whose history this call reads and extends, if any."""
@@ -174,7 +176,7 @@ class Pipeline:
                 refused: Refused = []
                 routed: Routed | None = None
                 items = kind.attempts(deadline, refused)  # 5. route
-                if shield is not None and shield.restoring:
+                if shield is not None and shield.restoring and kind.stream:
                     items = restored_deltas(shield, items)
                 try:
                     async for item in items:
