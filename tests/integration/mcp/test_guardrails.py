@@ -5,16 +5,19 @@ through it to restore."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 
 import pytest
 from mcp.shared.exceptions import MCPError
+from openai import AsyncOpenAI
 
 from llm_sidecar import Sidecar
 from tests.integration.mcp.conftest import mcp_url, notes_entry
 from tests.integration.mcp.test_policy import tally
 from tests.support.mcp_servers import McpUpstream, mcp_client, text_of
-from tests.support.sidecar import make_settings
+from tests.support.sidecar import make_settings, provider
+from tests.support.upstream import FakeUpstream
 
 GUARDRAILS = {"email": "pseudonymize", "iban": "mask", "credit_card": "block", "secret": "block"}
 CARD = "4111 1111 1111 1111"
@@ -78,3 +81,42 @@ async def test_a_result_is_screened_before_the_agent_sees_it(
     assert TOKEN not in text_of(answer) and "[SECRET]" in text_of(answer)
     assert answer.structured_content is not None
     assert answer.structured_content["authorization"] == "Bearer [SECRET]"
+
+
+async def test_a_hosted_tool_gets_the_real_value_and_the_model_never_does(
+    notes_server: McpUpstream, upstream: FakeUpstream, sidecar_factory
+) -> None:
+    """Hosted MCP tools in a response: the model sees the user's address as a
+    placeholder and calls the tool with it; the tool gets the address, and its result
+    goes back to the model as the placeholder again."""
+    settings = make_settings(
+        [provider("primary", upstream.url)],
+        mcp={"servers": [notes_entry(notes_server.url)]},
+        guardrails=GUARDRAILS,
+    )
+    sidecar = await sidecar_factory(settings)
+    upstream.tool_arguments = json.dumps({"text": "<EMAIL_1>"})
+    api = AsyncOpenAI(
+        base_url=f"{sidecar.http_url}/v1",
+        api_key="unused",
+        default_headers={"x-user-id": "dee"},
+        max_retries=0,
+    )
+    tools = [
+        {
+            "type": "mcp",
+            "server_label": "notes",
+            "require_approval": "never",
+            "allowed_tools": ["echo"],
+        }
+    ]
+    async with api:
+        answer = await api.responses.create(
+            model="m", input="send it to dee@example.com", tools=tools
+        )
+    called = answer.output[1]
+    assert called.type == "mcp_call" and called.output == "dee@example.com"
+    assert json.loads(called.arguments) == {"text": "dee@example.com"}
+    sent = json.dumps([r.body for r in upstream.chat_requests])
+    assert "dee@example.com" not in sent
+    assert upstream.chat_requests[-1].body["messages"][-1]["content"] == "<EMAIL_1>"
