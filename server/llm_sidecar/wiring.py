@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, cast
 
 from llm_sidecar.config import Settings
 from llm_sidecar.config.guardrails import load_check
@@ -261,7 +260,7 @@ def guard(settings: Settings) -> Guard | None:
     if section is None:
         return None
     patterns: dict[str, guard_build.Pattern] = {
-        name: (entry.pattern, cast(Any, load_check(entry.check)) if entry.check else None)
+        name: (entry.pattern, load_check(entry.check) if entry.check else None)
         for name, entry in section.patterns.items()
     }
     found = guard_build.detectors(

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, cast
 
 from pydantic import Field, field_validator, model_validator
 
@@ -45,7 +46,7 @@ class GuardPatternSettings(Section):
         return value
 
 
-def load_check(path: str) -> object:
+def load_check(path: str) -> Callable[[str], bool]:
     """The function a ``check`` names; ValueError when it names none."""
     module_name, _, name = path.partition(":")
     try:
@@ -54,7 +55,7 @@ def load_check(path: str) -> object:
         found = None
     if not callable(found):
         raise ValueError(f"check {path!r} names no function (package.module:function)")
-    return found
+    return cast(Callable[[str], bool], found)
 
 
 class GuardrailSettings(Section):

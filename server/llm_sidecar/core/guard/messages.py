@@ -34,7 +34,6 @@ def guard_messages(shield: Shield, messages: tuple[ChatMessage, ...]) -> tuple[C
         )
     guarded = iter(shield.texts(texts))
     out = tuple(_rebuilt(message, guarded) for message in messages)
-    shield.record()
     if all(new is old for new, old in zip(out, messages, strict=True)):
         return messages  # nothing found: the request goes as it is
     return out

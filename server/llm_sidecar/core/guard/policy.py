@@ -10,8 +10,6 @@ from llm_sidecar.core.guard.findings import Action, Detector
 #: Overlapping findings: the earlier category in this order keeps the span (a card
 #: number is not also a phone number).
 PRECEDENCE = ("secret", "iban", "credit_card", "national_id", "email", "ip_address", "phone")
-#: Detectors of these categories look for digits, and skip a text with none.
-NEED_DIGITS = frozenset({"phone", "credit_card", "iban", "national_id", "ip_address"})
 
 
 @dataclass(frozen=True, slots=True)

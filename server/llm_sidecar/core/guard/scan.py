@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterator
 # A run of digits with what numbers are written with; each detector of numbers looks
 # only around these, never through the prose between them.
 _NUMBER = re.compile(r"[0-9][0-9 \t().\-/:+]*")
+_DIGIT_CHARS = "0123456789"
 #: Deletes the digits (what is left says how many there were).
-_DIGITS = str.maketrans("", "", "0123456789")
+_DIGITS = str.maketrans("", "", _DIGIT_CHARS)
 #: Characters before a run a number may begin with ("+1", "(415", "DE89", "v1.2").
 _BEFORE = 4
 #: Checks a user's memo keeps (a value and whether it is one), then starts afresh.
@@ -57,6 +58,9 @@ class Scan:
         before it a number may begin with to the one after it that ends it, where its
         first digit is, and how many digits it holds."""
         if self._numbers is None:
+            if not any(digit in self.text for digit in _DIGIT_CHARS):
+                self._numbers = []  # a text of prose alone: no scan at all
+                return self._numbers
             size = len(self.text)
             self._numbers = [
                 (

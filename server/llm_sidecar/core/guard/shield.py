@@ -12,15 +12,13 @@ from typing import Any
 from opentelemetry import trace
 
 from llm_sidecar.core.guard.findings import Action, Finding
-from llm_sidecar.core.guard.policy import NEED_DIGITS, GuardPolicy
+from llm_sidecar.core.guard.policy import GuardPolicy
 from llm_sidecar.core.guard.pseudonyms import Pseudonyms, StreamRestorer, label
 from llm_sidecar.core.guard.scan import Memo, Scan
 from llm_sidecar.core.observability import Observability
 from llm_sidecar.core.vocabulary.errors import GuardrailBlockedError, GuardrailFailedError
 
 log = logging.getLogger("llm_sidecar.guardrails")
-
-_DIGITS = "0123456789"
 
 
 class Shield:
@@ -98,12 +96,9 @@ class Shield:
 
     def _find(self, text: str) -> list[Finding]:
         """The findings to act on, in order, overlaps given to the higher category."""
-        digits = any(d in text for d in _DIGITS)
         scan = Scan(text, self._memo)
         found: list[Finding] = []
         for detector in self.policy.detectors:
-            if detector.category in NEED_DIGITS and not digits:
-                continue
             try:
                 found.extend(detector.find(scan))
             except Exception as exc:

@@ -108,7 +108,6 @@ class EmbedCall:
         """Every text, guarded (the cache keys keep the caller's own text)."""
         texts = self.inp.texts
         guarded = shield.texts([(text, f"input[{i}]") for i, text in enumerate(texts)])
-        shield.record()
         self._upstream = dict(zip(texts, guarded, strict=True))
 
     def restored(self, routed: RoutedEmbeddings, shield: Shield) -> RoutedEmbeddings:

@@ -205,6 +205,7 @@ class Pipeline:
             return None
         shield = Shield(policy, self._obs, memo=self._memo)
         kind.guard(shield)
+        shield.record()
         return shield
 
     def _turn_lock(
